@@ -156,6 +156,25 @@ IRMAEDEF int irmae_simd_level(void);
 IRMAEDEF const char *irmae_simd_name(int level);
 
 #include "parts/conv_decl.h"
+/* ======================================================================== */
+/* Data sets                                                                */
+/* ======================================================================== */
+
+/* n images of c x h x w floats (CHW, one image after the other), with
+   optional integer labels. Owns its memory: free with irmae_dataset_free(). */
+typedef struct irmae_dataset {
+    int n, c, h, w;
+    float *x;       /* n * c * h * w values */
+    int *labels;    /* n labels, or NULL */
+} irmae_dataset;
+
+/* Allocates a zero-filled data set (labels too when with_labels != 0). */
+IRMAEDEF int irmae_dataset_alloc(irmae_dataset *ds, int n, int c, int h, int w, int with_labels);
+IRMAEDEF void irmae_dataset_free(irmae_dataset *ds);
+/* Pointer to image i (c * h * w floats); NULL if i is out of range. */
+IRMAEDEF float *irmae_dataset_image(const irmae_dataset *ds, int i);
+
+#include "parts/pngw_decl.h"
 #include "parts/codec_decl.h"
 #include "parts/analysis_decl.h"
 
@@ -452,6 +471,44 @@ IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
 }
 
 #include "parts/conv_impl.h"
+/* ---------------------------------------------------------------------- */
+/* Data sets                                                              */
+/* ---------------------------------------------------------------------- */
+
+IRMAEDEF int irmae_dataset_alloc(irmae_dataset *ds, int n, int c, int h, int w, int with_labels)
+{
+    size_t count;
+    if (!ds) return irmae__fail(IRMAE_ERR_ARG, "dataset_alloc: ds is NULL");
+    memset(ds, 0, sizeof *ds);
+    count = irmae__count(n, c, h, w);
+    if (!count)
+        return irmae__fail(n <= 0 || c <= 0 || h <= 0 || w <= 0 ? IRMAE_ERR_ARG : IRMAE_ERR_OVERFLOW,
+                           "dataset_alloc: %d x %d x %d x %d", n, c, h, w);
+    ds->x = (float *)irmae__alloc(count, sizeof(float));
+    ds->labels = with_labels ? (int *)irmae__alloc((size_t)n, sizeof(int)) : NULL;
+    if (!ds->x || (with_labels && !ds->labels)) {
+        irmae_dataset_free(ds);
+        return irmae__fail(IRMAE_ERR_NOMEM, "dataset_alloc: %d images of %dx%dx%d", n, c, h, w);
+    }
+    ds->n = n; ds->c = c; ds->h = h; ds->w = w;
+    return IRMAE_OK;
+}
+
+IRMAEDEF void irmae_dataset_free(irmae_dataset *ds)
+{
+    if (!ds) return;
+    irmae__free(ds->x);
+    irmae__free(ds->labels);
+    memset(ds, 0, sizeof *ds);
+}
+
+IRMAEDEF float *irmae_dataset_image(const irmae_dataset *ds, int i)
+{
+    if (!ds || !ds->x || i < 0 || i >= ds->n) return NULL;
+    return ds->x + (size_t)i * ds->c * ds->h * ds->w;
+}
+
+#include "parts/pngw_impl.h"
 #include "parts/codec_impl.h"
 #include "parts/analysis_impl.h"
 
