@@ -152,6 +152,9 @@ IRMAEDEF void irmae_sgemm_ref(int trans_a, int trans_b, int m, int n, int k,
 enum { IRMAE_SIMD_SCALAR = 0, IRMAE_SIMD_AVX2 = 1, IRMAE_SIMD_AVX512 = 2,
        IRMAE_SIMD_NEON = 3, IRMAE_SIMD_BEST = 100 };
 IRMAEDEF int irmae_simd_force(int level);
+/* Frees the calling thread's GEMM packing buffers (they are otherwise kept
+   for the life of the thread, so that training steps never allocate). */
+IRMAEDEF void irmae_sgemm_release(void);
 IRMAEDEF int irmae_simd_level(void);
 IRMAEDEF const char *irmae_simd_name(int level);
 
@@ -242,11 +245,9 @@ IRMAEDEF float *irmae_dataset_image(const irmae_dataset *ds, int i);
 #define IRMAE__PRAGMA(x) _Pragma(#x)
 #define IRMAE__OMP(x) IRMAE__PRAGMA(omp x)
 static int irmae__nthreads(void) { return omp_get_max_threads(); }
-static int irmae__thread_id(void) { return omp_get_thread_num(); }
 #else
 #define IRMAE__OMP(x)
 static int irmae__nthreads(void) { return 1; }
-static int irmae__thread_id(void) { return 0; }
 #endif
 
 /* Alignment for every buffer the library allocates (cache line / AVX-512). */
@@ -462,12 +463,371 @@ IRMAEDEF void irmae_sgemm_ref(int trans_a, int trans_b, int m, int n, int k,
         }
 }
 
+/* The fast GEMM (after Goto / BLIS): C is cut into NC-column blocks; for
+   each KC-deep slice, the slice of op(B) is packed into NR-column micro-panels
+   and the slice of op(A) into MR-row micro-panels (zero-padded), and a
+   register-blocked micro-kernel computes each MR x NR tile of C from one
+   A micro-panel and one B micro-panel. The tiles of one slice are split
+   among threads so that each thread owns whole tiles, and slices run in order:
+   every element of C sees the same additions in the same order whatever the
+   number of threads, so results are bit-identical for any thread count.
+   Packing buffers are allocated once per calling thread (irmae_sgemm_release
+   frees them). */
+
+#define IRMAE__KC 256           /* depth of a slice: B micro-panel stays in L1 */
+#define IRMAE__MC 480           /* rows of A packed at once: ~480 KB, in L2 */
+#define IRMAE__NC 3072          /* columns of B packed at once: 3 MB, in L3 */
+#define IRMAE__MR_MAX 16
+#define IRMAE__NR_MAX 32
+
+/* micro-kernel: c[0:MR, 0:NR] = alpha * pa * pb + beta * c (beta == 0: no read) */
+typedef void (*irmae__ukernel)(int kc, const float *pa, const float *pb,
+                               float *c, int ldc, float alpha, float beta);
+
+/* portable micro-kernel, 4 x 16; plain loops that compilers vectorise */
+static void irmae__ukernel_scalar(int kc, const float *pa, const float *pb,
+                                  float *c, int ldc, float alpha, float beta)
+{
+    float acc[4][16];
+    int i, j, p;
+    memset(acc, 0, sizeof acc);
+    for (p = 0; p < kc; p++, pa += 4, pb += 16)
+        for (i = 0; i < 4; i++)
+            for (j = 0; j < 16; j++) acc[i][j] += pa[i] * pb[j];
+    for (i = 0; i < 4; i++)
+        for (j = 0; j < 16; j++)
+            c[(size_t)i * ldc + j] = alpha * acc[i][j] +
+                (beta == 0.0f ? 0.0f : beta * c[(size_t)i * ldc + j]);
+}
+
+#if !defined(IRMAE_NO_SIMD) && (defined(__GNUC__) || defined(__clang__)) && \
+    (defined(__x86_64__) || defined(__i386__))
+#define IRMAE__X86 1
+#include <immintrin.h>
+
+/* AVX2 + FMA micro-kernel, 6 x 16: 12 ymm accumulators. */
+__attribute__((target("avx2,fma")))
+static void irmae__ukernel_avx2(int kc, const float *pa, const float *pb,
+                                float *c, int ldc, float alpha, float beta)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    __m256 va, vb0, vb1, valpha, vbeta;
+    int p, i;
+    for (p = 0; p < kc; p++, pa += 6, pb += 16) {
+        vb0 = _mm256_loadu_ps(pb);
+        vb1 = _mm256_loadu_ps(pb + 8);
+        va = _mm256_broadcast_ss(pa + 0); c00 = _mm256_fmadd_ps(va, vb0, c00); c01 = _mm256_fmadd_ps(va, vb1, c01);
+        va = _mm256_broadcast_ss(pa + 1); c10 = _mm256_fmadd_ps(va, vb0, c10); c11 = _mm256_fmadd_ps(va, vb1, c11);
+        va = _mm256_broadcast_ss(pa + 2); c20 = _mm256_fmadd_ps(va, vb0, c20); c21 = _mm256_fmadd_ps(va, vb1, c21);
+        va = _mm256_broadcast_ss(pa + 3); c30 = _mm256_fmadd_ps(va, vb0, c30); c31 = _mm256_fmadd_ps(va, vb1, c31);
+        va = _mm256_broadcast_ss(pa + 4); c40 = _mm256_fmadd_ps(va, vb0, c40); c41 = _mm256_fmadd_ps(va, vb1, c41);
+        va = _mm256_broadcast_ss(pa + 5); c50 = _mm256_fmadd_ps(va, vb0, c50); c51 = _mm256_fmadd_ps(va, vb1, c51);
+    }
+    {
+        __m256 acc[12];
+        acc[0] = c00; acc[1] = c01; acc[2] = c10; acc[3] = c11; acc[4] = c20; acc[5] = c21;
+        acc[6] = c30; acc[7] = c31; acc[8] = c40; acc[9] = c41; acc[10] = c50; acc[11] = c51;
+        valpha = _mm256_set1_ps(alpha);
+        vbeta = _mm256_set1_ps(beta);
+        for (i = 0; i < 6; i++) {
+            float *row = c + (size_t)i * ldc;
+            __m256 r0 = _mm256_mul_ps(valpha, acc[2 * i]), r1 = _mm256_mul_ps(valpha, acc[2 * i + 1]);
+            if (beta != 0.0f) {
+                r0 = _mm256_fmadd_ps(vbeta, _mm256_loadu_ps(row), r0);
+                r1 = _mm256_fmadd_ps(vbeta, _mm256_loadu_ps(row + 8), r1);
+            }
+            _mm256_storeu_ps(row, r0);
+            _mm256_storeu_ps(row + 8, r1);
+        }
+    }
+}
+
+/* AVX-512 micro-kernel, 12 x 32: 24 zmm accumulators. */
+__attribute__((target("avx512f")))
+static void irmae__ukernel_avx512(int kc, const float *pa, const float *pb,
+                                  float *c, int ldc, float alpha, float beta)
+{
+    __m512 acc[24];
+    __m512 vb0, vb1, va, valpha, vbeta;
+    int p, i;
+    for (i = 0; i < 24; i++) acc[i] = _mm512_setzero_ps();
+    for (p = 0; p < kc; p++, pa += 12, pb += 32) {
+        vb0 = _mm512_loadu_ps(pb);
+        vb1 = _mm512_loadu_ps(pb + 16);
+        for (i = 0; i < 12; i++) { /* fully unrolled by the compiler */
+            va = _mm512_set1_ps(pa[i]);
+            acc[2 * i] = _mm512_fmadd_ps(va, vb0, acc[2 * i]);
+            acc[2 * i + 1] = _mm512_fmadd_ps(va, vb1, acc[2 * i + 1]);
+        }
+    }
+    valpha = _mm512_set1_ps(alpha);
+    vbeta = _mm512_set1_ps(beta);
+    for (i = 0; i < 12; i++) {
+        float *row = c + (size_t)i * ldc;
+        __m512 r0 = _mm512_mul_ps(valpha, acc[2 * i]), r1 = _mm512_mul_ps(valpha, acc[2 * i + 1]);
+        if (beta != 0.0f) {
+            r0 = _mm512_fmadd_ps(vbeta, _mm512_loadu_ps(row), r0);
+            r1 = _mm512_fmadd_ps(vbeta, _mm512_loadu_ps(row + 16), r1);
+        }
+        _mm512_storeu_ps(row, r0);
+        _mm512_storeu_ps(row + 16, r1);
+    }
+}
+#endif
+
+#if !defined(IRMAE_NO_SIMD) && defined(__aarch64__)
+#define IRMAE__NEON 1
+#include <arm_neon.h>
+/* NEON micro-kernel, 8 x 12: 24 q-register accumulators. */
+static void irmae__ukernel_neon(int kc, const float *pa, const float *pb,
+                                float *c, int ldc, float alpha, float beta)
+{
+    float32x4_t acc[8][3];
+    int p, i, j;
+    for (i = 0; i < 8; i++)
+        for (j = 0; j < 3; j++) acc[i][j] = vdupq_n_f32(0.0f);
+    for (p = 0; p < kc; p++, pa += 8, pb += 12) {
+        float32x4_t b0 = vld1q_f32(pb), b1 = vld1q_f32(pb + 4), b2 = vld1q_f32(pb + 8);
+        float32x4_t a0 = vld1q_f32(pa), a1 = vld1q_f32(pa + 4);
+        acc[0][0] = vfmaq_laneq_f32(acc[0][0], b0, a0, 0); acc[0][1] = vfmaq_laneq_f32(acc[0][1], b1, a0, 0); acc[0][2] = vfmaq_laneq_f32(acc[0][2], b2, a0, 0);
+        acc[1][0] = vfmaq_laneq_f32(acc[1][0], b0, a0, 1); acc[1][1] = vfmaq_laneq_f32(acc[1][1], b1, a0, 1); acc[1][2] = vfmaq_laneq_f32(acc[1][2], b2, a0, 1);
+        acc[2][0] = vfmaq_laneq_f32(acc[2][0], b0, a0, 2); acc[2][1] = vfmaq_laneq_f32(acc[2][1], b1, a0, 2); acc[2][2] = vfmaq_laneq_f32(acc[2][2], b2, a0, 2);
+        acc[3][0] = vfmaq_laneq_f32(acc[3][0], b0, a0, 3); acc[3][1] = vfmaq_laneq_f32(acc[3][1], b1, a0, 3); acc[3][2] = vfmaq_laneq_f32(acc[3][2], b2, a0, 3);
+        acc[4][0] = vfmaq_laneq_f32(acc[4][0], b0, a1, 0); acc[4][1] = vfmaq_laneq_f32(acc[4][1], b1, a1, 0); acc[4][2] = vfmaq_laneq_f32(acc[4][2], b2, a1, 0);
+        acc[5][0] = vfmaq_laneq_f32(acc[5][0], b0, a1, 1); acc[5][1] = vfmaq_laneq_f32(acc[5][1], b1, a1, 1); acc[5][2] = vfmaq_laneq_f32(acc[5][2], b2, a1, 1);
+        acc[6][0] = vfmaq_laneq_f32(acc[6][0], b0, a1, 2); acc[6][1] = vfmaq_laneq_f32(acc[6][1], b1, a1, 2); acc[6][2] = vfmaq_laneq_f32(acc[6][2], b2, a1, 2);
+        acc[7][0] = vfmaq_laneq_f32(acc[7][0], b0, a1, 3); acc[7][1] = vfmaq_laneq_f32(acc[7][1], b1, a1, 3); acc[7][2] = vfmaq_laneq_f32(acc[7][2], b2, a1, 3);
+    }
+    for (i = 0; i < 8; i++) {
+        float *row = c + (size_t)i * ldc;
+        for (j = 0; j < 3; j++) {
+            float32x4_t r = vmulq_n_f32(acc[i][j], alpha);
+            if (beta != 0.0f) r = vfmaq_n_f32(r, vld1q_f32(row + 4 * j), beta);
+            vst1q_f32(row + 4 * j, r);
+        }
+    }
+}
+#endif
+
+typedef struct irmae__gemm_path { int level, mr, nr; irmae__ukernel kernel; } irmae__gemm_path;
+
+static int irmae__simd_cpu_best(void)
+{
+#if defined(IRMAE__X86)
+    if (__builtin_cpu_supports("avx512f")) return IRMAE_SIMD_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return IRMAE_SIMD_AVX2;
+    return IRMAE_SIMD_SCALAR;
+#elif defined(IRMAE__NEON)
+    return IRMAE_SIMD_NEON;
+#else
+    return IRMAE_SIMD_SCALAR;
+#endif
+}
+
+static int irmae__simd_current = -1; /* -1: not chosen yet */
+
+static int irmae__simd_parse_env(void)
+{
+    const char *e = getenv("IRMAE_SIMD");
+    if (!e) return IRMAE_SIMD_BEST;
+    if (!strcmp(e, "scalar")) return IRMAE_SIMD_SCALAR;
+    if (!strcmp(e, "avx2")) return IRMAE_SIMD_AVX2;
+    if (!strcmp(e, "avx512")) return IRMAE_SIMD_AVX512;
+    if (!strcmp(e, "neon")) return IRMAE_SIMD_NEON;
+    return IRMAE_SIMD_BEST;
+}
+
+IRMAEDEF int irmae_simd_force(int level)
+{
+    int best = irmae__simd_cpu_best();
+    /* x86 levels are ordered scalar < avx2 < avx512; NEON is all or nothing */
+    if (level == IRMAE_SIMD_BEST) irmae__simd_current = best;
+    else if (level == IRMAE_SIMD_SCALAR || best == IRMAE_SIMD_SCALAR) irmae__simd_current = IRMAE_SIMD_SCALAR;
+    else if (best == IRMAE_SIMD_NEON) irmae__simd_current = IRMAE_SIMD_NEON;
+    else if (level == IRMAE_SIMD_NEON) irmae__simd_current = IRMAE_SIMD_SCALAR;
+    else irmae__simd_current = level < best ? level : best;
+    return irmae__simd_current;
+}
+
+IRMAEDEF int irmae_simd_level(void)
+{
+    if (irmae__simd_current < 0) irmae_simd_force(irmae__simd_parse_env());
+    return irmae__simd_current;
+}
+
+IRMAEDEF const char *irmae_simd_name(int level)
+{
+    switch (level) {
+    case IRMAE_SIMD_SCALAR: return "scalar";
+    case IRMAE_SIMD_AVX2: return "avx2";
+    case IRMAE_SIMD_AVX512: return "avx512";
+    case IRMAE_SIMD_NEON: return "neon";
+    default: return "unknown";
+    }
+}
+
+static irmae__gemm_path irmae__gemm_select(void)
+{
+    irmae__gemm_path p;
+    p.level = irmae_simd_level();
+    p.mr = 4; p.nr = 16; p.kernel = irmae__ukernel_scalar;
+#if defined(IRMAE__X86)
+    if (p.level == IRMAE_SIMD_AVX512) { p.mr = 12; p.nr = 32; p.kernel = irmae__ukernel_avx512; }
+    else if (p.level == IRMAE_SIMD_AVX2) { p.mr = 6; p.nr = 16; p.kernel = irmae__ukernel_avx2; }
+#elif defined(IRMAE__NEON)
+    if (p.level == IRMAE_SIMD_NEON) { p.mr = 8; p.nr = 12; p.kernel = irmae__ukernel_neon; }
+#endif
+    return p;
+}
+
+/* Per-calling-thread packing buffers, allocated at first use, fixed size. */
+static IRMAE__THREAD_LOCAL float *irmae__gemm_buf = NULL;
+
+IRMAEDEF void irmae_sgemm_release(void)
+{
+    irmae__free(irmae__gemm_buf);
+    irmae__gemm_buf = NULL;
+}
+
+/* op(A)[i][p] and op(B)[p][j] */
+#define IRMAE__AT(a, lda, ta, i, p) ((ta) ? (a)[(size_t)(p) * (lda) + (i)] : (a)[(size_t)(i) * (lda) + (p)])
+
+/* pack rows [i0, i0+mc) x depth [p0, p0+kc) of op(A) into MR-row micro-panels */
+static void irmae__pack_a(float *dst, const float *a, int lda, int ta, int i0, int mc,
+                          int p0, int kc, int mr)
+{
+    int panels = (mc + mr - 1) / mr, ip;
+    IRMAE__OMP(for schedule(static))
+    for (ip = 0; ip < panels; ip++) {
+        float *d = dst + (size_t)ip * mr * kc;
+        int rows = mc - ip * mr < mr ? mc - ip * mr : mr, i, p;
+        for (p = 0; p < kc; p++, d += mr) {
+            for (i = 0; i < rows; i++) d[i] = IRMAE__AT(a, lda, ta, i0 + ip * mr + i, p0 + p);
+            for (; i < mr; i++) d[i] = 0.0f;
+        }
+    }
+}
+
+/* pack depth [p0, p0+kc) x columns [j0, j0+nc) of op(B) into NR-column micro-panels */
+static void irmae__pack_b(float *dst, const float *b, int ldb, int tb, int p0, int kc,
+                          int j0, int nc, int nr)
+{
+    int panels = (nc + nr - 1) / nr, jp;
+    IRMAE__OMP(for schedule(static))
+    for (jp = 0; jp < panels; jp++) {
+        float *d = dst + (size_t)jp * nr * kc;
+        int cols = nc - jp * nr < nr ? nc - jp * nr : nr, j, p;
+        for (p = 0; p < kc; p++, d += nr) {
+            if (!tb) {
+                const float *src = b + (size_t)(p0 + p) * ldb + j0 + jp * nr;
+                for (j = 0; j < cols; j++) d[j] = src[j];
+            } else {
+                for (j = 0; j < cols; j++) d[j] = b[(size_t)(j0 + jp * nr + j) * ldb + p0 + p];
+            }
+            for (; j < nr; j++) d[j] = 0.0f;
+        }
+    }
+}
+
+/* small products: no packing, i-p-j loops (vectorised over j) or dot products */
+static void irmae__sgemm_small(int ta, int tb, int m, int n, int k, float alpha,
+                               const float *a, int lda, const float *b, int ldb,
+                               float beta, float *c, int ldc)
+{
+    int i, j, p;
+    for (i = 0; i < m; i++) {
+        float *ci = c + (size_t)i * ldc;
+        if (beta == 0.0f) for (j = 0; j < n; j++) ci[j] = 0.0f;
+        else if (beta != 1.0f) for (j = 0; j < n; j++) ci[j] *= beta;
+        if (!tb) {
+            for (p = 0; p < k; p++) {
+                float av = alpha * IRMAE__AT(a, lda, ta, i, p);
+                const float *bp = b + (size_t)p * ldb;
+                for (j = 0; j < n; j++) ci[j] += av * bp[j];
+            }
+        } else {
+            for (j = 0; j < n; j++) {
+                const float *bj = b + (size_t)j * ldb;
+                float s = 0.0f;
+                for (p = 0; p < k; p++) s += IRMAE__AT(a, lda, ta, i, p) * bj[p];
+                ci[j] += alpha * s;
+            }
+        }
+    }
+}
+
 IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
                           float alpha, const float *a, int lda,
                           const float *b, int ldb,
                           float beta, float *c, int ldc)
 {
-    irmae_sgemm_ref(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    irmae__gemm_path path;
+    float *pa_all, *pb;
+    int jc, pc, ic, nthreads;
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == 0.0f) { /* C = beta * C */
+        irmae__sgemm_small(0, 0, m, n, 0, 0.0f, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    if ((double)m * n * k <= 32768.0) {
+        irmae__sgemm_small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    nthreads = irmae__nthreads();
+    if (!irmae__gemm_buf) {
+        irmae__gemm_buf = (float *)irmae__alloc((size_t)IRMAE__KC * (IRMAE__NC + IRMAE__NR_MAX) +
+                                                (size_t)IRMAE__KC * (IRMAE__MC + IRMAE__MR_MAX), sizeof(float));
+        if (!irmae__gemm_buf) { /* no memory: still give the right answer */
+            irmae__sgemm_small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+    }
+    pb = irmae__gemm_buf;
+    pa_all = irmae__gemm_buf + (size_t)IRMAE__KC * (IRMAE__NC + IRMAE__NR_MAX);
+    path = irmae__gemm_select();
+    (void)nthreads;
+    for (jc = 0; jc < n; jc += IRMAE__NC) {
+        int nc = n - jc < IRMAE__NC ? n - jc : IRMAE__NC;
+        for (pc = 0; pc < k; pc += IRMAE__KC) {
+            int kc = k - pc < IRMAE__KC ? k - pc : IRMAE__KC;
+            float beta_eff = pc == 0 ? beta : 1.0f;
+            for (ic = 0; ic < m; ic += IRMAE__MC) {
+                int mc = m - ic < IRMAE__MC ? m - ic : IRMAE__MC;
+                int mpanels = (mc + path.mr - 1) / path.mr, npanels = (nc + path.nr - 1) / path.nr;
+                int tiles = mpanels * npanels, t;
+                int par = (double)mc * nc * kc >= 262144.0; /* worth waking threads */
+                (void)par;
+                IRMAE__OMP(parallel if(par))
+                {
+                    if (ic == 0) irmae__pack_b(pb, b, ldb, trans_b, pc, kc, jc, nc, path.nr);
+                    irmae__pack_a(pa_all, a, lda, trans_a, ic, mc, pc, kc, path.mr);
+                    /* tile order: column panel outer, so each B micro-panel stays in L1 */
+                    IRMAE__OMP(for schedule(static))
+                    for (t = 0; t < tiles; t++) {
+                        int jp = t / mpanels, ip = t % mpanels;
+                        int i0 = ic + ip * path.mr, j0 = jc + jp * path.nr;
+                        int rows = m - i0 < path.mr ? m - i0 : path.mr;
+                        int cols = n - j0 < path.nr ? n - j0 : path.nr;
+                        const float *pa = pa_all + (size_t)ip * path.mr * kc;
+                        const float *pbj = pb + (size_t)jp * path.nr * kc;
+                        float *cij = c + (size_t)i0 * ldc + j0;
+                        if (rows == path.mr && cols == path.nr) {
+                            path.kernel(kc, pa, pbj, cij, ldc, alpha, beta_eff);
+                        } else { /* edge tile: compute into a scratch tile, copy the valid part */
+                            float tmp[IRMAE__MR_MAX * IRMAE__NR_MAX];
+                            int i, j;
+                            path.kernel(kc, pa, pbj, tmp, path.nr, alpha, 0.0f);
+                            for (i = 0; i < rows; i++)
+                                for (j = 0; j < cols; j++)
+                                    cij[(size_t)i * ldc + j] = tmp[i * path.nr + j] +
+                                        (beta_eff == 0.0f ? 0.0f : beta_eff * cij[(size_t)i * ldc + j]);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #include "parts/conv_impl.h"
