@@ -159,6 +159,7 @@ IRMAEDEF int irmae_simd_level(void);
 IRMAEDEF const char *irmae_simd_name(int level);
 
 #include "parts/conv_decl.h"
+#include "parts/model_decl.h"
 /* ======================================================================== */
 /* Data sets                                                                */
 /* ======================================================================== */
@@ -176,6 +177,22 @@ IRMAEDEF int irmae_dataset_alloc(irmae_dataset *ds, int n, int c, int h, int w, 
 IRMAEDEF void irmae_dataset_free(irmae_dataset *ds);
 /* Pointer to image i (c * h * w floats); NULL if i is out of range. */
 IRMAEDEF float *irmae_dataset_image(const irmae_dataset *ds, int i);
+
+/* The synthetic shapes data set (DESIGN.md): 3 x 32 x 32, black background,
+   one filled shape per image with hard edges. Seven factors: colour (r, g, b)
+   uniform in [0,1], anchor x, y uniform integers in [8, 24], size uniform
+   integer in [3, 8], kind circle (radius = size, centred on the anchor) or
+   square (side = size, top-left corner on the anchor; clipped at the border).
+   Pixels in [0,1]. labels[i] = kind (0 circle, 1 square). */
+typedef struct irmae_shape { float r, g, b; int x, y, size, kind; } irmae_shape;
+enum { IRMAE_SHAPE_CIRCLE = 0, IRMAE_SHAPE_SQUARE = 1 };
+IRMAEDEF irmae_shape irmae_shape_random(irmae_rng *rng);
+/* Draws s into img (3 x h x w floats, cleared first). */
+IRMAEDEF void irmae_shape_draw(float *img, int h, int w, const irmae_shape *s);
+/* count images drawn from rng; factors (count entries, may be NULL) gets each image's factors. */
+IRMAEDEF int irmae_shapes_make(irmae_dataset *ds, int count, irmae_rng *rng, irmae_shape *factors);
+/* Maps every value v of the data set to lo + v (hi - lo), e.g. [0,1] -> [-1,1]. */
+IRMAEDEF int irmae_dataset_rescale(irmae_dataset *ds, float lo, float hi);
 
 #include "parts/pngw_decl.h"
 #include "parts/codec_decl.h"
@@ -245,9 +262,11 @@ IRMAEDEF float *irmae_dataset_image(const irmae_dataset *ds, int i);
 #define IRMAE__PRAGMA(x) _Pragma(#x)
 #define IRMAE__OMP(x) IRMAE__PRAGMA(omp x)
 static int irmae__nthreads(void) { return omp_get_max_threads(); }
+static int irmae__thread_id(void) { return omp_get_thread_num(); }
 #else
 #define IRMAE__OMP(x)
 static int irmae__nthreads(void) { return 1; }
+static int irmae__thread_id(void) { return 0; }
 #endif
 
 /* Alignment for every buffer the library allocates (cache line / AVX-512). */
@@ -831,6 +850,7 @@ IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
 }
 
 #include "parts/conv_impl.h"
+#include "parts/model_impl.h"
 /* ---------------------------------------------------------------------- */
 /* Data sets                                                              */
 /* ---------------------------------------------------------------------- */
@@ -866,6 +886,59 @@ IRMAEDEF float *irmae_dataset_image(const irmae_dataset *ds, int i)
 {
     if (!ds || !ds->x || i < 0 || i >= ds->n) return NULL;
     return ds->x + (size_t)i * ds->c * ds->h * ds->w;
+}
+
+IRMAEDEF irmae_shape irmae_shape_random(irmae_rng *rng)
+{
+    irmae_shape s;
+    s.r = irmae_rng_uniform(rng);
+    s.g = irmae_rng_uniform(rng);
+    s.b = irmae_rng_uniform(rng);
+    s.x = irmae_rng_int(rng, 8, 24);
+    s.y = irmae_rng_int(rng, 8, 24);
+    s.size = irmae_rng_int(rng, 3, 8);
+    s.kind = irmae_rng_int(rng, 0, 1);
+    return s;
+}
+
+IRMAEDEF void irmae_shape_draw(float *img, int h, int w, const irmae_shape *s)
+{
+    int y, x;
+    size_t plane = (size_t)h * w;
+    memset(img, 0, 3 * plane * sizeof(float));
+    for (y = 0; y < h; y++)
+        for (x = 0; x < w; x++) {
+            int inside, dx = x - s->x, dy = y - s->y;
+            if (s->kind == IRMAE_SHAPE_CIRCLE) inside = dx * dx + dy * dy <= s->size * s->size;
+            else inside = dx >= 0 && dx < s->size && dy >= 0 && dy < s->size;
+            if (inside) {
+                size_t p = (size_t)y * w + x;
+                img[p] = s->r; img[plane + p] = s->g; img[2 * plane + p] = s->b;
+            }
+        }
+}
+
+IRMAEDEF int irmae_shapes_make(irmae_dataset *ds, int count, irmae_rng *rng, irmae_shape *factors)
+{
+    int i, rc;
+    if (!ds || !rng) return irmae__fail(IRMAE_ERR_ARG, "shapes_make: NULL pointer");
+    if ((rc = irmae_dataset_alloc(ds, count, 3, 32, 32, 1))) return rc;
+    for (i = 0; i < count; i++) {
+        irmae_shape s = irmae_shape_random(rng);
+        irmae_shape_draw(irmae_dataset_image(ds, i), 32, 32, &s);
+        ds->labels[i] = s.kind;
+        if (factors) factors[i] = s;
+    }
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_dataset_rescale(irmae_dataset *ds, float lo, float hi)
+{
+    size_t i, count;
+    if (!ds || !ds->x) return irmae__fail(IRMAE_ERR_ARG, "dataset_rescale: empty data set");
+    count = (size_t)ds->n * ds->c * ds->h * ds->w;
+    for (i = 0; i < count; i++) ds->x[i] = lo + ds->x[i] * (hi - lo);
+    return IRMAE_OK;
 }
 
 #include "parts/pngw_impl.h"

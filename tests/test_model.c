@@ -1,0 +1,551 @@
+/* Layers, networks and models: finite-difference gradient checks of every
+   layer type and of the IRMAE, AE (+L1/L2) and VAE losses with respect to
+   every parameter tensor and the input; preset parameter counts; collapse
+   equivalence; Adam against a hand-computed step; the shapes generator;
+   thread-count independence; bad arguments. */
+#define IRMAE_IMPLEMENTATION
+#include "../irmae.h"
+#include <stdio.h>
+#include <math.h>
+
+static int passed = 0, failed = 0;
+#define CHECK(cond, ...) do { if (cond) passed++; else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+static void fill(float *x, size_t n, irmae_rng *r, float scale)
+{
+    size_t i;
+    for (i = 0; i < n; i++) x[i] = (irmae_rng_uniform(r) * 2.0f - 1.0f) * scale;
+}
+
+/* ---- layer-level checks: objective L = sum(out * R) in double ---------- */
+
+typedef void (*act_fwd)(float *, const float *, size_t);
+typedef void (*act_bwd)(float *, const float *, const float *, size_t);
+
+static double dot(const float *a, const float *b, size_t n)
+{
+    double s = 0;
+    size_t i;
+    for (i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+static void check_activation(const char *name, act_fwd f, act_bwd b, irmae_rng *r)
+{
+    enum { N = 257 };
+    float x[N], y[N], R[N], g[N], xp[N], yp[N];
+    int i, bad = 0;
+    fill(x, N, r, 3.0f);
+    fill(R, N, r, 1.0f);
+    for (i = 0; i < N; i++) if (fabsf(x[i]) < 1e-2f) x[i] = 0.5f; /* keep ReLU away from its kink */
+    f(y, x, N);
+    b(g, R, y, N);
+    for (i = 0; i < N; i++) {
+        /* central difference on one input: d/dx_i sum(R * f(x)) = R_i f'(x_i) */
+        double h = 1e-3, fp, fm;
+        memcpy(xp, x, sizeof x);
+        xp[i] = x[i] + (float)h; f(yp, xp, N); fp = (double)R[i] * yp[i];
+        xp[i] = x[i] - (float)h; f(yp, xp, N); fm = (double)R[i] * yp[i];
+        /* float32 outputs of size <= 1: rounding 6e-8 / 2h = 3e-5, plus curvature h^2 */
+        if (fabs((fp - fm) / (2 * h) - g[i]) > 1e-4 + 1e-3 * fabs(g[i])) bad++;
+    }
+    CHECK(bad == 0, "%s backward vs finite differences: %d of %d off", name, bad, N);
+    /* in-place use is allowed */
+    memcpy(xp, x, sizeof x);
+    f(xp, xp, N);
+    CHECK(memcmp(xp, y, sizeof y) == 0, "%s forward in place differs", name);
+}
+
+static void check_linear(int batch, int in_f, int out_f, int bias, irmae_rng *r)
+{
+    size_t nx = (size_t)batch * in_f, nw = (size_t)out_f * in_f, ny = (size_t)batch * out_f, i;
+    float *x = (float *)malloc(nx * 4), *w = (float *)malloc(nw * 4), *b = (float *)malloc(out_f * 4);
+    float *y = (float *)malloc(ny * 4), *R = (float *)malloc(ny * 4), *dx = (float *)malloc(nx * 4);
+    float *dw = (float *)calloc(nw, 4), *db = (float *)calloc(out_f, 4);
+    int bad = 0;
+    fill(x, nx, r, 1); fill(w, nw, r, 1); fill(b, out_f, r, 1); fill(R, ny, r, 1);
+    irmae_linear_forward(y, x, w, bias ? b : NULL, batch, in_f, out_f);
+    irmae_linear_backward(dx, dw, bias ? db : NULL, R, x, w, batch, in_f, out_f);
+    /* L is linear in each argument, so the central difference is exact up to rounding */
+    {
+        float *params[3]; float *grads[3]; size_t sizes[3]; int t;
+        params[0] = x; grads[0] = dx; sizes[0] = nx;
+        params[1] = w; grads[1] = dw; sizes[1] = nw;
+        params[2] = b; grads[2] = db; sizes[2] = bias ? (size_t)out_f : 0;
+        for (t = 0; t < 3; t++)
+            for (i = 0; i < sizes[t]; i += 1 + sizes[t] / 40) {
+                float keep = params[t][i];
+                double fp, fm, fd, h = 0.25;
+                params[t][i] = keep + (float)h;
+                irmae_linear_forward(y, x, w, bias ? b : NULL, batch, in_f, out_f); fp = dot(y, R, ny);
+                params[t][i] = keep - (float)h;
+                irmae_linear_forward(y, x, w, bias ? b : NULL, batch, in_f, out_f); fm = dot(y, R, ny);
+                params[t][i] = keep;
+                fd = (fp - fm) / (2 * h);
+                /* rounding of ny outputs ~ |y| eps each, summed: ~ ny * in_f * 6e-8 */
+                if (fabs(fd - grads[t][i]) > 1e-6 * (double)ny * in_f + 1e-4 * fabs(fd)) bad++;
+            }
+    }
+    CHECK(bad == 0, "linear %dx%d->%d bias %d: %d gradient entries off", batch, in_f, out_f, bias, bad);
+    /* accumulation: a second backward doubles dw */
+    {
+        float *dw2 = (float *)malloc(nw * 4);
+        memcpy(dw2, dw, nw * 4);
+        irmae_linear_backward(NULL, dw, NULL, R, x, w, batch, in_f, out_f);
+        for (i = 0, bad = 0; i < nw; i++) if (fabsf(dw[i] - 2 * dw2[i]) > 1e-5f * (1 + fabsf(dw2[i]))) bad++;
+        CHECK(bad == 0, "linear backward does not accumulate into dw");
+        free(dw2);
+    }
+    free(x); free(w); free(b); free(y); free(R); free(dx); free(dw); free(db);
+}
+
+/* ---- model-level finite differences ----------------------------------- */
+
+/* loss of the model at the current parameters with the VAE noise fixed */
+static double model_loss_fixed(irmae_model *m, const float *x, int B, irmae_rng noise)
+{
+    m->rng = noise;
+    if (irmae_model_forward_backward(m, x, B, NULL, NULL)) return NAN;
+    return m->last_loss; /* the double-precision sum, not the rounded float */
+}
+
+/* Central difference of the loss in one entry *p at step h and h/2. If the
+   two disagree, the loss is not smooth at this scale (a ReLU kink lies
+   within h): the entry is reported as kinked (returns 0) and not compared.
+   Otherwise *fd gets the h/2 estimate. */
+static int fd_entry(irmae_model *m, const float *x, int B, irmae_rng noise, float *p, double h, double *fd)
+{
+    float keep = *p;
+    double fp, fm, f1, f2;
+    *p = keep + (float)h; fp = model_loss_fixed(m, x, B, noise);
+    *p = keep - (float)h; fm = model_loss_fixed(m, x, B, noise);
+    f1 = (fp - fm) / (2 * h);
+    *p = keep + (float)(h / 2); fp = model_loss_fixed(m, x, B, noise);
+    *p = keep - (float)(h / 2); fm = model_loss_fixed(m, x, B, noise);
+    *p = keep;
+    f2 = (fp - fm) / h;
+    *fd = f2;
+    /* smooth: f1 - f2 = O(h^2) third-derivative term, tiny; float32 rounding of the loss (~1e-8) / h */
+    return fabs(f1 - f2) <= 2e-5 + 1e-2 * fabs(f2);
+}
+
+/* Checks d loss / d params (sampled entries of every parameter tensor) and
+   d loss / d x against central differences. */
+static void check_model_grads(const char *name, const irmae_config *cfg, int B, unsigned seed)
+{
+    irmae_rng r = irmae_rng_seed(seed), noise;
+    irmae_model m;
+    size_t nx, i;
+    float *x, *dx, *g;
+    int L, bad = 0, checked = 0, kinked = 0, rc;
+    float loss;
+    rc = irmae_model_init(&m, cfg, &r);
+    CHECK(rc == 0, "%s: init failed: %s", name, irmae_error_detail());
+    if (rc) return;
+    nx = (size_t)B * cfg->in_c * cfg->in_h * cfg->in_w;
+    x = (float *)malloc(nx * 4); dx = (float *)malloc(nx * 4);
+    g = (float *)malloc(m.n_params * 4);
+    for (i = 0; i < nx; i++) x[i] = irmae_rng_uniform(&r);
+    /* move the weights off PyTorch's small init so that every term matters */
+    for (i = 0; i < m.n_params; i++) m.params[i] *= 2.0f;
+    noise = m.rng;
+    m.rng = noise;
+    rc = irmae_model_forward_backward(&m, x, B, &loss, dx);
+    CHECK(rc == 0 && isfinite(loss), "%s: forward_backward rc %d loss %g", name, rc, loss);
+    memcpy(g, m.grads, m.n_params * 4);
+
+    /* every parameter tensor: each layer's weight and bias, and each map */
+    for (L = -1; L < m.n_layers + m.cfg.l; L++) {
+        size_t off, cnt, step;
+        if (L < 0) continue;
+        if (L < m.n_layers) {
+            int part;
+            for (part = 0; part < 2; part++) {
+                off = part ? m.layers[L].b_off : m.layers[L].w_off;
+                cnt = part ? m.layers[L].n_b : m.layers[L].n_w;
+                if (!cnt) continue;
+                step = cnt / 7 + 1;
+                for (i = 0; i < cnt; i += step) {
+                    double fd, an = g[off + i];
+                    checked++;
+                    if (!fd_entry(&m, x, B, noise, m.params + off + i, 1e-3, &fd)) { kinked++; continue; }
+                    /* float32 forward: loss rounding ~1e-8 / h, plus O(h^2) curvature */
+                    if (fabs(fd - an) > 2e-5 + 1e-2 * fabs(an)) {
+                        bad++;
+                        printf("  %s layer %d %s[%lu]: analytic %.6g numeric %.6g\n", name, L,
+                               part ? "bias" : "weight", (unsigned long)i, an, fd);
+                    }
+                }
+            }
+        } else {
+            int j = L - m.n_layers;
+            off = m.maps_off + (size_t)j * m.cfg.n * m.cfg.n;
+            cnt = (size_t)m.cfg.n * m.cfg.n;
+            for (i = 0; i < cnt; i += cnt / 6 + 1) {
+                double fd, an = g[off + i];
+                checked++;
+                if (!fd_entry(&m, x, B, noise, m.params + off + i, 1e-3, &fd)) { kinked++; continue; }
+                if (fabs(fd - an) > 2e-5 + 1e-2 * fabs(an)) {
+                    bad++;
+                    printf("  %s map %d [%lu]: analytic %.6g numeric %.6g\n", name, j + 1, (unsigned long)i, an, fd);
+                }
+            }
+        }
+    }
+    /* the input */
+    for (i = 0; i < nx; i += nx / 11 + 1) {
+        double fd;
+        checked++;
+        if (!fd_entry(&m, x, B, noise, x + i, 1e-3, &fd)) { kinked++; continue; }
+        if (fabs(fd - dx[i]) > 2e-5 + 1e-2 * fabs(dx[i])) {
+            bad++;
+            printf("  %s input [%lu]: analytic %.6g numeric %.6g\n", name, (unsigned long)i, dx[i], fd);
+        }
+    }
+    CHECK(bad == 0, "%s: %d of %d gradient entries disagree with finite differences", name, bad, checked);
+    /* kinks are rare: most entries must have been compared */
+    CHECK(kinked * 5 <= checked, "%s: %d of %d entries not smooth enough to compare", name, kinked, checked);
+    printf("  %s: %d entries checked, %d skipped at ReLU kinks\n", name, checked - kinked, kinked);
+    free(x); free(dx); free(g);
+    irmae_model_free(&m);
+}
+
+/* a small conv/convT network with odd sizes, strides and paddings */
+static irmae_config small_conv_config(int kind, int l)
+{
+    irmae_config c = irmae_preset(IRMAE_PRESET_SHAPES);
+    c.in_c = 2; c.in_h = 7; c.in_w = 7;
+    c.n = 5; c.l = l; c.kind = kind; c.max_batch = 4;
+    c.n_enc = 0; c.n_dec = 0;
+    c.enc[c.n_enc++] = irmae_layer_conv(3, 3, 2, 1);    /* 7 -> 4 */
+    c.enc[c.n_enc++] = irmae_layer_act(IRMAE_LAYER_RELU);
+    c.enc[c.n_enc++] = irmae_layer_conv(4, 2, 1, 0);    /* 4 -> 3 */
+    c.enc[c.n_enc++] = irmae_layer_act(IRMAE_LAYER_TANH);
+    c.enc[c.n_enc++] = irmae_layer_flatten();
+    c.enc[c.n_enc++] = irmae_layer_linear(IRMAE_CODE, 1);
+    c.dec[c.n_dec++] = irmae_layer_linear(3 * 3 * 3, 0);
+    c.dec[c.n_dec++] = irmae_layer_act(IRMAE_LAYER_SIGMOID);
+    c.dec[c.n_dec++] = irmae_layer_reshape(3, 3, 3);
+    c.dec[c.n_dec++] = irmae_layer_convt(4, 3, 2, 1);   /* 3 -> 5 */
+    c.dec[c.n_dec++] = irmae_layer_act(IRMAE_LAYER_RELU);
+    c.dec[c.n_dec++] = irmae_layer_convt(2, 3, 1, 0);   /* 5 -> 7 */
+    return c;
+}
+
+/* the shapes preset's layer types at a quarter of the size: conv-only code path */
+static irmae_config small_allconv_config(int l)
+{
+    irmae_config c = irmae_preset(IRMAE_PRESET_SHAPES);
+    c.in_c = 3; c.in_h = 8; c.in_w = 8; c.n = 6; c.l = l; c.max_batch = 3;
+    c.n_enc = 0; c.n_dec = 0;
+    c.enc[c.n_enc++] = irmae_layer_conv(4, 4, 2, 1);    /* 8 -> 4 */
+    c.enc[c.n_enc++] = irmae_layer_act(IRMAE_LAYER_RELU);
+    c.enc[c.n_enc++] = irmae_layer_conv(8, 4, 2, 1);    /* 4 -> 2 */
+    c.enc[c.n_enc++] = irmae_layer_act(IRMAE_LAYER_RELU);
+    c.enc[c.n_enc++] = irmae_layer_conv(IRMAE_CODE, 2, 1, 0);
+    c.dec[c.n_dec++] = irmae_layer_convt(8, 2, 1, 0);
+    c.dec[c.n_dec++] = irmae_layer_act(IRMAE_LAYER_RELU);
+    c.dec[c.n_dec++] = irmae_layer_convt(4, 4, 2, 1);
+    c.dec[c.n_dec++] = irmae_layer_act(IRMAE_LAYER_RELU);
+    c.dec[c.n_dec++] = irmae_layer_convt(3, 4, 2, 1);
+    return c;
+}
+
+static void test_presets(void)
+{
+    irmae_config c = irmae_preset(IRMAE_PRESET_SHAPES);
+    CHECK(c.n == 32 && irmae_config_param_count(&c) == 1445859, "shapes l=0: %lu", (unsigned long)irmae_config_param_count(&c));
+    c.l = 8;
+    CHECK(irmae_config_param_count(&c) == 1454051, "shapes l=8: %lu", (unsigned long)irmae_config_param_count(&c));
+    c = irmae_preset(IRMAE_PRESET_MNIST);
+    CHECK(c.n == 128 && irmae_config_param_count(&c) == 2041057, "mnist l=0: %lu", (unsigned long)irmae_config_param_count(&c));
+    c.l = 8;
+    CHECK(irmae_config_param_count(&c) == 2172129, "mnist l=8: %lu", (unsigned long)irmae_config_param_count(&c));
+    c = irmae_preset(IRMAE_PRESET_CELEBA64);
+    /* conv 3->128->256->512->1024 (4,2,1), linear 16384->128, linear 128->65536,
+       convT 1024->512->256->128 (4,2,1), convT 128->3 (1,1,0), all with bias */
+    {
+        size_t want = (128 * 3 * 16 + 128) + (256 * 128 * 16 + 256) + (512 * 256 * 16 + 512) +
+                      (1024 * 512 * 16 + 1024) + (16384 * 128 + 128) + (128 * 65536 + 65536) +
+                      (1024 * 512 * 16 + 512) + (512 * 256 * 16 + 256) + (256 * 128 * 16 + 128) + (128 * 3 + 3);
+        CHECK(irmae_config_param_count(&c) == want, "celeba64: %lu want %lu",
+              (unsigned long)irmae_config_param_count(&c), (unsigned long)want);
+    }
+    /* the VAE's encoder outputs 2n */
+    c = irmae_preset(IRMAE_PRESET_MNIST);
+    c.kind = IRMAE_KIND_VAE;
+    CHECK(irmae_config_param_count(&c) == 2041057 + 1024 * 128 + 128, "mnist vae: %lu", (unsigned long)irmae_config_param_count(&c));
+}
+
+static void test_init_distribution(void)
+{
+    /* PyTorch default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)); convT fan_in = out * k * k */
+    irmae_rng r = irmae_rng_seed(3);
+    irmae_config c = irmae_preset(IRMAE_PRESET_SHAPES);
+    irmae_model m;
+    int i;
+    c.l = 2; c.max_batch = 2;
+    CHECK(irmae_model_init(&m, &c, &r) == 0, "init shapes");
+    for (i = 0; i < m.n_layers; i++) {
+        const irmae_layer *L = &m.layers[i];
+        double fan, bound, maxabs = 0, mean = 0;
+        size_t j;
+        if (!L->n_w) continue;
+        fan = L->spec.type == IRMAE_LAYER_CONVT ? (double)L->out_c * L->spec.k * L->spec.k
+                                                : (double)L->in_c * L->spec.k * L->spec.k;
+        bound = 1.0 / sqrt(fan);
+        for (j = 0; j < L->n_w; j++) {
+            double v = m.params[L->w_off + j];
+            if (fabs(v) > maxabs) maxabs = fabs(v);
+            mean += v * v;
+        }
+        mean /= (double)L->n_w; /* E[v^2] = bound^2 / 3 */
+        CHECK(maxabs <= bound && maxabs > 0.9 * bound, "layer %d: max |w| %g, bound %g", i, maxabs, bound);
+        CHECK(fabs(mean / (bound * bound / 3.0) - 1.0) < 6.0 / sqrt((double)L->n_w) + 0.02,
+              "layer %d: E[w^2] %g, want %g", i, mean, bound * bound / 3.0);
+    }
+    irmae_model_free(&m);
+}
+
+static void test_collapse(void)
+{
+    irmae_rng r = irmae_rng_seed(11);
+    irmae_config c = irmae_preset(IRMAE_PRESET_SHAPES);
+    irmae_model m;
+    enum { N = 37 }; /* more than one batch chunk */
+    float *x, *e, *z, *w;
+    int i, j, k, bad = 0;
+    c.l = 4; c.max_batch = 16;
+    CHECK(irmae_model_init(&m, &c, &r) == 0, "init");
+    x = (float *)malloc((size_t)N * 3 * 32 * 32 * 4);
+    e = (float *)malloc(N * 32 * 4); z = (float *)malloc(N * 32 * 4); w = (float *)malloc(32 * 32 * 4);
+    { irmae_dataset ds; irmae_shapes_make(&ds, N, &r, NULL); memcpy(x, ds.x, (size_t)N * 3 * 32 * 32 * 4); irmae_dataset_free(&ds); }
+    CHECK(irmae_model_features(&m, x, N, e) == 0, "features");
+    CHECK(irmae_model_encode(&m, x, N, z) == 0, "encode");
+    CHECK(irmae_model_collapse(&m, w) == 0, "collapse");
+    for (i = 0; i < N; i++)
+        for (j = 0; j < 32; j++) {
+            double s = 0, mag = 0;
+            for (k = 0; k < 32; k++) { s += (double)w[j * 32 + k] * e[i * 32 + k]; mag += fabs((double)w[j * 32 + k] * e[i * 32 + k]); }
+            if (fabs(s - z[i * 32 + j]) > 1e-5 * (mag + 1e-3)) bad++;
+        }
+    CHECK(bad == 0, "encode != collapsed matrix x features in %d entries", bad);
+    irmae_model_free(&m);
+    free(x); free(e); free(z); free(w);
+}
+
+static void test_adam(void)
+{
+    /* two steps by hand, in double, on a tiny model's parameters */
+    irmae_rng r = irmae_rng_seed(5);
+    irmae_config c = small_conv_config(IRMAE_KIND_AE, 1);
+    irmae_model m;
+    size_t i, np;
+    double *p, *mm, *vv;
+    int t, bad = 0;
+    c.lr = 0.01f; c.beta1 = 0.8f; c.beta2 = 0.9f; c.eps = 1e-3f;
+    CHECK(irmae_model_init(&m, &c, &r) == 0, "init");
+    np = m.n_params;
+    p = (double *)malloc(np * 8); mm = (double *)calloc(np, 8); vv = (double *)calloc(np, 8);
+    for (i = 0; i < np; i++) p[i] = m.params[i];
+    for (t = 1; t <= 2; t++) {
+        for (i = 0; i < np; i++) m.grads[i] = (float)((double)(i % 13) - 6.0) * (t == 1 ? 0.1f : -0.3f);
+        for (i = 0; i < np; i++) {
+            double g = m.grads[i];
+            mm[i] = 0.8 * mm[i] + 0.2 * g;
+            vv[i] = 0.9 * vv[i] + 0.1 * g * g;
+            p[i] -= 0.01 * (mm[i] / (1 - pow(0.8, t))) / (sqrt(vv[i] / (1 - pow(0.9, t))) + 1e-3);
+        }
+        irmae_model_adam_step(&m);
+    }
+    for (i = 0; i < np; i++) if (fabs(p[i] - m.params[i]) > 1e-6 * (1 + fabs(p[i]))) bad++;
+    CHECK(bad == 0 && m.step == 2, "Adam differs from the hand-computed steps in %d of %lu", bad, (unsigned long)np);
+    free(p); free(mm); free(vv);
+    irmae_model_free(&m);
+}
+
+static void test_shapes(void)
+{
+    irmae_rng a = irmae_rng_seed(9), b = irmae_rng_seed(9), c = irmae_rng_seed(10);
+    irmae_dataset d1, d2, d3;
+    irmae_shape f[2000];
+    int i, kinds[2] = {0, 0}, sizes[9] = {0}, bad = 0, xs_lo = 0, xs_hi = 0;
+    CHECK(irmae_shapes_make(&d1, 2000, &a, f) == 0, "shapes_make");
+    CHECK(irmae_shapes_make(&d2, 2000, &b, NULL) == 0, "shapes_make");
+    CHECK(irmae_shapes_make(&d3, 50, &c, NULL) == 0, "shapes_make");
+    CHECK(memcmp(d1.x, d2.x, (size_t)2000 * 3 * 32 * 32 * 4) == 0, "same seed, different images");
+    CHECK(memcmp(d1.x, d3.x, (size_t)50 * 3 * 32 * 32 * 4) != 0, "different seeds, same images");
+    CHECK(d1.c == 3 && d1.h == 32 && d1.w == 32, "shape %dx%dx%d", d1.c, d1.h, d1.w);
+    for (i = 0; i < 2000; i++) {
+        const float *img = irmae_dataset_image(&d1, i);
+        int p, lit = 0;
+        if (f[i].r < 0 || f[i].r >= 1 || f[i].g < 0 || f[i].g >= 1 || f[i].b < 0 || f[i].b >= 1) bad++;
+        if (f[i].x < 8 || f[i].x > 24 || f[i].y < 8 || f[i].y > 24 || f[i].size < 3 || f[i].size > 8) bad++;
+        if (f[i].kind != d1.labels[i]) bad++;
+        kinds[f[i].kind]++;
+        sizes[f[i].size]++;
+        xs_lo += f[i].x == 8; xs_hi += f[i].x == 24;
+        /* the anchor pixel is the colour (both kinds cover it), background is black */
+        if (img[f[i].y * 32 + f[i].x] != f[i].r || img[1024 + f[i].y * 32 + f[i].x] != f[i].g) bad++;
+        if (img[0] != 0.0f || img[1023] != 0.0f) bad++;
+        /* hard edges: every pixel is either black or the colour */
+        for (p = 0; p < 1024; p++) {
+            if (img[p] == f[i].r && img[1024 + p] == f[i].g && img[2048 + p] == f[i].b) lit++;
+            else if (img[p] != 0 || img[1024 + p] != 0 || img[2048 + p] != 0) bad++;
+        }
+        /* area: square side^2 exactly; circle ~ pi r^2 (lattice points) */
+        if (f[i].kind == IRMAE_SHAPE_SQUARE && lit != f[i].size * f[i].size) bad++;
+        if (f[i].kind == IRMAE_SHAPE_CIRCLE && fabs(lit - 3.14159 * f[i].size * f[i].size) > 4.0 * f[i].size + 4) bad++;
+    }
+    CHECK(bad == 0, "shapes: %d violations of the factor ranges / drawing", bad);
+    CHECK(kinds[0] > 900 && kinds[1] > 900, "kinds %d circles %d squares", kinds[0], kinds[1]);
+    CHECK(sizes[3] > 200 && sizes[8] > 200 && xs_lo > 50 && xs_hi > 50, "factor extremes not reached");
+    irmae_dataset_free(&d1); irmae_dataset_free(&d2); irmae_dataset_free(&d3);
+}
+
+static void test_threads(void)
+{
+#ifdef _OPENMP
+    irmae_config c = irmae_preset(IRMAE_PRESET_SHAPES);
+    irmae_model m1, m2;
+    irmae_dataset ds;
+    irmae_rng r = irmae_rng_seed(21), r1 = irmae_rng_seed(22), r2 = irmae_rng_seed(22);
+    float l1 = 0, l2 = 0;
+    int s, same = 1, threads = omp_get_max_threads();
+    c.l = 2; c.max_batch = 32;
+    irmae_shapes_make(&ds, 32 * 6, &r, NULL);
+    irmae_model_init(&m1, &c, &r1);
+    irmae_model_init(&m2, &c, &r2);
+    for (s = 0; s < 6; s++) {
+        omp_set_num_threads(1);
+        irmae_model_train_step(&m1, irmae_dataset_image(&ds, 32 * s), 32, &l1);
+        omp_set_num_threads(2);
+        irmae_model_train_step(&m2, irmae_dataset_image(&ds, 32 * s), 32, &l2);
+        if (memcmp(&l1, &l2, sizeof l1) != 0) same = 0;
+    }
+    omp_set_num_threads(threads);
+    CHECK(same && memcmp(m1.params, m2.params, m1.n_params * 4) == 0 &&
+          memcmp(m1.adam_v, m2.adam_v, m1.n_params * 4) == 0, "1 and 2 threads differ after 6 steps");
+    irmae_model_free(&m1); irmae_model_free(&m2); irmae_dataset_free(&ds);
+#else
+    printf("SKIP: built without OpenMP, thread-count check not run\n");
+#endif
+}
+
+static void test_training_reduces_loss(void)
+{
+    irmae_rng r = irmae_rng_seed(4);
+    irmae_config c = irmae_preset(IRMAE_PRESET_SHAPES);
+    irmae_model m;
+    irmae_dataset ds;
+    float first = 0, loss = 0, end = 0;
+    int s;
+    c.l = 2; c.max_batch = 32; c.lr = 1e-3f;
+    irmae_shapes_make(&ds, 32 * 8, &r, NULL);
+    irmae_model_init(&m, &c, &r);
+    irmae_model_loss(&m, ds.x, 32, &first);
+    for (s = 0; s < 60; s++) irmae_model_train_step(&m, irmae_dataset_image(&ds, 32 * (s % 8)), 32, &loss);
+    irmae_model_loss(&m, ds.x, 32, &end);
+    CHECK(end < 0.5f * first, "60 Adam steps on 256 shapes: loss %g -> %g", first, end);
+    irmae_model_free(&m); irmae_dataset_free(&ds);
+}
+
+static void test_bad_args(void)
+{
+    irmae_rng r = irmae_rng_seed(1);
+    irmae_config c = irmae_preset(IRMAE_PRESET_SHAPES), bad;
+    irmae_model m;
+    irmae_dataset ds;
+    float buf[64], loss;
+    CHECK(irmae_model_init(NULL, &c, &r) == IRMAE_ERR_ARG, "NULL model");
+    CHECK(irmae_model_init(&m, NULL, &r) == IRMAE_ERR_ARG, "NULL cfg");
+    CHECK(irmae_model_init(&m, &c, NULL) == IRMAE_ERR_ARG, "NULL rng");
+    bad = c; bad.n = 0;
+    CHECK(irmae_model_init(&m, &bad, &r) == IRMAE_ERR_ARG, "n = 0");
+    bad = c; bad.l = -1;
+    CHECK(irmae_model_init(&m, &bad, &r) == IRMAE_ERR_ARG, "l = -1");
+    bad = c; bad.max_batch = 0;
+    CHECK(irmae_model_init(&m, &bad, &r) == IRMAE_ERR_ARG, "max_batch = 0");
+    bad = c; bad.in_h = 31;
+    CHECK(irmae_model_init(&m, &bad, &r) < 0, "decoder output mismatch accepted");
+    bad = c; bad.dec[bad.n_dec - 1].out = 4;
+    CHECK(irmae_model_init(&m, &bad, &r) == IRMAE_ERR_SHAPE, "decoder channel mismatch: %s", irmae_error_detail());
+    bad = c; bad.enc[0].stride = 0;
+    CHECK(irmae_model_init(&m, &bad, &r) < 0, "stride 0 accepted");
+    bad = c; bad.enc[0].k = -3;
+    CHECK(irmae_model_init(&m, &bad, &r) < 0, "negative kernel accepted");
+    bad = c; bad.n_enc = IRMAE_MAX_LAYERS + 1;
+    CHECK(irmae_model_init(&m, &bad, &r) == IRMAE_ERR_ARG, "too many layers");
+    bad = c; bad.enc[0].type = 99;
+    CHECK(irmae_model_init(&m, &bad, &r) == IRMAE_ERR_ARG, "unknown layer type");
+    bad = c; bad.kind = IRMAE_KIND_VAE; bad.l = 2;
+    CHECK(irmae_model_init(&m, &bad, &r) == IRMAE_ERR_ARG, "VAE with maps");
+    bad = c; bad.in_c = 100000; bad.in_h = 100000; bad.in_w = 100000;
+    CHECK(irmae_model_init(&m, &bad, &r) < 0, "huge input accepted");
+    bad = c; bad.beta1 = 1.0f;
+    CHECK(irmae_model_init(&m, &bad, &r) == IRMAE_ERR_ARG, "beta1 = 1");
+    CHECK(strlen(irmae_error_detail()) > 0, "no detail message");
+    c.max_batch = 4;
+    CHECK(irmae_model_init(&m, &c, &r) == 0, "init");
+    CHECK(irmae_model_train_step(&m, NULL, 4, &loss) == IRMAE_ERR_ARG, "NULL batch");
+    CHECK(irmae_model_train_step(&m, buf, 5, &loss) == IRMAE_ERR_ARG, "batch > max_batch");
+    CHECK(irmae_model_train_step(&m, buf, 0, &loss) == IRMAE_ERR_ARG, "batch 0");
+    CHECK(irmae_model_encode(&m, buf, -1, buf) == IRMAE_ERR_ARG, "count -1");
+    CHECK(irmae_model_decode(&m, NULL, 1, buf) == IRMAE_ERR_ARG, "decode NULL");
+    CHECK(irmae_model_collapse(&m, NULL) == IRMAE_ERR_ARG, "collapse NULL");
+    { /* a NaN input gives a named error, not garbage */
+        float *x = (float *)calloc(4 * 3 * 32 * 32, 4);
+        x[17] = NAN;
+        CHECK(irmae_model_train_step(&m, x, 4, &loss) == IRMAE_ERR_NUMERIC, "NaN input not caught");
+        free(x);
+    }
+    irmae_model_free(&m);
+    CHECK(irmae_linear_forward(buf, buf, buf, NULL, 0, 2, 2) == IRMAE_ERR_ARG, "linear batch 0");
+    CHECK(irmae_linear_forward(buf, buf, NULL, NULL, 1, 2, 2) == IRMAE_ERR_ARG, "linear NULL w");
+    CHECK(irmae_linear_backward(buf, buf, NULL, NULL, buf, buf, 1, 2, 2) == IRMAE_ERR_ARG, "linear NULL dout");
+    CHECK(irmae_dataset_alloc(&ds, -1, 3, 32, 32, 0) == IRMAE_ERR_ARG, "dataset n -1");
+    CHECK(irmae_dataset_alloc(&ds, 1 << 30, 1 << 30, 1 << 30, 1 << 30, 0) < 0, "dataset overflow accepted");
+    CHECK(irmae_dataset_alloc(NULL, 1, 1, 1, 1, 0) == IRMAE_ERR_ARG, "dataset NULL");
+    CHECK(irmae_shapes_make(&ds, 0, &r, NULL) == IRMAE_ERR_ARG, "shapes count 0");
+    CHECK(strcmp(irmae_error_string(IRMAE_ERR_NOMEM), "out of memory") == 0 &&
+          strcmp(irmae_error_string(12345), "unknown error") == 0, "error strings");
+}
+
+int main(void)
+{
+    irmae_rng r = irmae_rng_seed(1234);
+    irmae_config c;
+    test_presets();
+    check_activation("relu", irmae_relu_forward, irmae_relu_backward, &r);
+    check_activation("tanh", irmae_tanh_forward, irmae_tanh_backward, &r);
+    check_activation("sigmoid", irmae_sigmoid_forward, irmae_sigmoid_backward, &r);
+    check_linear(1, 1, 1, 1, &r);
+    check_linear(3, 17, 5, 1, &r);
+    check_linear(7, 100, 3, 0, &r);
+    check_linear(33, 64, 65, 1, &r);
+    /* whole models: every parameter tensor and the input */
+    c = small_conv_config(IRMAE_KIND_AE, 0);
+    check_model_grads("AE", &c, 3, 1);
+    c = small_conv_config(IRMAE_KIND_AE, 3);
+    check_model_grads("IRMAE l=3", &c, 3, 2);
+    c = small_conv_config(IRMAE_KIND_AE, 0); c.code_l1 = 0.3f;
+    check_model_grads("AE+L1", &c, 2, 3);
+    c = small_conv_config(IRMAE_KIND_AE, 0); c.code_l2 = 0.5f;
+    check_model_grads("AE+L2", &c, 2, 4);
+    c = small_conv_config(IRMAE_KIND_VAE, 0); c.vae_beta = 0.7f;
+    check_model_grads("VAE", &c, 3, 5);
+    c = small_allconv_config(2);
+    check_model_grads("IRMAE conv-only l=2", &c, 2, 6);
+    c = small_allconv_config(0); c.out_act = IRMAE_OUT_NONE;
+    check_model_grads("AE conv-only, no out_act", &c, 1, 7);
+    test_init_distribution();
+    test_collapse();
+    test_adam();
+    test_shapes();
+    test_threads();
+    test_training_reduces_loss();
+    test_bad_args();
+    irmae_sgemm_release();
+    printf("test_model: %d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
