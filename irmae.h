@@ -197,6 +197,7 @@ IRMAEDEF int irmae_dataset_rescale(irmae_dataset *ds, float lo, float hi);
 #include "parts/pngw_decl.h"
 #include "parts/codec_decl.h"
 #include "parts/analysis_decl.h"
+#include "parts/tail_decl.h"
 
 #ifdef __cplusplus
 }
@@ -712,7 +713,8 @@ IRMAEDEF void irmae_sgemm_release(void)
 /* op(A)[i][p] and op(B)[p][j] */
 #define IRMAE__AT(a, lda, ta, i, p) ((ta) ? (a)[(size_t)(p) * (lda) + (i)] : (a)[(size_t)(i) * (lda) + (p)])
 
-/* pack rows [i0, i0+mc) x depth [p0, p0+kc) of op(A) into MR-row micro-panels */
+/* pack rows [i0, i0+mc) x depth [p0, p0+kc) of op(A) into MR-row micro-panels:
+   panel[p * mr + i] = op(A)[i0 + i][p0 + p]; loops read memory contiguously */
 static void irmae__pack_a(float *dst, const float *a, int lda, int ta, int i0, int mc,
                           int p0, int kc, int mr)
 {
@@ -721,14 +723,29 @@ static void irmae__pack_a(float *dst, const float *a, int lda, int ta, int i0, i
     for (ip = 0; ip < panels; ip++) {
         float *d = dst + (size_t)ip * mr * kc;
         int rows = mc - ip * mr < mr ? mc - ip * mr : mr, i, p;
-        for (p = 0; p < kc; p++, d += mr) {
-            for (i = 0; i < rows; i++) d[i] = IRMAE__AT(a, lda, ta, i0 + ip * mr + i, p0 + p);
-            for (; i < mr; i++) d[i] = 0.0f;
+        if (ta) { /* op(A)[i][p] = a[p][i]: rows of a are contiguous in i */
+            for (p = 0; p < kc; p++) {
+                const float *src = a + (size_t)(p0 + p) * lda + i0 + ip * mr;
+                for (i = 0; i < rows; i++) d[(size_t)p * mr + i] = src[i];
+                for (; i < mr; i++) d[(size_t)p * mr + i] = 0.0f;
+            }
+        } else { /* a transpose, done in blocks of 16 depths to stay in L1 */
+            int pb, q;
+            for (pb = 0; pb < kc; pb += 16) {
+                int qn = kc - pb < 16 ? kc - pb : 16;
+                for (i = 0; i < rows; i++) {
+                    const float *src = a + (size_t)(i0 + ip * mr + i) * lda + p0 + pb;
+                    for (q = 0; q < qn; q++) d[(size_t)(pb + q) * mr + i] = src[q];
+                }
+                for (; i < mr; i++)
+                    for (q = 0; q < qn; q++) d[(size_t)(pb + q) * mr + i] = 0.0f;
+            }
         }
     }
 }
 
-/* pack depth [p0, p0+kc) x columns [j0, j0+nc) of op(B) into NR-column micro-panels */
+/* pack depth [p0, p0+kc) x columns [j0, j0+nc) of op(B) into NR-column micro-panels:
+   panel[p * nr + j] = op(B)[p0 + p][j0 + j] */
 static void irmae__pack_b(float *dst, const float *b, int ldb, int tb, int p0, int kc,
                           int j0, int nc, int nr)
 {
@@ -737,14 +754,22 @@ static void irmae__pack_b(float *dst, const float *b, int ldb, int tb, int p0, i
     for (jp = 0; jp < panels; jp++) {
         float *d = dst + (size_t)jp * nr * kc;
         int cols = nc - jp * nr < nr ? nc - jp * nr : nr, j, p;
-        for (p = 0; p < kc; p++, d += nr) {
-            if (!tb) {
-                const float *src = b + (size_t)(p0 + p) * ldb + j0 + jp * nr;
-                for (j = 0; j < cols; j++) d[j] = src[j];
-            } else {
-                for (j = 0; j < cols; j++) d[j] = b[(size_t)(j0 + jp * nr + j) * ldb + p0 + p];
+        if (!tb) {
+            for (p = 0; p < kc; p++) {
+                memcpy(d + (size_t)p * nr, b + (size_t)(p0 + p) * ldb + j0 + jp * nr, (size_t)cols * sizeof(float));
+                for (j = cols; j < nr; j++) d[(size_t)p * nr + j] = 0.0f;
             }
-            for (; j < nr; j++) d[j] = 0.0f;
+        } else { /* op(B)[p][j] = b[j][p]: a transpose, in blocks of 16 depths */
+            int pb, q;
+            for (pb = 0; pb < kc; pb += 16) {
+                int qn = kc - pb < 16 ? kc - pb : 16;
+                for (j = 0; j < cols; j++) {
+                    const float *src = b + (size_t)(j0 + jp * nr + j) * ldb + p0 + pb;
+                    for (q = 0; q < qn; q++) d[(size_t)(pb + q) * nr + j] = src[q];
+                }
+                for (; j < nr; j++)
+                    for (q = 0; q < qn; q++) d[(size_t)(pb + q) * nr + j] = 0.0f;
+            }
         }
     }
 }
@@ -944,6 +969,7 @@ IRMAEDEF int irmae_dataset_rescale(irmae_dataset *ds, float lo, float hi)
 #include "parts/pngw_impl.h"
 #include "parts/codec_impl.h"
 #include "parts/analysis_impl.h"
+#include "parts/tail_impl.h"
 
 #endif /* IRMAE_IMPLEMENTATION_DONE */
 #endif /* IRMAE_IMPLEMENTATION */
