@@ -42,8 +42,10 @@ IRMAEDEF int irmae_convt2d_desc(irmae_conv_desc *d, int batch, int in_c, int in_
    they need none: then `work` may be NULL). Monotone (non-decreasing) in
    d->batch: a workspace sized for a desc serves every desc that differs only
    by a smaller batch. 0 as well for an invalid desc (and d == NULL). The
-   amount is bounded (about IRMAE_CONV_CHUNK_FLOATS floats, or one image's
-   worth when a single image needs more) by working in chunks of images. */
+   amount is bounded by working in chunks of images: at most
+   IRMAE_CONV_CHUNK_FLOATS floats (define it before the implementation;
+   default 8 Mi floats = 32 MB), or one image's worth when a single image
+   needs more. The chunk size depends only on the desc, never on threads. */
 IRMAEDEF size_t irmae_conv_workspace(const irmae_conv_desc *d);
 
 /* conv2d forward: out [N, out_c, out_h, out_w] = conv(in [N, in_c, in_h, in_w],
@@ -58,7 +60,8 @@ IRMAEDEF int irmae_conv2d_forward(float *out, const float *in, const float *w, c
    din [N, in_c, in_h, in_w] is OVERWRITTEN with dL/din (may be NULL: skipped);
    dw [out_c, in_c, k, k] += dL/dw and db [out_c] += dL/db (ACCUMULATED; either
    may be NULL). dout is always required; in is required when dw != NULL and
-   w when din != NULL. Same workspace and errors as the forward. */
+   w when din != NULL; work only when din or dw is requested (db alone needs
+   none). Errors as the forward. */
 IRMAEDEF int irmae_conv2d_backward(float *din, float *dw, float *db, const float *dout,
                                    const float *in, const float *w,
                                    const irmae_conv_desc *d, float *work);
