@@ -37,6 +37,11 @@
        IRMAE_ASSERT(x)         assertion for programmer errors (default: assert)
        IRMAE_NO_SIMD           use only the portable scalar kernels
        IRMAE_MAX_LAYERS        layers per encoder/decoder list (default 32)
+       IRMAE_CONV_CHUNK_FLOATS largest convolution workspace before the batch
+                               is split into chunks (default 8 Mi floats)
+       IRMAE_MAX_IMAGE_DIM     largest PNG width/height accepted (default 32768)
+       IRMAE_MAX_IMAGE_PIXELS  largest PNG pixel count accepted (default 2^28)
+       IRMAE_MAX_ALLOC         largest single allocation a loader makes (2^31 B)
 
    Version 0.1.0. MIT licence at the end of this file.
 */
@@ -158,8 +163,238 @@ IRMAEDEF void irmae_sgemm_release(void);
 IRMAEDEF int irmae_simd_level(void);
 IRMAEDEF const char *irmae_simd_name(int level);
 
-#include "parts/conv_decl.h"
-#include "parts/model_decl.h"
+/* ======================================================================== */
+/* Kernels: convolution                                                     */
+/* ======================================================================== */
+
+/* 2-D convolution and transposed convolution on NCHW float32 tensors, with
+   the semantics of torch.nn.Conv2d (cross-correlation) and
+   torch.nn.ConvTranspose2d: square kernel k x k, the same stride and zero
+   padding in both directions, no dilation, no groups, no output_padding.
+
+   Output sizes:   conv2d   out = (in + 2 pad - k) / stride + 1
+                   convT2d  out = (in - 1) stride - 2 pad + k
+   Weight layouts (as PyTorch): conv2d [out_c, in_c, k, k],
+   convT2d [in_c, out_c, k, k]; bias [out_c] or NULL.
+
+   The fast kernels lower the convolution to one irmae_sgemm per chunk of
+   images (im2col / col2im) and run the copies in parallel with OpenMP. Each
+   thread owns the values it writes and every sum has a fixed order, so the
+   results are bit-identical for any number of threads. The *_ref functions
+   are plain direct loops accumulating in double (the tests' ground truth).
+
+   Tensors must not overlap each other (out vs in, din vs dout, ...). */
+typedef struct irmae_conv_desc {
+    int batch;                 /* N images */
+    int in_c, in_h, in_w;      /* input  C x H x W */
+    int out_c, out_h, out_w;   /* output C x H x W (computed by the init functions) */
+    int k, stride, pad;        /* square kernel, same stride/pad in both directions */
+    int transposed;            /* 0: conv2d, 1: conv-transpose2d */
+} irmae_conv_desc;
+
+/* Fills *d for a conv2d (transposed = 0) / conv-transpose2d (transposed = 1)
+   and computes out_h/out_w. Checks: all sizes and stride > 0, 0 <= pad < k,
+   output >= 1 in both directions (IRMAE_ERR_SHAPE otherwise), and that no
+   size used anywhere (tensors, weights, workspace, GEMM dimensions, which are
+   ints) overflows (IRMAE_ERR_OVERFLOW). Non-positive sizes / bad pad give
+   IRMAE_ERR_ARG, as does d == NULL. On failure *d is zeroed. */
+IRMAEDEF int irmae_conv2d_desc(irmae_conv_desc *d, int batch, int in_c, int in_h, int in_w,
+                               int out_c, int k, int stride, int pad);
+IRMAEDEF int irmae_convt2d_desc(irmae_conv_desc *d, int batch, int in_c, int in_h, int in_w,
+                                int out_c, int k, int stride, int pad);
+
+/* Number of floats of scratch the fast kernels need for this desc (0 when
+   they need none: then `work` may be NULL). Monotone (non-decreasing) in
+   d->batch: a workspace sized for a desc serves every desc that differs only
+   by a smaller batch. 0 as well for an invalid desc (and d == NULL). The
+   amount is bounded by working in chunks of images: at most
+   IRMAE_CONV_CHUNK_FLOATS floats (define it before the implementation;
+   default 8 Mi floats = 32 MB), or one image's worth when a single image
+   needs more. The chunk size depends only on the desc, never on threads. */
+IRMAEDEF size_t irmae_conv_workspace(const irmae_conv_desc *d);
+
+/* conv2d forward: out [N, out_c, out_h, out_w] = conv(in [N, in_c, in_h, in_w],
+   w [out_c, in_c, k, k]) + b [out_c] (b may be NULL). out is overwritten.
+   work: irmae_conv_workspace(d) floats (contents ignored and clobbered).
+   Errors: IRMAE_ERR_ARG for a NULL out/in/w/work (work only when the
+   workspace is non-zero), a transposed desc, or a desc whose fields are
+   inconsistent (re-validated). */
+IRMAEDEF int irmae_conv2d_forward(float *out, const float *in, const float *w, const float *b,
+                                  const irmae_conv_desc *d, float *work);
+/* conv2d backward: given dout [N, out_c, out_h, out_w]:
+   din [N, in_c, in_h, in_w] is OVERWRITTEN with dL/din (may be NULL: skipped);
+   dw [out_c, in_c, k, k] += dL/dw and db [out_c] += dL/db (ACCUMULATED; either
+   may be NULL). dout is always required; in is required when dw != NULL and
+   w when din != NULL; work only when din or dw is requested (db alone needs
+   none). Errors as the forward. */
+IRMAEDEF int irmae_conv2d_backward(float *din, float *dw, float *db, const float *dout,
+                                   const float *in, const float *w,
+                                   const irmae_conv_desc *d, float *work);
+/* conv-transpose2d forward: out [N, out_c, out_h, out_w] from in [N, in_c,
+   in_h, in_w], w [in_c, out_c, k, k], b [out_c] or NULL. Same contracts as
+   irmae_conv2d_forward (desc must be transposed). */
+IRMAEDEF int irmae_convt2d_forward(float *out, const float *in, const float *w, const float *b,
+                                   const irmae_conv_desc *d, float *work);
+/* conv-transpose2d backward: din overwritten (or NULL), dw [in_c, out_c, k, k]
+   and db [out_c] accumulated (or NULL). Same contracts as irmae_conv2d_backward. */
+IRMAEDEF int irmae_convt2d_backward(float *din, float *dw, float *db, const float *dout,
+                                    const float *in, const float *w,
+                                    const irmae_conv_desc *d, float *work);
+
+/* Plain direct-loop references (double accumulation, no workspace, single
+   thread). Same shapes, contracts and errors as the fast functions above. */
+IRMAEDEF int irmae_conv2d_forward_ref(float *out, const float *in, const float *w, const float *b,
+                                      const irmae_conv_desc *d);
+IRMAEDEF int irmae_conv2d_backward_ref(float *din, float *dw, float *db, const float *dout,
+                                       const float *in, const float *w, const irmae_conv_desc *d);
+IRMAEDEF int irmae_convt2d_forward_ref(float *out, const float *in, const float *w, const float *b,
+                                       const irmae_conv_desc *d);
+IRMAEDEF int irmae_convt2d_backward_ref(float *din, float *dw, float *db, const float *dout,
+                                        const float *in, const float *w, const irmae_conv_desc *d);
+
+/* ======================================================================== */
+/* Layers                                                                   */
+/* ======================================================================== */
+
+/* Forward/backward pairs on batches. Outputs first, then inputs, then sizes.
+   Backward functions overwrite the input gradient (din) and ACCUMULATE (+=)
+   into parameter gradients (dw, db); zero those explicitly. */
+
+/* Linear: in [batch, in_f], w [out_f, in_f], b [out_f] or NULL,
+   out [batch, out_f]: out = in w^T + b. */
+IRMAEDEF int irmae_linear_forward(float *out, const float *in, const float *w, const float *b,
+                                  int batch, int in_f, int out_f);
+/* din [batch, in_f] (NULL: not computed), dw [out_f, in_f], db [out_f] (either NULL: skipped). */
+IRMAEDEF int irmae_linear_backward(float *din, float *dw, float *db, const float *dout,
+                                   const float *in, const float *w, int batch, int in_f, int out_f);
+/* Elementwise activations on count values; backward uses the forward's
+   output y (din may alias dout; out may alias in). */
+IRMAEDEF void irmae_relu_forward(float *out, const float *in, size_t count);
+IRMAEDEF void irmae_relu_backward(float *din, const float *dout, const float *out, size_t count);
+IRMAEDEF void irmae_tanh_forward(float *out, const float *in, size_t count);
+IRMAEDEF void irmae_tanh_backward(float *din, const float *dout, const float *out, size_t count);
+IRMAEDEF void irmae_sigmoid_forward(float *out, const float *in, size_t count);
+IRMAEDEF void irmae_sigmoid_backward(float *din, const float *dout, const float *out, size_t count);
+
+/* ======================================================================== */
+/* Networks and models                                                      */
+/* ======================================================================== */
+
+enum {
+    IRMAE_LAYER_CONV = 1,   /* conv2d, weight [out, in, k, k] */
+    IRMAE_LAYER_CONVT,      /* conv-transpose2d, weight [in, out, k, k] */
+    IRMAE_LAYER_LINEAR,     /* on the flattened input, weight [out, in] */
+    IRMAE_LAYER_RELU,
+    IRMAE_LAYER_TANH,
+    IRMAE_LAYER_SIGMOID,
+    IRMAE_LAYER_RESHAPE     /* to c x h x w (c = 0: flatten to features x 1 x 1) */
+};
+
+/* As the output size of the encoder's last layer: "the code", i.e. n (or 2n
+   for the VAE, which outputs a mean and a log-variance). */
+#define IRMAE_CODE (-1)
+
+/* One layer of an encoder or decoder list. Build them with the helpers below. */
+typedef struct irmae_layer_spec {
+    int type;              /* IRMAE_LAYER_* */
+    int out;               /* conv/convT channels or linear features, or IRMAE_CODE */
+    int k, stride, pad;    /* conv/convT: square kernel, stride, padding */
+    int bias;              /* conv/convT/linear: 1 = with bias */
+    int c, h, w;           /* reshape target */
+} irmae_layer_spec;
+
+IRMAEDEF irmae_layer_spec irmae_layer_conv(int out, int k, int stride, int pad);
+IRMAEDEF irmae_layer_spec irmae_layer_convt(int out, int k, int stride, int pad);
+IRMAEDEF irmae_layer_spec irmae_layer_linear(int out, int bias);
+IRMAEDEF irmae_layer_spec irmae_layer_act(int type); /* IRMAE_LAYER_RELU / TANH / SIGMOID */
+IRMAEDEF irmae_layer_spec irmae_layer_reshape(int c, int h, int w);
+IRMAEDEF irmae_layer_spec irmae_layer_flatten(void);
+
+enum { IRMAE_KIND_AE = 0,  /* AE (l = 0) or IRMAE (l > 0), optional L1/L2 code penalty */
+       IRMAE_KIND_VAE = 1  /* mean/log-variance, reparameterised, BCE + beta KL */ };
+enum { IRMAE_OUT_AUTO = 0, /* tanh for AE/IRMAE, sigmoid for the VAE */
+       IRMAE_OUT_TANH, IRMAE_OUT_SIGMOID, IRMAE_OUT_NONE };
+enum { IRMAE_PRESET_SHAPES = 0, IRMAE_PRESET_MNIST = 1, IRMAE_PRESET_CELEBA64 = 2 };
+
+/* Everything that defines a model. A plain value: copy it, store it. */
+typedef struct irmae_config {
+    int in_c, in_h, in_w;       /* image shape */
+    int n;                      /* code size */
+    int l;                      /* number of extra n x n linear maps (0 = AE) */
+    int kind;                   /* IRMAE_KIND_AE or IRMAE_KIND_VAE */
+    int out_act;                /* IRMAE_OUT_*: activation after the decoder */
+    int n_enc, n_dec;           /* layers used in enc[] and dec[] */
+    irmae_layer_spec enc[IRMAE_MAX_LAYERS];  /* image -> code (ends with IRMAE_CODE outputs) */
+    irmae_layer_spec dec[IRMAE_MAX_LAYERS];  /* code (n x 1 x 1) -> image, without out_act */
+    float code_l1, code_l2;     /* AE: weight of mean |z| / mean z^2 penalty (0 = none) */
+    float vae_beta;             /* VAE: weight of the KL term (0.1 as the authors) */
+    float lr, beta1, beta2, eps;/* Adam */
+    int max_batch;              /* largest batch; workspaces are sized for it once */
+    int range_pm1;              /* 0: pixels in [0,1] (default), 1: in [-1,1] */
+} irmae_config;
+
+/* The architectures of the paper (DESIGN.md), with the paper's training
+   settings: lr 1e-4, betas (0.9, 0.999), eps 1e-8, max_batch 128, l = 0,
+   n = 32 (shapes) or 128 (mnist, celeba64). */
+IRMAEDEF irmae_config irmae_preset(int preset);
+
+/* A layer as resolved for a model: shapes, parameter offsets, activation offsets. */
+typedef struct irmae_layer {
+    irmae_layer_spec spec;
+    int in_c, in_h, in_w, out_c, out_h, out_w;
+    size_t w_off, b_off, n_w, n_b;   /* into params/grads (n_b = 0: no bias) */
+    size_t act_off;                  /* output of this layer in acts, per max batch */
+} irmae_layer;
+
+typedef struct irmae_model {
+    irmae_config cfg;
+    int n_layers, n_enc;             /* layers[0..n_enc) encoder, then decoder (+ out_act) */
+    irmae_layer layers[2 * IRMAE_MAX_LAYERS + 1];
+    int code_dim;                    /* encoder output size: n, or 2n for the VAE */
+    size_t n_params;
+    float *params, *grads, *adam_m, *adam_v;   /* one buffer each, n_params floats */
+    size_t maps_off;                 /* the l maps: params + maps_off, l blocks of n x n, W_1 first */
+    long long step;                  /* Adam steps taken */
+    irmae_rng rng;                   /* VAE sampling */
+    /* workspaces, sized once for cfg.max_batch */
+    float *acts;                     /* every layer's output */
+    float *codes;                    /* (l + 1) x batch x n: e = z_0, z_1 .. z_l; VAE: sampled z */
+    float *vae_eps;                  /* VAE noise batch x n */
+    float *grad_a, *grad_b;          /* ping-pong activation gradients */
+    float *work;                     /* convolution workspace */
+    size_t max_act;                  /* largest per-image activation (floats) */
+    /* last step's loss terms (mean over the batch) */
+    double last_loss, last_recon, last_reg;
+} irmae_model;
+
+/* Validates cfg (shapes must chain; the decoder must output the image shape),
+   allocates everything once, and initialises parameters as PyTorch does:
+   U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases. */
+IRMAEDEF int irmae_model_init(irmae_model *m, const irmae_config *cfg, irmae_rng *rng);
+IRMAEDEF void irmae_model_free(irmae_model *m);
+/* Parameters of a configuration without building it (0 on invalid cfg). */
+IRMAEDEF size_t irmae_config_param_count(const irmae_config *cfg);
+
+/* Forward + backward on a batch x (batch x C x H x W): grads are zeroed,
+   then hold d loss / d params; *loss (may be NULL) gets the loss; dx (may be
+   NULL) gets d loss / d x. IRMAE_ERR_NUMERIC if the loss is not finite. */
+IRMAEDEF int irmae_model_forward_backward(irmae_model *m, const float *x, int batch, float *loss, float *dx);
+/* One Adam step with the current grads (bias-corrected). */
+IRMAEDEF int irmae_model_adam_step(irmae_model *m);
+/* forward_backward + adam_step. */
+IRMAEDEF int irmae_model_train_step(irmae_model *m, const float *x, int batch, float *loss);
+/* Loss of a batch without touching grads (VAE: with the mean code, no noise). */
+IRMAEDEF int irmae_model_loss(irmae_model *m, const float *x, int batch, float *loss);
+
+/* Codes z (count x n) of count images: after the l maps; the mean for the VAE. */
+IRMAEDEF int irmae_model_encode(irmae_model *m, const float *x, int count, float *z);
+/* Encoder features e (count x n) before the linear maps (the VAE: the mean). */
+IRMAEDEF int irmae_model_features(irmae_model *m, const float *x, int count, float *e);
+/* Images (count x C x H x W) decoded from codes z (count x n). */
+IRMAEDEF int irmae_model_decode(irmae_model *m, const float *z, int count, float *out);
+/* The l maps multiplied into one n x n matrix W = W_l ... W_1 (identity for
+   l = 0), so that z = W e. */
+IRMAEDEF int irmae_model_collapse(const irmae_model *m, float *w);
 /* ======================================================================== */
 /* Data sets                                                                */
 /* ======================================================================== */
@@ -194,10 +429,252 @@ IRMAEDEF int irmae_shapes_make(irmae_dataset *ds, int count, irmae_rng *rng, irm
 /* Maps every value v of the data set to lo + v (hi - lo), e.g. [0,1] -> [-1,1]. */
 IRMAEDEF int irmae_dataset_rescale(irmae_dataset *ds, float lo, float hi);
 
-#include "parts/pngw_decl.h"
-#include "parts/codec_decl.h"
+/* ======================================================================== */
+/* Data: DEFLATE / zlib compression, PNG writing                            */
+/* ======================================================================== */
+
+/* Raw DEFLATE (RFC 1951) of src[0..size) into a new buffer (*out, *out_size),
+   owned by the caller: free it with irmae_free_buffer().
+   level 0 = stored blocks only; 1..9 = LZ77 (32 KiB window, lengths 3..258,
+   hash chains; 1..3 greedy, 4..9 lazy matching, longer searches at higher
+   levels) with a per-block choice of fixed Huffman, dynamic Huffman (optimal
+   length-limited codes: 15 bits for literal/length and distance codes,
+   7 bits for the code-length code) or stored, whichever is smallest; runs of
+   stored blocks are merged, so incompressible data grows by ~5 bytes per
+   64 KiB. level -1 means 6. Memory: a fixed ~1 MiB of tables plus the output.
+   src may be NULL only when size == 0. On error *out = NULL, *out_size = 0.
+   Errors: IRMAE_ERR_ARG (NULL out/out_size/src, level outside -1..9),
+   IRMAE_ERR_NOMEM. */
+IRMAEDEF int irmae_deflate(const void *src, size_t size, int level,
+                           unsigned char **out, size_t *out_size);
+/* zlib stream (RFC 1950): 2-byte header (32 KiB window, FLEVEL from level,
+   valid FCHECK, no dictionary), raw DEFLATE as irmae_deflate(), big-endian
+   Adler-32 of src. Same ownership and errors as irmae_deflate(). */
+IRMAEDEF int irmae_zlib_compress(const void *src, size_t size, int level,
+                                 unsigned char **out, size_t *out_size);
+/* Frees a buffer returned by irmae_deflate / irmae_zlib_compress /
+   irmae_png_encode. NULL is a no-op. */
+IRMAEDEF void irmae_free_buffer(void *p);
+
+/* Encodes 8-bit pixels (row-major, channels interleaved, w * h * c bytes,
+   no row padding) as a PNG: c = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA.
+   Non-interlaced; each row gets the filter (None/Sub/Up/Average/Paeth) with
+   the minimum sum of absolute (signed) filtered bytes; the rows are zlib
+   compressed at level 6 and split into IDAT chunks of at most 64 KiB.
+   *out (free with irmae_free_buffer) and *out_size receive the file bytes.
+   Errors: IRMAE_ERR_ARG (NULL pointer, w or h <= 0, c not in 1..4),
+   IRMAE_ERR_OVERFLOW (w * c + 1) * h does not fit in memory sizes,
+   IRMAE_ERR_NOMEM. */
+IRMAEDEF int irmae_png_encode(const unsigned char *pixels, int w, int h, int c,
+                              unsigned char **out, size_t *out_size);
+/* irmae_png_encode() and write the bytes to the file at path (created or
+   truncated). Errors: those of irmae_png_encode, IRMAE_ERR_ARG for a NULL
+   path, IRMAE_ERR_IO (open/write/close failed; the detail names the path). */
+IRMAEDEF int irmae_png_write(const char *path, const unsigned char *pixels, int w, int h, int c);
+/* Writes `count` float images (CHW, c = 1 grey or 3 RGB, each c * h * w
+   values, one after the other) as one PNG grid, `cols` images per row
+   (cols > count is reduced to count), with `pad` >= 0 pixels of mid-grey
+   (128) around and between the cells; empty cells of the last row are grey
+   too. Grid size: (cols * w + (cols + 1) * pad) x (rows * h + (rows + 1) * pad).
+   A value v becomes round(255 * clamp((v - lo) / (hi - lo), 0, 1)); NaN maps
+   to 0. hi < lo inverts the scale.
+   Errors: IRMAE_ERR_ARG (NULL path/images, count/h/w/cols <= 0, pad < 0,
+   c not 1 or 3, lo or hi not finite, lo == hi), IRMAE_ERR_OVERFLOW (grid
+   larger than 2^31 - 1 pixels on a side or in memory), and those of
+   irmae_png_write. */
+IRMAEDEF int irmae_png_write_grid(const char *path, const float *images, int count, int c,
+                                  int h, int w, int cols, int pad, float lo, float hi);
+/* ======================================================================== */
+/* Data: loaders for untrusted files (inflate, zlib, gzip, PNG, IDX/MNIST,  */
+/* image folders)                                                           */
+/* ======================================================================== */
+
+/* Every loader treats its input as hostile: each length, offset, count and
+   size product is checked before use, nothing is read past the end of the
+   input, every allocation is bounded by the limits below, and a failure
+   returns a named IRMAE_ERR_* code whose irmae_error_detail() names the
+   check and the byte offset. Outputs are zeroed (NULL, 0) on every error.
+
+   Limits (define before including the implementation to change them):
+     IRMAE_MAX_IMAGE_DIM     largest PNG width or height       (32768)
+     IRMAE_MAX_IMAGE_PIXELS  largest PNG width * height        (1 << 28)
+     IRMAE_MAX_ALLOC         largest single buffer in bytes: a file read into
+                             memory, a decompressed stream, an image
+                             ((size_t)1 << 31)
+   Exceeding one gives IRMAE_ERR_LIMIT. */
+#ifndef IRMAE_MAX_IMAGE_DIM
+#define IRMAE_MAX_IMAGE_DIM 32768
+#endif
+#ifndef IRMAE_MAX_IMAGE_PIXELS
+#define IRMAE_MAX_IMAGE_PIXELS ((size_t)1 << 28)
+#endif
+#ifndef IRMAE_MAX_ALLOC
+#define IRMAE_MAX_ALLOC ((size_t)1 << 31)
+#endif
+
+/* --- DEFLATE decoding --------------------------------------------------- */
+
+/* Decodes a raw DEFLATE stream (RFC 1951: stored, fixed and dynamic Huffman
+   blocks) that fills src[0..size) exactly (bytes after the final block are an
+   error; the unused bits of the last byte are ignored). *out receives a new
+   buffer of *out_size bytes, owned by the caller: free it with
+   irmae_free_buffer(). The output may not exceed max_out bytes (0 means
+   IRMAE_MAX_ALLOC; larger values are capped to IRMAE_MAX_ALLOC).
+   Huffman tables are checked as zlib does: over-subscribed code lengths are
+   rejected, incomplete codes are rejected except a literal/length or distance
+   code with a single 1-bit code (or no distance code at all); every repeat of
+   the code-length code, every length and distance symbol (286-287, 30-31 are
+   invalid) and every distance (not farther back than the output so far) is
+   checked. A stream with an empty output gives a 1-byte buffer and
+   *out_size = 0.
+   Errors: IRMAE_ERR_ARG (NULL out/out_size, NULL src with size > 0),
+   IRMAE_ERR_FORMAT (invalid data), IRMAE_ERR_TRUNCATED (input ends inside the
+   stream), IRMAE_ERR_LIMIT (output would exceed the limit), IRMAE_ERR_NOMEM. */
+IRMAEDEF int irmae_inflate(const void *src, size_t size, size_t max_out,
+                           unsigned char **out, size_t *out_size);
+/* A zlib stream (RFC 1950) that fills src[0..size) exactly: CM must be 8 with
+   a window (CINFO) <= 32 KiB, the header check FCHECK must hold, a preset
+   dictionary (FDICT) is IRMAE_ERR_UNSUPPORTED, the big-endian Adler-32 of the
+   output is verified (IRMAE_ERR_CHECKSUM). Otherwise as irmae_inflate(). */
+IRMAEDEF int irmae_zlib_decompress(const void *src, size_t size, size_t max_out,
+                                   unsigned char **out, size_t *out_size);
+/* A gzip file (RFC 1952), possibly several members, whose outputs are
+   concatenated (like gzip -d). FEXTRA, FNAME and FCOMMENT are skipped, FHCRC
+   (CRC-16 of the header) is verified, reserved flag bits are an error, and
+   each member's CRC-32 and ISIZE (length mod 2^32) are verified
+   (IRMAE_ERR_CHECKSUM). Zero bytes after a member are ignored (padding);
+   anything else after a member must be another member (IRMAE_ERR_FORMAT).
+   Otherwise as irmae_inflate(); max_out bounds the total output. */
+IRMAEDEF int irmae_gzip_decompress(const void *src, size_t size, size_t max_out,
+                                   unsigned char **out, size_t *out_size);
+
+/* --- PNG decoding ------------------------------------------------------- */
+
+/* An 8-bit image: h rows of w pixels of c interleaved channels
+   (c = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA), no row padding.
+   Owns pixels: free with irmae_image_free(). */
+typedef struct irmae_image { int w, h, c; unsigned char *pixels; } irmae_image;
+
+/* Decodes a PNG file held in memory. Supported: every colour type (0 grey,
+   2 RGB, 3 palette, 4 grey+alpha, 6 RGBA) with every bit depth the spec allows
+   for it (1/2/4/8/16 grey, 1/2/4/8 palette, 8/16 otherwise), PLTE, tRNS,
+   Adam7 interlacing, the five filters, any number of IDAT chunks.
+   Checked: the signature, every chunk's CRC, chunk lengths, IHDR first and
+   valid, PLTE (not for grey, once, before tRNS and IDAT, 1..2^depth entries
+   for palette images), tRNS (once, before IDAT, after PLTE, right length,
+   not on grey+alpha or RGBA images), IDAT chunks consecutive and present, an
+   IEND chunk (bytes after IEND are ignored), unknown critical chunks
+   (IRMAE_ERR_UNSUPPORTED; unknown ancillary chunks are skipped), filter
+   types, palette indices, and that the image data decompresses to exactly the
+   size the header implies (bytes after the end of the zlib stream inside
+   IDAT are ignored, as libpng does).
+   want_channels: 0 keeps the file's channels (grey 1, grey+alpha 2, RGB 3,
+   RGBA 4; palette gives 3, or 4 when a tRNS chunk is present; grey or RGB
+   with tRNS gain an alpha channel: 0 where the pixel equals the tRNS colour
+   exactly, at full bit depth, 255 elsewhere); 1..4 converts to that many
+   channels. Colour to grey: Y = (77 R + 150 G + 29 B + 128) >> 8 (BT.601
+   weights in 1/256ths); dropping alpha does not composite. 16-bit samples
+   become (v * 255 + 32767) / 65535; grey samples of 1, 2 or 4 bits are
+   scaled to 0..255 (v * 255 / (2^depth - 1)); palette indices select PLTE
+   entries as they are.
+   out is zeroed on error.
+   Errors: IRMAE_ERR_ARG (NULL out, NULL data with size > 0, want_channels
+   outside 0..4), IRMAE_ERR_FORMAT, IRMAE_ERR_TRUNCATED, IRMAE_ERR_CHECKSUM,
+   IRMAE_ERR_UNSUPPORTED, IRMAE_ERR_LIMIT (IRMAE_MAX_IMAGE_DIM,
+   IRMAE_MAX_IMAGE_PIXELS, IRMAE_MAX_ALLOC), IRMAE_ERR_NOMEM. */
+IRMAEDEF int irmae_png_decode(const void *data, size_t size, int want_channels, irmae_image *out);
+/* Reads the file at path (at most IRMAE_MAX_ALLOC bytes) and decodes it as
+   irmae_png_decode(). Adds IRMAE_ERR_IO (the detail names the path). */
+IRMAEDEF int irmae_png_load(const char *path, int want_channels, irmae_image *out);
+/* Frees the pixels and zeroes *img. NULL is a no-op. */
+IRMAEDEF void irmae_image_free(irmae_image *img);
+
+/* --- IDX (MNIST) -------------------------------------------------------- */
+
+/* An IDX array of unsigned bytes: rank 1..4, dims[0..rank) (others 0), size =
+   product of the dims = number of bytes in data (row-major, as in the file).
+   Owns data: free with irmae_idx_free(). */
+typedef struct irmae_idx { int rank; int dims[4]; unsigned char *data; size_t size; } irmae_idx;
+
+/* Parses an IDX file held in memory; a gzip file (magic 1f 8b) is
+   decompressed first (output bounded by IRMAE_MAX_ALLOC). Checks: magic
+   (two zero bytes), element type (0x08 unsigned byte; the other IDX types
+   0x09, 0x0B, 0x0C, 0x0D, 0x0E give IRMAE_ERR_UNSUPPORTED, anything else
+   IRMAE_ERR_FORMAT), rank 1..4 (0 FORMAT, > 4 UNSUPPORTED), each dimension
+   <= INT_MAX, and the exact size: fewer bytes than the header implies is
+   IRMAE_ERR_TRUNCATED, more is IRMAE_ERR_FORMAT. Dimensions of 0 are allowed
+   (size 0, data a 1-byte buffer). *out is zeroed on error.
+   Errors: IRMAE_ERR_ARG, IRMAE_ERR_FORMAT, IRMAE_ERR_TRUNCATED,
+   IRMAE_ERR_UNSUPPORTED, IRMAE_ERR_LIMIT, IRMAE_ERR_NOMEM, and those of
+   irmae_gzip_decompress(). */
+IRMAEDEF int irmae_idx_parse(const void *data, size_t size, irmae_idx *out);
+/* irmae_idx_parse() of the file at path. Adds IRMAE_ERR_IO; the detail of
+   every error names the path. */
+IRMAEDEF int irmae_idx_load(const char *path, irmae_idx *out);
+/* Frees the data and zeroes *idx. NULL is a no-op. */
+IRMAEDEF void irmae_idx_free(irmae_idx *idx);
+
+/* Loads MNIST-style IDX files (plain or gzipped) as a data set of n grey
+   images (c = 1): images_path must hold a rank-3 array n x rows x cols,
+   labels_path a rank-1 array of n labels (different n: IRMAE_ERR_MISMATCH;
+   other ranks: IRMAE_ERR_SHAPE; n = 0: IRMAE_ERR_FORMAT). Labels go to
+   ds->labels as they are (0..255). Pixels v become v / 255 in [0, 1], or
+   v / 127.5 - 1 in [-1, 1] when range_pm1 != 0. out_h x out_w (0 keeps rows
+   / cols, independently) resizes with irmae's resampler (see
+   irmae_images_load: for enlarging, e.g. 28 -> 32, it equals PyTorch's
+   F.interpolate(mode="bilinear", align_corners=False, antialias=False)).
+   *ds is zeroed on error. Errors: IRMAE_ERR_ARG (NULL pointer, negative
+   size), those of irmae_idx_load(), IRMAE_ERR_NOMEM. */
+IRMAEDEF int irmae_mnist_load(irmae_dataset *ds, const char *images_path, const char *labels_path,
+                              int out_h, int out_w, int range_pm1);
+
+/* --- Image folders, batches --------------------------------------------- */
+
+/* Loads every file whose name ends in ".png" (any case) in folder (not its
+   subfolders), in strcmp order of the names, as a data set of n images of
+   c channels (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA; converted as
+   irmae_png_decode with want_channels = c), CHW floats in [0, 1] (v / 255)
+   or [-1, 1] (v / 127.5 - 1) when range_pm1 != 0. No labels.
+   crop > 0 first cuts the centred crop x crop square, with torchvision's
+   CenterCrop offsets (top = round((h - crop) / 2), halves rounded to even);
+   an image smaller than crop is IRMAE_ERR_SHAPE. Then out_h x out_w > 0
+   resizes with a separable triangle (bilinear) filter evaluated at pixel
+   centres: enlarging, this is exactly bilinear interpolation with
+   align_corners=False (PyTorch F.interpolate, edge pixels clamped);
+   shrinking by a factor s, the triangle is widened to a support of s pixels
+   on each side and the weights renormalised, so every source pixel counts
+   (an area-like average, the antialiased bilinear of PIL's resize and of
+   torchvision's Resize(antialias=True)). CelebA protocol: crop = 148,
+   out 64 x 64. out_h = out_w = 0 keeps the (cropped) size, and then every
+   image must have the same size (IRMAE_ERR_SHAPE otherwise).
+   *ds is zeroed on error. Errors: IRMAE_ERR_ARG (NULL pointer, c outside
+   1..4, negative sizes, only one of out_h/out_w set), IRMAE_ERR_IO (folder
+   cannot be listed, or has no .png file), IRMAE_ERR_SHAPE, the errors of
+   irmae_png_load() (the detail names the file), IRMAE_ERR_NOMEM. */
+IRMAEDEF int irmae_images_load(irmae_dataset *ds, const char *folder, int c, int out_h, int out_w,
+                               int crop, int range_pm1);
+
+/* Fills perm[0..n) with 0..n-1 and shuffles it (Fisher-Yates, each swap
+   index from irmae_rng_int): the same rng state gives the same order.
+   Errors: IRMAE_ERR_ARG (NULL perm or rng with n > 0, n < 0). */
+IRMAEDEF int irmae_shuffle(int *perm, int n, irmae_rng *rng);
+/* Copies images idx[0..count) of ds into out (count * c * h * w floats, one
+   image after the other), e.g. a shuffled minibatch. Every index is checked
+   before anything is written. Errors: IRMAE_ERR_ARG (NULL pointer, count < 0,
+   an index outside 0..n-1: the detail names its position). */
+IRMAEDEF int irmae_dataset_gather(const irmae_dataset *ds, const int *idx, int count, float *out);
 #include "parts/analysis_decl.h"
-#include "parts/tail_decl.h"
+/* ======================================================================== */
+/* Model analysis                                                           */
+/* ======================================================================== */
+
+/* Spectrum of the codes z (after the l maps; the VAE's mean) of `count`
+   images x (count x C x H x W): covariance, eigenvalues, ranks. Free s with
+   irmae_spectrum_free(). */
+IRMAEDEF int irmae_model_spectrum(irmae_model *m, const float *x, int count, irmae_spectrum *s);
+/* Decodes (1 - t) z_a + t z_b for `steps` values of t evenly spaced in
+   [0, 1] (steps >= 2), z_a/z_b the codes of images xa/xb; out gets steps images. */
+IRMAEDEF int irmae_model_interpolate(irmae_model *m, const float *xa, const float *xb, int steps, float *out);
 
 #ifdef __cplusplus
 }
@@ -263,11 +740,9 @@ IRMAEDEF int irmae_dataset_rescale(irmae_dataset *ds, float lo, float hi);
 #define IRMAE__PRAGMA(x) _Pragma(#x)
 #define IRMAE__OMP(x) IRMAE__PRAGMA(omp x)
 static int irmae__nthreads(void) { return omp_get_max_threads(); }
-static int irmae__thread_id(void) { return omp_get_thread_num(); }
 #else
 #define IRMAE__OMP(x)
 static int irmae__nthreads(void) { return 1; }
-static int irmae__thread_id(void) { return 0; }
 #endif
 
 /* Alignment for every buffer the library allocates (cache line / AVX-512). */
@@ -874,8 +1349,1510 @@ IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
     }
 }
 
-#include "parts/conv_impl.h"
-#include "parts/model_impl.h"
+/* ---------------------------------------------------------------------- */
+/* Kernels: convolution                                                   */
+/* ---------------------------------------------------------------------- */
+
+/* Both operators are expressed through one geometry: an "image side" X
+   (cx channels of hx x wx, the side that im2col reads and col2im writes)
+   and a "matrix side" Y (cy channels of hy x wy = P positions), related by
+   Y = Wc * im2col(X) with Wc a [cy, kc = cx k k] matrix:
+     conv2d:  X = input,  Y = output, Wc = w  [out_c, in_c k k]
+     convT2d: X = output, Y = input,  Wc = w  [in_c, out_c k k]
+   (a transposed convolution is the adjoint of the convolution that maps
+   its output back to its input, and PyTorch's [in, out, k, k] layout is
+   exactly that convolution's weight). Then
+     conv forward  = convT backward-data = Y <- Wc im2col(X)
+     conv backward-data = convT forward  = X <- col2im(Wc^T Y)
+     dWc += Y im2col(X)^T for both.
+   The batch is processed in chunks of `imgs` images; im2col writes a
+   [kc, imgs P] matrix (column n P + q is position q of image n), Y is
+   gathered to / scattered from a [cy, imgs P] matrix, so each GEMM has
+   N = imgs P even for tiny feature maps. The chunk size depends only on
+   the desc (never on the thread count), so sums have a fixed order. */
+
+/* Soft cap on the workspace, in floats (default 8 Mi floats = 32 MB). A
+   single image that needs more gets a one-image chunk. */
+#ifndef IRMAE_CONV_CHUNK_FLOATS
+#define IRMAE_CONV_CHUNK_FLOATS ((size_t)8 << 20)
+#endif
+/* A 1x1, stride-1, pad-0 layer skips im2col and runs one GEMM per image
+   on the NCHW tensors directly when an image has at least this many
+   positions (below it the batched path's larger GEMM wins). */
+#define IRMAE__CONV_DIRECT_MIN_P 64
+/* Copies smaller than this many floats run on one thread. */
+#define IRMAE__CONV_PAR_MIN 32768
+
+typedef struct irmae__cgeom {
+    int batch;
+    int cx, hx, wx;   /* image side */
+    int cy, hy, wy;   /* matrix side */
+    int k, s, p;
+    int kc;           /* cx * k * k */
+    int P;            /* hy * wy */
+    size_t planex;    /* hx * wx */
+    size_t imgx;      /* cx * hx * wx */
+    size_t imgy;      /* cy * P */
+} irmae__cgeom;
+
+/* 1 if a * b * c (all > 0) <= INT_MAX */
+static int irmae__conv_int_ok(int a, int b, int c)
+{
+    int64_t t = (int64_t)a * (int64_t)b;
+    if (t > INT_MAX) return 0;
+    return t * (int64_t)c <= INT_MAX;
+}
+
+/* Validates d (fields re-derived from the sizes, so an edited or garbage desc
+   is caught). `code` 0 reports the natural error code, otherwise `code` is
+   returned for every failure. */
+static int irmae__conv_check(const irmae_conv_desc *d, int transposed, int code, const char *fn)
+{
+    int64_t oh, ow;
+    size_t t, kc, px, py;
+    const char *kind = transposed ? "convt2d" : "conv2d";
+    if (!d) return irmae__fail(IRMAE_ERR_ARG, "%s: desc is NULL", fn);
+    if (d->transposed != transposed)
+        return irmae__fail(IRMAE_ERR_ARG, "%s: desc.transposed = %d, expected %d (%s)",
+                           fn, d->transposed, transposed, kind);
+    if (d->batch <= 0 || d->in_c <= 0 || d->in_h <= 0 || d->in_w <= 0 || d->out_c <= 0)
+        return irmae__fail(code ? code : IRMAE_ERR_ARG,
+                           "%s: sizes must be > 0 (batch %d, in %d x %d x %d, out_c %d)",
+                           fn, d->batch, d->in_c, d->in_h, d->in_w, d->out_c);
+    if (d->k <= 0 || d->stride <= 0)
+        return irmae__fail(code ? code : IRMAE_ERR_ARG, "%s: kernel %d and stride %d must be > 0",
+                           fn, d->k, d->stride);
+    if (d->pad < 0 || d->pad >= d->k)
+        return irmae__fail(code ? code : IRMAE_ERR_ARG, "%s: pad %d outside [0, k = %d)",
+                           fn, d->pad, d->k);
+    if (!transposed) {
+        int64_t eh = (int64_t)d->in_h + 2 * (int64_t)d->pad - d->k;
+        int64_t ew = (int64_t)d->in_w + 2 * (int64_t)d->pad - d->k;
+        if (eh < 0 || ew < 0)
+            return irmae__fail(code ? code : IRMAE_ERR_SHAPE,
+                               "%s: kernel %d larger than padded input %d x %d (pad %d)",
+                               fn, d->k, d->in_h, d->in_w, d->pad);
+        oh = eh / d->stride + 1;
+        ow = ew / d->stride + 1;
+    } else {
+        oh = ((int64_t)d->in_h - 1) * d->stride - 2 * (int64_t)d->pad + d->k;
+        ow = ((int64_t)d->in_w - 1) * d->stride - 2 * (int64_t)d->pad + d->k;
+        if (oh < 1 || ow < 1)
+            return irmae__fail(code ? code : IRMAE_ERR_SHAPE,
+                               "%s: output %lld x %lld < 1 (in %d x %d, k %d, stride %d, pad %d)",
+                               fn, (long long)oh, (long long)ow, d->in_h, d->in_w, d->k,
+                               d->stride, d->pad);
+    }
+    if (oh > INT_MAX || ow > INT_MAX)
+        return irmae__fail(code ? code : IRMAE_ERR_OVERFLOW, "%s: output %lld x %lld overflows int",
+                           fn, (long long)oh, (long long)ow);
+    if (d->out_h != (int)oh || d->out_w != (int)ow)
+        return irmae__fail(code ? code : IRMAE_ERR_ARG,
+                           "%s: desc out %d x %d inconsistent with computed %lld x %lld",
+                           fn, d->out_h, d->out_w, (long long)oh, (long long)ow);
+    /* every size below is used as a size_t (tensors, workspace) or as an int
+       (GEMM dimensions / leading dimensions, plane and row loops) */
+    t = irmae__count(d->batch, d->in_c, d->in_h, d->in_w);
+    if (!t || t > (size_t)-1 / sizeof(float))
+        return irmae__fail(code ? code : IRMAE_ERR_OVERFLOW, "%s: input tensor %d x %d x %d x %d overflows",
+                           fn, d->batch, d->in_c, d->in_h, d->in_w);
+    t = irmae__count(d->batch, d->out_c, d->out_h, d->out_w);
+    if (!t || t > (size_t)-1 / sizeof(float))
+        return irmae__fail(code ? code : IRMAE_ERR_OVERFLOW, "%s: output tensor %d x %d x %d x %d overflows",
+                           fn, d->batch, d->out_c, d->out_h, d->out_w);
+    t = irmae__count(d->in_c, d->out_c, d->k, d->k);
+    if (!t || t > (size_t)-1 / sizeof(float))
+        return irmae__fail(code ? code : IRMAE_ERR_OVERFLOW, "%s: weights %d x %d x %d x %d overflow",
+                           fn, d->out_c, d->in_c, d->k, d->k);
+    if (!irmae__conv_int_ok(d->batch, d->in_c, 1) || !irmae__conv_int_ok(d->batch, d->out_c, 1))
+        return irmae__fail(code ? code : IRMAE_ERR_OVERFLOW, "%s: batch %d x channels (%d, %d) exceeds INT_MAX",
+                           fn, d->batch, d->in_c, d->out_c);
+    if (!irmae__conv_int_ok(d->in_h, d->in_w, 1) || !irmae__conv_int_ok(d->out_h, d->out_w, 1) ||
+        (int64_t)d->in_h + 2 * (int64_t)d->k > INT_MAX || (int64_t)d->in_w + 2 * (int64_t)d->k > INT_MAX ||
+        (int64_t)d->out_h + 2 * (int64_t)d->k > INT_MAX || (int64_t)d->out_w + 2 * (int64_t)d->k > INT_MAX)
+        return irmae__fail(code ? code : IRMAE_ERR_OVERFLOW,
+                           "%s: a feature map (%d x %d or %d x %d, k %d) exceeds the int range",
+                           fn, d->in_h, d->in_w, d->out_h, d->out_w, d->k);
+    px = (size_t)d->in_h * (size_t)d->in_w;
+    py = (size_t)d->out_h * (size_t)d->out_w;
+    if (!irmae__conv_int_ok(transposed ? d->out_c : d->in_c, d->k, d->k))
+        return irmae__fail(code ? code : IRMAE_ERR_OVERFLOW, "%s: im2col rows (%d x %d x %d) exceed INT_MAX",
+                           fn, transposed ? d->out_c : d->in_c, d->k, d->k);
+    kc = (size_t)(transposed ? d->out_c : d->in_c) * (size_t)d->k * (size_t)d->k;
+    /* one image's workspace: (kc + cy) * P floats, in bytes */
+    if (!irmae__mul3(&t, kc + (size_t)(transposed ? d->in_c : d->out_c),
+                     transposed ? px : py, sizeof(float)))
+        return irmae__fail(code ? code : IRMAE_ERR_OVERFLOW, "%s: workspace for one image overflows", fn);
+    return IRMAE_OK;
+}
+
+/* d must be valid */
+static irmae__cgeom irmae__conv_geom(const irmae_conv_desc *d)
+{
+    irmae__cgeom g;
+    g.batch = d->batch;
+    if (!d->transposed) {
+        g.cx = d->in_c; g.hx = d->in_h; g.wx = d->in_w;
+        g.cy = d->out_c; g.hy = d->out_h; g.wy = d->out_w;
+    } else {
+        g.cx = d->out_c; g.hx = d->out_h; g.wx = d->out_w;
+        g.cy = d->in_c; g.hy = d->in_h; g.wy = d->in_w;
+    }
+    g.k = d->k; g.s = d->stride; g.p = d->pad;
+    g.kc = g.cx * g.k * g.k;
+    g.P = g.hy * g.wy;
+    g.planex = (size_t)g.hx * (size_t)g.wx;
+    g.imgx = g.planex * (size_t)g.cx;
+    g.imgy = (size_t)g.P * (size_t)g.cy;
+    return g;
+}
+
+static int irmae__conv_direct(const irmae__cgeom *g)
+{
+    return g->k == 1 && g->s == 1 && g->p == 0 && g->P >= IRMAE__CONV_DIRECT_MIN_P;
+}
+
+/* images per chunk: a pure function of the geometry, >= 1, <= batch */
+static int irmae__conv_chunk(const irmae__cgeom *g)
+{
+    size_t per = ((size_t)g->kc + (size_t)g->cy) * (size_t)g->P;
+    size_t cap = IRMAE_CONV_CHUNK_FLOATS / per;
+    if (cap < 1) cap = 1;
+    if (cap > (size_t)(INT_MAX / g->P)) cap = (size_t)(INT_MAX / g->P);
+    if (cap > (size_t)g->batch) cap = (size_t)g->batch;
+    return (int)cap;
+}
+
+static size_t irmae__conv_ws(const irmae__cgeom *g)
+{
+    if (irmae__conv_direct(g)) return 0;
+    return ((size_t)g->kc + (size_t)g->cy) * (size_t)g->P * (size_t)irmae__conv_chunk(g);
+}
+
+static int irmae__conv_init(irmae_conv_desc *d, int transposed, const char *fn, int batch, int in_c,
+                            int in_h, int in_w, int out_c, int k, int stride, int pad)
+{
+    int rc;
+    if (!d) return irmae__fail(IRMAE_ERR_ARG, "%s: desc is NULL", fn);
+    memset(d, 0, sizeof *d);
+    d->batch = batch; d->in_c = in_c; d->in_h = in_h; d->in_w = in_w; d->out_c = out_c;
+    d->k = k; d->stride = stride; d->pad = pad; d->transposed = transposed;
+    if (transposed) {
+        int64_t oh = ((int64_t)in_h - 1) * stride - 2 * (int64_t)pad + k;
+        int64_t ow = ((int64_t)in_w - 1) * stride - 2 * (int64_t)pad + k;
+        d->out_h = oh >= INT_MIN && oh <= INT_MAX ? (int)oh : 0;
+        d->out_w = ow >= INT_MIN && ow <= INT_MAX ? (int)ow : 0;
+    } else if (stride > 0) {
+        int64_t eh = (int64_t)in_h + 2 * (int64_t)pad - k, ew = (int64_t)in_w + 2 * (int64_t)pad - k;
+        d->out_h = eh >= 0 && eh / stride + 1 <= INT_MAX ? (int)(eh / stride + 1) : 0;
+        d->out_w = ew >= 0 && ew / stride + 1 <= INT_MAX ? (int)(ew / stride + 1) : 0;
+    }
+    rc = irmae__conv_check(d, transposed, 0, fn);
+    if (rc) memset(d, 0, sizeof *d);
+    return rc;
+}
+
+IRMAEDEF int irmae_conv2d_desc(irmae_conv_desc *d, int batch, int in_c, int in_h, int in_w,
+                               int out_c, int k, int stride, int pad)
+{
+    return irmae__conv_init(d, 0, "conv2d_desc", batch, in_c, in_h, in_w, out_c, k, stride, pad);
+}
+
+IRMAEDEF int irmae_convt2d_desc(irmae_conv_desc *d, int batch, int in_c, int in_h, int in_w,
+                                int out_c, int k, int stride, int pad)
+{
+    return irmae__conv_init(d, 1, "convt2d_desc", batch, in_c, in_h, in_w, out_c, k, stride, pad);
+}
+
+IRMAEDEF size_t irmae_conv_workspace(const irmae_conv_desc *d)
+{
+    irmae__cgeom g;
+    if (!d || (d->transposed != 0 && d->transposed != 1)) return 0;
+    if (irmae__conv_check(d, d->transposed, 0, "conv_workspace")) return 0;
+    g = irmae__conv_geom(d);
+    return irmae__conv_ws(&g);
+}
+
+/* Valid output positions o in [*lo, *hi) along one axis for kernel offset
+   off = kj - pad: 0 <= o * s + off < n_in, o < n_out. */
+static void irmae__conv_range(int *lo, int *hi, int off, int s, int n_in, int n_out)
+{
+    int a = off >= 0 ? 0 : (-off + s - 1) / s;
+    int b = n_in - 1 - off < 0 ? 0 : (n_in - 1 - off) / s + 1;
+    if (a > n_out) a = n_out;
+    if (b > n_out) b = n_out;
+    if (b < a) b = a;
+    *lo = a; *hi = b;
+}
+
+/* col [kc, ld] (columns n P .. n P + P - 1 for image n < imgs) <- patches of
+   x (imgs images of the image side). Each thread owns whole rows of col. */
+static void irmae__im2col(float *col, size_t ld, const float *x, int imgs, const irmae__cgeom *g)
+{
+    int r;
+    const int kk = g->k * g->k;
+    IRMAE__OMP(parallel for schedule(static) if ((size_t)g->kc * ld >= IRMAE__CONV_PAR_MIN))
+    for (r = 0; r < g->kc; r++) {
+        const int c = r / kk, ki = (r / g->k) % g->k, kj = r % g->k, off = kj - g->p;
+        int lo, hi, n, oh, ow;
+        irmae__conv_range(&lo, &hi, off, g->s, g->wx, g->wy);
+        for (n = 0; n < imgs; n++) {
+            const float *xp = x + (size_t)n * g->imgx + (size_t)c * g->planex;
+            float *dst = col + (size_t)r * ld + (size_t)n * (size_t)g->P;
+            for (oh = 0; oh < g->hy; oh++, dst += g->wy) {
+                const int ih = oh * g->s - g->p + ki;
+                const float *row;
+                if (ih < 0 || ih >= g->hx) {
+                    memset(dst, 0, (size_t)g->wy * sizeof(float));
+                    continue;
+                }
+                row = xp + (size_t)ih * (size_t)g->wx;
+                for (ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
+                if (g->s == 1) {
+                    if (hi > lo) memcpy(dst + lo, row + (lo + off), (size_t)(hi - lo) * sizeof(float));
+                } else {
+                    const int s = g->s;
+                    for (ow = lo; ow < hi; ow++) dst[ow] = row[ow * s + off];
+                }
+                for (ow = hi; ow < g->wy; ow++) dst[ow] = 0.0f;
+            }
+        }
+    }
+}
+
+/* x (imgs images of the image side) <- bias (or 0) + col2im(col): every
+   plane (image, channel) is owned by one thread and summed over (ki, kj, oh,
+   ow) in that fixed order. */
+static void irmae__col2im(float *x, const float *col, size_t ld, int imgs, const irmae__cgeom *g,
+                          const float *bias)
+{
+    int t;
+    const int planes = imgs * g->cx;
+    IRMAE__OMP(parallel for schedule(static) if ((size_t)g->kc * ld >= IRMAE__CONV_PAR_MIN))
+    for (t = 0; t < planes; t++) {
+        const int n = t / g->cx, c = t % g->cx;
+        float *xp = x + (size_t)n * g->imgx + (size_t)c * g->planex;
+        const float bv = bias ? bias[c] : 0.0f;
+        size_t i;
+        int ki, kj, oh, ow;
+        for (i = 0; i < g->planex; i++) xp[i] = bv;
+        for (ki = 0; ki < g->k; ki++)
+            for (kj = 0; kj < g->k; kj++) {
+                const int off = kj - g->p;
+                const float *src = col + (size_t)((c * g->k + ki) * g->k + kj) * ld + (size_t)n * (size_t)g->P;
+                int lo, hi;
+                irmae__conv_range(&lo, &hi, off, g->s, g->wx, g->wy);
+                if (hi <= lo) continue;
+                for (oh = 0; oh < g->hy; oh++, src += g->wy) {
+                    const int ih = oh * g->s - g->p + ki;
+                    float *row;
+                    if (ih < 0 || ih >= g->hx) continue;
+                    row = xp + (size_t)ih * (size_t)g->wx;
+                    if (g->s == 1) {
+                        float *rr = row + (lo + off);
+                        const float *ss = src + lo;
+                        const int len = hi - lo;
+                        for (ow = 0; ow < len; ow++) rr[ow] += ss[ow];
+                    } else {
+                        const int s = g->s;
+                        for (ow = lo; ow < hi; ow++) row[ow * s + off] += src[ow];
+                    }
+                }
+            }
+    }
+}
+
+/* m [c, ld] (columns n P ..) <- y (imgs images of c x P) */
+static void irmae__conv_gather(float *m, size_t ld, const float *y, int imgs, int c, int P)
+{
+    int t;
+    const int planes = imgs * c;
+    IRMAE__OMP(parallel for schedule(static) if ((size_t)planes * (size_t)P >= IRMAE__CONV_PAR_MIN))
+    for (t = 0; t < planes; t++) {
+        const int n = t / c, ch = t % c;
+        memcpy(m + (size_t)ch * ld + (size_t)n * (size_t)P, y + (size_t)t * (size_t)P,
+               (size_t)P * sizeof(float));
+    }
+}
+
+/* y (imgs images of c x P) <- m [c, ld] + bias (bias may be NULL) */
+static void irmae__conv_scatter(float *y, const float *m, size_t ld, int imgs, int c, int P,
+                                const float *bias)
+{
+    int t;
+    const int planes = imgs * c;
+    IRMAE__OMP(parallel for schedule(static) if ((size_t)planes * (size_t)P >= IRMAE__CONV_PAR_MIN))
+    for (t = 0; t < planes; t++) {
+        const int n = t / c, ch = t % c;
+        float *dst = y + (size_t)t * (size_t)P;
+        const float *src = m + (size_t)ch * ld + (size_t)n * (size_t)P;
+        if (bias) {
+            const float bv = bias[ch];
+            int q;
+            for (q = 0; q < P; q++) dst[q] = src[q] + bv;
+        } else {
+            memcpy(dst, src, (size_t)P * sizeof(float));
+        }
+    }
+}
+
+/* y (n images of c x P) += bias per channel */
+static void irmae__conv_add_bias(float *y, int n, int c, size_t P, const float *bias)
+{
+    int t;
+    const int planes = n * c;
+    IRMAE__OMP(parallel for schedule(static) if ((size_t)planes * P >= IRMAE__CONV_PAR_MIN))
+    for (t = 0; t < planes; t++) {
+        float *dst = y + (size_t)t * P;
+        const float bv = bias[t % c];
+        size_t q;
+        for (q = 0; q < P; q++) dst[q] += bv;
+    }
+}
+
+/* db[ch] += sum over images and positions of y (n images of c x P), in
+   double, images then positions in order; one thread per channel. */
+static void irmae__conv_bias_grad(float *db, const float *y, int n, int c, size_t P)
+{
+    int ch;
+    IRMAE__OMP(parallel for schedule(static) if ((size_t)n * (size_t)c * P >= IRMAE__CONV_PAR_MIN))
+    for (ch = 0; ch < c; ch++) {
+        double s = 0.0;
+        int i;
+        for (i = 0; i < n; i++) {
+            const float *src = y + ((size_t)i * (size_t)c + (size_t)ch) * P;
+            size_t q;
+            for (q = 0; q < P; q++) s += (double)src[q];
+        }
+        db[ch] = (float)((double)db[ch] + s);
+    }
+}
+
+/* Common entry checks of the fast functions. */
+static int irmae__conv_enter(irmae__cgeom *g, const irmae_conv_desc *d, int transposed,
+                             const char *fn, const float *work, int need_work)
+{
+    int rc = irmae__conv_check(d, transposed, IRMAE_ERR_ARG, fn);
+    if (rc) return rc;
+    *g = irmae__conv_geom(d);
+    if (need_work && !work && irmae__conv_ws(g) > 0)
+        return irmae__fail(IRMAE_ERR_ARG, "%s: work is NULL (%lu floats needed)", fn,
+                           (unsigned long)irmae__conv_ws(g));
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_conv2d_forward(float *out, const float *in, const float *w, const float *b,
+                                  const irmae_conv_desc *d, float *work)
+{
+    irmae__cgeom g;
+    int rc = irmae__conv_enter(&g, d, 0, "conv2d_forward", work, 1), n0, imgs, cap, n;
+    if (rc) return rc;
+    if (!out || !in || !w)
+        return irmae__fail(IRMAE_ERR_ARG, "conv2d_forward: %s is NULL", !out ? "out" : !in ? "in" : "w");
+    if (irmae__conv_direct(&g)) {
+        /* out_n [cy, P] = w [cy, cx] in_n [cx, P] */
+        for (n = 0; n < g.batch; n++)
+            irmae_sgemm(0, 0, g.cy, g.P, g.cx, 1.0f, w, g.cx, in + (size_t)n * g.imgx, g.P,
+                        0.0f, out + (size_t)n * g.imgy, g.P);
+        if (b) irmae__conv_add_bias(out, g.batch, g.cy, (size_t)g.P, b);
+        return IRMAE_OK;
+    }
+    cap = irmae__conv_chunk(&g);
+    for (n0 = 0; n0 < g.batch; n0 += imgs) {
+        const int np = (imgs = g.batch - n0 < cap ? g.batch - n0 : cap) * g.P;
+        float *col = work, *ym = work + (size_t)g.kc * (size_t)np;
+        irmae__im2col(col, (size_t)np, in + (size_t)n0 * g.imgx, imgs, &g);
+        irmae_sgemm(0, 0, g.cy, np, g.kc, 1.0f, w, g.kc, col, np, 0.0f, ym, np);
+        irmae__conv_scatter(out + (size_t)n0 * g.imgy, ym, (size_t)np, imgs, g.cy, g.P, b);
+    }
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_conv2d_backward(float *din, float *dw, float *db, const float *dout,
+                                   const float *in, const float *w,
+                                   const irmae_conv_desc *d, float *work)
+{
+    irmae__cgeom g;
+    int rc = irmae__conv_enter(&g, d, 0, "conv2d_backward", work, din || dw), n0, imgs, cap, n;
+    if (rc) return rc;
+    if (!dout) return irmae__fail(IRMAE_ERR_ARG, "conv2d_backward: dout is NULL");
+    if (dw && !in) return irmae__fail(IRMAE_ERR_ARG, "conv2d_backward: in is NULL (needed for dw)");
+    if (din && !w) return irmae__fail(IRMAE_ERR_ARG, "conv2d_backward: w is NULL (needed for din)");
+    if (db) irmae__conv_bias_grad(db, dout, g.batch, g.cy, (size_t)g.P);
+    if (!din && !dw) return IRMAE_OK;
+    if (irmae__conv_direct(&g)) {
+        for (n = 0; n < g.batch; n++) {
+            const float *dy = dout + (size_t)n * g.imgy;
+            /* dw [cy, cx] += dout_n [cy, P] in_n^T; din_n [cx, P] = w^T dout_n */
+            if (dw) irmae_sgemm(0, 1, g.cy, g.cx, g.P, 1.0f, dy, g.P, in + (size_t)n * g.imgx, g.P,
+                                1.0f, dw, g.cx);
+            if (din) irmae_sgemm(1, 0, g.cx, g.P, g.cy, 1.0f, w, g.cx, dy, g.P,
+                                 0.0f, din + (size_t)n * g.imgx, g.P);
+        }
+        return IRMAE_OK;
+    }
+    cap = irmae__conv_chunk(&g);
+    for (n0 = 0; n0 < g.batch; n0 += imgs) {
+        const int np = (imgs = g.batch - n0 < cap ? g.batch - n0 : cap) * g.P;
+        float *col = work, *ym = work + (size_t)g.kc * (size_t)np;
+        irmae__conv_gather(ym, (size_t)np, dout + (size_t)n0 * g.imgy, imgs, g.cy, g.P);
+        if (dw) {
+            irmae__im2col(col, (size_t)np, in + (size_t)n0 * g.imgx, imgs, &g);
+            irmae_sgemm(0, 1, g.cy, g.kc, np, 1.0f, ym, np, col, np, 1.0f, dw, g.kc);
+        }
+        if (din) {
+            irmae_sgemm(1, 0, g.kc, np, g.cy, 1.0f, w, g.kc, ym, np, 0.0f, col, np);
+            irmae__col2im(din + (size_t)n0 * g.imgx, col, (size_t)np, imgs, &g, NULL);
+        }
+    }
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_convt2d_forward(float *out, const float *in, const float *w, const float *b,
+                                   const irmae_conv_desc *d, float *work)
+{
+    irmae__cgeom g;
+    int rc = irmae__conv_enter(&g, d, 1, "convt2d_forward", work, 1), n0, imgs, cap, n;
+    if (rc) return rc;
+    if (!out || !in || !w)
+        return irmae__fail(IRMAE_ERR_ARG, "convt2d_forward: %s is NULL", !out ? "out" : !in ? "in" : "w");
+    if (irmae__conv_direct(&g)) {
+        /* out_n [cx, P] = w^T in_n, w is [cy, cx] */
+        for (n = 0; n < g.batch; n++)
+            irmae_sgemm(1, 0, g.cx, g.P, g.cy, 1.0f, w, g.cx, in + (size_t)n * g.imgy, g.P,
+                        0.0f, out + (size_t)n * g.imgx, g.P);
+        if (b) irmae__conv_add_bias(out, g.batch, g.cx, g.planex, b);
+        return IRMAE_OK;
+    }
+    cap = irmae__conv_chunk(&g);
+    for (n0 = 0; n0 < g.batch; n0 += imgs) {
+        const int np = (imgs = g.batch - n0 < cap ? g.batch - n0 : cap) * g.P;
+        float *col = work, *ym = work + (size_t)g.kc * (size_t)np;
+        irmae__conv_gather(ym, (size_t)np, in + (size_t)n0 * g.imgy, imgs, g.cy, g.P);
+        irmae_sgemm(1, 0, g.kc, np, g.cy, 1.0f, w, g.kc, ym, np, 0.0f, col, np);
+        irmae__col2im(out + (size_t)n0 * g.imgx, col, (size_t)np, imgs, &g, b);
+    }
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_convt2d_backward(float *din, float *dw, float *db, const float *dout,
+                                    const float *in, const float *w,
+                                    const irmae_conv_desc *d, float *work)
+{
+    irmae__cgeom g;
+    int rc = irmae__conv_enter(&g, d, 1, "convt2d_backward", work, din || dw), n0, imgs, cap, n;
+    if (rc) return rc;
+    if (!dout) return irmae__fail(IRMAE_ERR_ARG, "convt2d_backward: dout is NULL");
+    if (dw && !in) return irmae__fail(IRMAE_ERR_ARG, "convt2d_backward: in is NULL (needed for dw)");
+    if (din && !w) return irmae__fail(IRMAE_ERR_ARG, "convt2d_backward: w is NULL (needed for din)");
+    if (db) irmae__conv_bias_grad(db, dout, g.batch, g.cx, g.planex);
+    if (!din && !dw) return IRMAE_OK;
+    if (irmae__conv_direct(&g)) {
+        for (n = 0; n < g.batch; n++) {
+            const float *dx = dout + (size_t)n * g.imgx;
+            /* dw [cy, cx] += in_n [cy, P] dout_n^T; din_n [cy, P] = w dout_n */
+            if (dw) irmae_sgemm(0, 1, g.cy, g.cx, g.P, 1.0f, in + (size_t)n * g.imgy, g.P, dx, g.P,
+                                1.0f, dw, g.cx);
+            if (din) irmae_sgemm(0, 0, g.cy, g.P, g.cx, 1.0f, w, g.cx, dx, g.P,
+                                 0.0f, din + (size_t)n * g.imgy, g.P);
+        }
+        return IRMAE_OK;
+    }
+    cap = irmae__conv_chunk(&g);
+    for (n0 = 0; n0 < g.batch; n0 += imgs) {
+        const int np = (imgs = g.batch - n0 < cap ? g.batch - n0 : cap) * g.P;
+        float *col = work, *ym = work + (size_t)g.kc * (size_t)np;
+        irmae__im2col(col, (size_t)np, dout + (size_t)n0 * g.imgx, imgs, &g);
+        if (dw) {
+            irmae__conv_gather(ym, (size_t)np, in + (size_t)n0 * g.imgy, imgs, g.cy, g.P);
+            irmae_sgemm(0, 1, g.cy, g.kc, np, 1.0f, ym, np, col, np, 1.0f, dw, g.kc);
+        }
+        if (din) {
+            irmae_sgemm(0, 0, g.cy, np, g.kc, 1.0f, w, g.kc, col, np, 0.0f, ym, np);
+            irmae__conv_scatter(din + (size_t)n0 * g.imgy, ym, (size_t)np, imgs, g.cy, g.P, NULL);
+        }
+    }
+    return IRMAE_OK;
+}
+
+/* ---- plain references: direct loops, double accumulation ---- */
+
+/* index helpers for the references */
+#define IRMAE__IX4(a, b, c, dd, B, C, D) \
+    ((((size_t)(a) * (size_t)(B) + (size_t)(b)) * (size_t)(C) + (size_t)(c)) * (size_t)(D) + (size_t)(dd))
+
+IRMAEDEF int irmae_conv2d_forward_ref(float *out, const float *in, const float *w, const float *b,
+                                      const irmae_conv_desc *d)
+{
+    int n, o, c, oy, ox, ki, kj;
+    int rc = irmae__conv_check(d, 0, IRMAE_ERR_ARG, "conv2d_forward_ref");
+    if (rc) return rc;
+    if (!out || !in || !w)
+        return irmae__fail(IRMAE_ERR_ARG, "conv2d_forward_ref: %s is NULL", !out ? "out" : !in ? "in" : "w");
+    for (n = 0; n < d->batch; n++)
+        for (o = 0; o < d->out_c; o++)
+            for (oy = 0; oy < d->out_h; oy++)
+                for (ox = 0; ox < d->out_w; ox++) {
+                    double s = 0.0;
+                    for (c = 0; c < d->in_c; c++)
+                        for (ki = 0; ki < d->k; ki++) {
+                            const int iy = oy * d->stride - d->pad + ki;
+                            if (iy < 0 || iy >= d->in_h) continue;
+                            for (kj = 0; kj < d->k; kj++) {
+                                const int ix = ox * d->stride - d->pad + kj;
+                                if (ix < 0 || ix >= d->in_w) continue;
+                                s += (double)w[IRMAE__IX4(o, c, ki, kj, d->in_c, d->k, d->k)] *
+                                     (double)in[IRMAE__IX4(n, c, iy, ix, d->in_c, d->in_h, d->in_w)];
+                            }
+                        }
+                    if (b) s += (double)b[o];
+                    out[IRMAE__IX4(n, o, oy, ox, d->out_c, d->out_h, d->out_w)] = (float)s;
+                }
+    return IRMAE_OK;
+}
+
+/* db[c] += sum of y over images and positions (reference order) */
+static void irmae__conv_bias_grad_ref(float *db, const float *y, int n, int c, int h, int w)
+{
+    int ch, i, q;
+    for (ch = 0; ch < c; ch++) {
+        double s = 0.0;
+        for (i = 0; i < n; i++)
+            for (q = 0; q < h * w; q++) s += (double)y[((size_t)i * (size_t)c + (size_t)ch) * (size_t)h * (size_t)w + (size_t)q];
+        db[ch] = (float)((double)db[ch] + s);
+    }
+}
+
+IRMAEDEF int irmae_conv2d_backward_ref(float *din, float *dw, float *db, const float *dout,
+                                       const float *in, const float *w, const irmae_conv_desc *d)
+{
+    int n, o, c, y, x, ki, kj;
+    const int st = d ? d->stride : 1, pd = d ? d->pad : 0;
+    int rc = irmae__conv_check(d, 0, IRMAE_ERR_ARG, "conv2d_backward_ref");
+    if (rc) return rc;
+    if (!dout) return irmae__fail(IRMAE_ERR_ARG, "conv2d_backward_ref: dout is NULL");
+    if (dw && !in) return irmae__fail(IRMAE_ERR_ARG, "conv2d_backward_ref: in is NULL (needed for dw)");
+    if (din && !w) return irmae__fail(IRMAE_ERR_ARG, "conv2d_backward_ref: w is NULL (needed for din)");
+    if (db) irmae__conv_bias_grad_ref(db, dout, d->batch, d->out_c, d->out_h, d->out_w);
+    if (dw)
+        for (o = 0; o < d->out_c; o++)
+            for (c = 0; c < d->in_c; c++)
+                for (ki = 0; ki < d->k; ki++)
+                    for (kj = 0; kj < d->k; kj++) {
+                        double s = 0.0;
+                        const size_t wi = IRMAE__IX4(o, c, ki, kj, d->in_c, d->k, d->k);
+                        for (n = 0; n < d->batch; n++)
+                            for (y = 0; y < d->out_h; y++) {
+                                const int iy = y * st - pd + ki;
+                                if (iy < 0 || iy >= d->in_h) continue;
+                                for (x = 0; x < d->out_w; x++) {
+                                    const int ix = x * st - pd + kj;
+                                    if (ix < 0 || ix >= d->in_w) continue;
+                                    s += (double)dout[IRMAE__IX4(n, o, y, x, d->out_c, d->out_h, d->out_w)] *
+                                         (double)in[IRMAE__IX4(n, c, iy, ix, d->in_c, d->in_h, d->in_w)];
+                                }
+                            }
+                        dw[wi] = (float)((double)dw[wi] + s);
+                    }
+    if (din)
+        for (n = 0; n < d->batch; n++)
+            for (c = 0; c < d->in_c; c++)
+                for (y = 0; y < d->in_h; y++)
+                    for (x = 0; x < d->in_w; x++) {
+                        double s = 0.0;
+                        for (o = 0; o < d->out_c; o++)
+                            for (ki = 0; ki < d->k; ki++) {
+                                const int ty = y + pd - ki;
+                                if (ty < 0 || ty % st || ty / st >= d->out_h) continue;
+                                for (kj = 0; kj < d->k; kj++) {
+                                    const int tx = x + pd - kj;
+                                    if (tx < 0 || tx % st || tx / st >= d->out_w) continue;
+                                    s += (double)dout[IRMAE__IX4(n, o, ty / st, tx / st, d->out_c, d->out_h, d->out_w)] *
+                                         (double)w[IRMAE__IX4(o, c, ki, kj, d->in_c, d->k, d->k)];
+                                }
+                            }
+                        din[IRMAE__IX4(n, c, y, x, d->in_c, d->in_h, d->in_w)] = (float)s;
+                    }
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_convt2d_forward_ref(float *out, const float *in, const float *w, const float *b,
+                                       const irmae_conv_desc *d)
+{
+    int n, o, c, y, x, ki, kj;
+    int rc = irmae__conv_check(d, 1, IRMAE_ERR_ARG, "convt2d_forward_ref");
+    if (rc) return rc;
+    if (!out || !in || !w)
+        return irmae__fail(IRMAE_ERR_ARG, "convt2d_forward_ref: %s is NULL", !out ? "out" : !in ? "in" : "w");
+    /* out[n,o,y,x] = b[o] + sum in[n,c,iy,ix] w[c,o,ki,kj] over y = iy s - p + ki */
+    for (n = 0; n < d->batch; n++)
+        for (o = 0; o < d->out_c; o++)
+            for (y = 0; y < d->out_h; y++)
+                for (x = 0; x < d->out_w; x++) {
+                    double s = 0.0;
+                    for (c = 0; c < d->in_c; c++)
+                        for (ki = 0; ki < d->k; ki++) {
+                            const int ty = y + d->pad - ki;
+                            if (ty < 0 || ty % d->stride || ty / d->stride >= d->in_h) continue;
+                            for (kj = 0; kj < d->k; kj++) {
+                                const int tx = x + d->pad - kj;
+                                if (tx < 0 || tx % d->stride || tx / d->stride >= d->in_w) continue;
+                                s += (double)in[IRMAE__IX4(n, c, ty / d->stride, tx / d->stride, d->in_c, d->in_h, d->in_w)] *
+                                     (double)w[IRMAE__IX4(c, o, ki, kj, d->out_c, d->k, d->k)];
+                            }
+                        }
+                    if (b) s += (double)b[o];
+                    out[IRMAE__IX4(n, o, y, x, d->out_c, d->out_h, d->out_w)] = (float)s;
+                }
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_convt2d_backward_ref(float *din, float *dw, float *db, const float *dout,
+                                        const float *in, const float *w, const irmae_conv_desc *d)
+{
+    int n, o, c, y, x, ki, kj;
+    const int st = d ? d->stride : 1, pd = d ? d->pad : 0;
+    int rc = irmae__conv_check(d, 1, IRMAE_ERR_ARG, "convt2d_backward_ref");
+    if (rc) return rc;
+    if (!dout) return irmae__fail(IRMAE_ERR_ARG, "convt2d_backward_ref: dout is NULL");
+    if (dw && !in) return irmae__fail(IRMAE_ERR_ARG, "convt2d_backward_ref: in is NULL (needed for dw)");
+    if (din && !w) return irmae__fail(IRMAE_ERR_ARG, "convt2d_backward_ref: w is NULL (needed for din)");
+    if (db) irmae__conv_bias_grad_ref(db, dout, d->batch, d->out_c, d->out_h, d->out_w);
+    /* dw[c,o,ki,kj] += sum in[n,c,y,x] dout[n,o,y s - p + ki, x s - p + kj] */
+    if (dw)
+        for (c = 0; c < d->in_c; c++)
+            for (o = 0; o < d->out_c; o++)
+                for (ki = 0; ki < d->k; ki++)
+                    for (kj = 0; kj < d->k; kj++) {
+                        double s = 0.0;
+                        const size_t wi = IRMAE__IX4(c, o, ki, kj, d->out_c, d->k, d->k);
+                        for (n = 0; n < d->batch; n++)
+                            for (y = 0; y < d->in_h; y++) {
+                                const int oy = y * st - pd + ki;
+                                if (oy < 0 || oy >= d->out_h) continue;
+                                for (x = 0; x < d->in_w; x++) {
+                                    const int ox = x * st - pd + kj;
+                                    if (ox < 0 || ox >= d->out_w) continue;
+                                    s += (double)in[IRMAE__IX4(n, c, y, x, d->in_c, d->in_h, d->in_w)] *
+                                         (double)dout[IRMAE__IX4(n, o, oy, ox, d->out_c, d->out_h, d->out_w)];
+                                }
+                            }
+                        dw[wi] = (float)((double)dw[wi] + s);
+                    }
+    /* din[n,c,y,x] = sum dout[n,o,y s - p + ki, x s - p + kj] w[c,o,ki,kj] */
+    if (din)
+        for (n = 0; n < d->batch; n++)
+            for (c = 0; c < d->in_c; c++)
+                for (y = 0; y < d->in_h; y++)
+                    for (x = 0; x < d->in_w; x++) {
+                        double s = 0.0;
+                        for (o = 0; o < d->out_c; o++)
+                            for (ki = 0; ki < d->k; ki++) {
+                                const int oy = y * st - pd + ki;
+                                if (oy < 0 || oy >= d->out_h) continue;
+                                for (kj = 0; kj < d->k; kj++) {
+                                    const int ox = x * st - pd + kj;
+                                    if (ox < 0 || ox >= d->out_w) continue;
+                                    s += (double)dout[IRMAE__IX4(n, o, oy, ox, d->out_c, d->out_h, d->out_w)] *
+                                         (double)w[IRMAE__IX4(c, o, ki, kj, d->out_c, d->k, d->k)];
+                                }
+                            }
+                        din[IRMAE__IX4(n, c, y, x, d->in_c, d->in_h, d->in_w)] = (float)s;
+                    }
+    return IRMAE_OK;
+}
+
+#undef IRMAE__IX4
+
+/* ---------------------------------------------------------------------- */
+/* Layers                                                                 */
+/* ---------------------------------------------------------------------- */
+
+/* Elementwise loops run in parallel only when there is enough work to pay
+   for waking the threads. Each thread owns a contiguous range: the results do
+   not depend on the thread count. */
+#define IRMAE__PAR_MIN 32768
+
+IRMAEDEF int irmae_linear_forward(float *out, const float *in, const float *w, const float *b,
+                                  int batch, int in_f, int out_f)
+{
+    int i;
+    if (!out || !in || !w) return irmae__fail(IRMAE_ERR_ARG, "linear_forward: NULL pointer");
+    if (batch <= 0 || in_f <= 0 || out_f <= 0)
+        return irmae__fail(IRMAE_ERR_ARG, "linear_forward: batch %d, in %d, out %d", batch, in_f, out_f);
+    /* out[batch, out_f] = in[batch, in_f] * w[out_f, in_f]^T */
+    irmae_sgemm(0, 1, batch, out_f, in_f, 1.0f, in, in_f, w, in_f, 0.0f, out, out_f);
+    if (b)
+        for (i = 0; i < batch; i++) {
+            float *o = out + (size_t)i * out_f;
+            int j;
+            for (j = 0; j < out_f; j++) o[j] += b[j];
+        }
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_linear_backward(float *din, float *dw, float *db, const float *dout,
+                                   const float *in, const float *w, int batch, int in_f, int out_f)
+{
+    int i, j;
+    if (!dout || (dw && !in) || (din && !w))
+        return irmae__fail(IRMAE_ERR_ARG, "linear_backward: NULL pointer");
+    if (batch <= 0 || in_f <= 0 || out_f <= 0)
+        return irmae__fail(IRMAE_ERR_ARG, "linear_backward: batch %d, in %d, out %d", batch, in_f, out_f);
+    /* din[batch, in_f] = dout[batch, out_f] * w[out_f, in_f] */
+    if (din) irmae_sgemm(0, 0, batch, in_f, out_f, 1.0f, dout, out_f, w, in_f, 0.0f, din, in_f);
+    /* dw[out_f, in_f] += dout^T * in */
+    if (dw) irmae_sgemm(1, 0, out_f, in_f, batch, 1.0f, dout, out_f, in, in_f, 1.0f, dw, in_f);
+    if (db)
+        for (i = 0; i < batch; i++)
+            for (j = 0; j < out_f; j++) db[j] += dout[(size_t)i * out_f + j];
+    return IRMAE_OK;
+}
+
+/* n is a size_t, OpenMP wants a signed loop variable */
+#define IRMAE__ELEMENTWISE(count, body)                                        \
+    do {                                                                       \
+        ptrdiff_t i_, n_ = (ptrdiff_t)(count);                                 \
+        IRMAE__OMP(parallel for schedule(static) if(n_ > IRMAE__PAR_MIN))      \
+        for (i_ = 0; i_ < n_; i_++) { size_t i = (size_t)i_; body; }          \
+    } while (0)
+
+IRMAEDEF void irmae_relu_forward(float *out, const float *in, size_t count)
+{
+    IRMAE__ELEMENTWISE(count, out[i] = in[i] > 0.0f ? in[i] : 0.0f);
+}
+IRMAEDEF void irmae_relu_backward(float *din, const float *dout, const float *out, size_t count)
+{
+    IRMAE__ELEMENTWISE(count, din[i] = out[i] > 0.0f ? dout[i] : 0.0f);
+}
+IRMAEDEF void irmae_tanh_forward(float *out, const float *in, size_t count)
+{
+    IRMAE__ELEMENTWISE(count, out[i] = tanhf(in[i]));
+}
+IRMAEDEF void irmae_tanh_backward(float *din, const float *dout, const float *out, size_t count)
+{
+    IRMAE__ELEMENTWISE(count, din[i] = dout[i] * (1.0f - out[i] * out[i]));
+}
+IRMAEDEF void irmae_sigmoid_forward(float *out, const float *in, size_t count)
+{
+    /* written so that exp never overflows */
+    IRMAE__ELEMENTWISE(count, {
+        float v = in[i];
+        if (v >= 0.0f) out[i] = 1.0f / (1.0f + expf(-v));
+        else { float e = expf(v); out[i] = e / (1.0f + e); }
+    });
+}
+IRMAEDEF void irmae_sigmoid_backward(float *din, const float *dout, const float *out, size_t count)
+{
+    IRMAE__ELEMENTWISE(count, din[i] = dout[i] * out[i] * (1.0f - out[i]));
+}
+
+/* ---------------------------------------------------------------------- */
+/* Networks and models                                                    */
+/* ---------------------------------------------------------------------- */
+
+static irmae_layer_spec irmae__spec(int type, int out, int k, int stride, int pad, int bias)
+{
+    irmae_layer_spec s;
+    memset(&s, 0, sizeof s);
+    s.type = type; s.out = out; s.k = k; s.stride = stride; s.pad = pad; s.bias = bias;
+    return s;
+}
+IRMAEDEF irmae_layer_spec irmae_layer_conv(int out, int k, int stride, int pad)
+{ return irmae__spec(IRMAE_LAYER_CONV, out, k, stride, pad, 1); }
+IRMAEDEF irmae_layer_spec irmae_layer_convt(int out, int k, int stride, int pad)
+{ return irmae__spec(IRMAE_LAYER_CONVT, out, k, stride, pad, 1); }
+IRMAEDEF irmae_layer_spec irmae_layer_linear(int out, int bias)
+{ return irmae__spec(IRMAE_LAYER_LINEAR, out, 0, 0, 0, bias); }
+IRMAEDEF irmae_layer_spec irmae_layer_act(int type)
+{ return irmae__spec(type, 0, 0, 0, 0, 0); }
+IRMAEDEF irmae_layer_spec irmae_layer_reshape(int c, int h, int w)
+{
+    irmae_layer_spec s = irmae__spec(IRMAE_LAYER_RESHAPE, 0, 0, 0, 0, 0);
+    s.c = c; s.h = h; s.w = w;
+    return s;
+}
+IRMAEDEF irmae_layer_spec irmae_layer_flatten(void) { return irmae_layer_reshape(0, 1, 1); }
+
+IRMAEDEF irmae_config irmae_preset(int preset)
+{
+    irmae_config c;
+    int i, relu = IRMAE_LAYER_RELU;
+    memset(&c, 0, sizeof c);
+    c.kind = IRMAE_KIND_AE;
+    c.out_act = IRMAE_OUT_AUTO;
+    c.vae_beta = 0.1f;
+    c.lr = 1e-4f; c.beta1 = 0.9f; c.beta2 = 0.999f; c.eps = 1e-8f;
+    c.max_batch = 128;
+    if (preset == IRMAE_PRESET_SHAPES) {
+        static const int ch[4] = {32, 64, 128, 256};
+        c.in_c = 3; c.in_h = c.in_w = 32; c.n = 32;
+        for (i = 0; i < 4; i++) {
+            c.enc[c.n_enc++] = irmae_layer_conv(ch[i], 4, 2, 1);
+            c.enc[c.n_enc++] = irmae_layer_act(relu);
+        }
+        c.enc[c.n_enc++] = irmae_layer_conv(IRMAE_CODE, 2, 1, 0);
+        c.dec[c.n_dec++] = irmae_layer_convt(256, 2, 1, 0);
+        c.dec[c.n_dec++] = irmae_layer_act(relu);
+        for (i = 2; i >= 0; i--) {
+            c.dec[c.n_dec++] = irmae_layer_convt(ch[i], 4, 2, 1);
+            c.dec[c.n_dec++] = irmae_layer_act(relu);
+        }
+        c.dec[c.n_dec++] = irmae_layer_convt(3, 4, 2, 1);
+    } else if (preset == IRMAE_PRESET_MNIST) {
+        static const int ch[4] = {32, 64, 128, 256};
+        c.in_c = 1; c.in_h = c.in_w = 32; c.n = 128;
+        for (i = 0; i < 4; i++) {
+            c.enc[c.n_enc++] = irmae_layer_conv(ch[i], 4, 2, 1);
+            c.enc[c.n_enc++] = irmae_layer_act(relu);
+        }
+        c.enc[c.n_enc++] = irmae_layer_flatten();
+        c.enc[c.n_enc++] = irmae_layer_linear(IRMAE_CODE, 1);
+        c.dec[c.n_dec++] = irmae_layer_linear(128 * 8 * 8, 1);
+        c.dec[c.n_dec++] = irmae_layer_act(relu);
+        c.dec[c.n_dec++] = irmae_layer_reshape(128, 8, 8);
+        c.dec[c.n_dec++] = irmae_layer_convt(64, 4, 2, 1);
+        c.dec[c.n_dec++] = irmae_layer_act(relu);
+        c.dec[c.n_dec++] = irmae_layer_convt(32, 4, 2, 1);
+        c.dec[c.n_dec++] = irmae_layer_act(relu);
+        c.dec[c.n_dec++] = irmae_layer_convt(1, 1, 1, 0);
+    } else if (preset == IRMAE_PRESET_CELEBA64) {
+        static const int ch[4] = {128, 256, 512, 1024};
+        c.in_c = 3; c.in_h = c.in_w = 64; c.n = 128;
+        c.max_batch = 32;
+        for (i = 0; i < 4; i++) {
+            c.enc[c.n_enc++] = irmae_layer_conv(ch[i], 4, 2, 1);
+            c.enc[c.n_enc++] = irmae_layer_act(relu);
+        }
+        c.enc[c.n_enc++] = irmae_layer_flatten();
+        c.enc[c.n_enc++] = irmae_layer_linear(IRMAE_CODE, 1);
+        c.dec[c.n_dec++] = irmae_layer_linear(1024 * 8 * 8, 1);
+        c.dec[c.n_dec++] = irmae_layer_reshape(1024, 8, 8);
+        for (i = 2; i >= 0; i--) {
+            c.dec[c.n_dec++] = irmae_layer_convt(ch[i], 4, 2, 1);
+            c.dec[c.n_dec++] = irmae_layer_act(relu);
+        }
+        c.dec[c.n_dec++] = irmae_layer_convt(3, 1, 1, 0);
+    }
+    return c;
+}
+
+/* Resolves one layer given its input shape; fills shapes and parameter sizes. */
+static int irmae__layer_resolve(irmae_layer *L, const irmae_layer_spec *s, int c, int h, int w,
+                                int code_dim, const char *where, int index)
+{
+    irmae_conv_desc d;
+    int out = s->out == IRMAE_CODE ? code_dim : s->out, rc;
+    size_t in_f = irmae__count(c, h, w, 1);
+    memset(L, 0, sizeof *L);
+    L->spec = *s;
+    L->spec.out = out;
+    L->in_c = c; L->in_h = h; L->in_w = w;
+    L->out_c = c; L->out_h = h; L->out_w = w;
+    if (!in_f || in_f > INT_MAX)
+        return irmae__fail(IRMAE_ERR_SHAPE, "%s layer %d: input %d x %d x %d", where, index, c, h, w);
+    switch (s->type) {
+    case IRMAE_LAYER_CONV:
+    case IRMAE_LAYER_CONVT:
+        rc = s->type == IRMAE_LAYER_CONV ? irmae_conv2d_desc(&d, 1, c, h, w, out, s->k, s->stride, s->pad)
+                                         : irmae_convt2d_desc(&d, 1, c, h, w, out, s->k, s->stride, s->pad);
+        if (rc) return irmae__fail(rc, "%s layer %d (%s %d->%d k%d s%d p%d on %dx%d) is invalid",
+                                   where, index, s->type == IRMAE_LAYER_CONV ? "conv" : "convT",
+                                   c, out, s->k, s->stride, s->pad, h, w);
+        L->out_c = out; L->out_h = d.out_h; L->out_w = d.out_w;
+        L->n_w = irmae__count(c, out, s->k, s->k);
+        L->n_b = s->bias ? (size_t)out : 0;
+        break;
+    case IRMAE_LAYER_LINEAR:
+        if (out <= 0) return irmae__fail(IRMAE_ERR_ARG, "%s layer %d: linear with %d outputs", where, index, out);
+        L->out_c = out; L->out_h = 1; L->out_w = 1;
+        L->n_w = irmae__count((int)in_f, out, 1, 1);
+        L->n_b = s->bias ? (size_t)out : 0;
+        break;
+    case IRMAE_LAYER_RELU: case IRMAE_LAYER_TANH: case IRMAE_LAYER_SIGMOID:
+        break;
+    case IRMAE_LAYER_RESHAPE:
+        if (s->c == 0) { L->out_c = (int)in_f; L->out_h = 1; L->out_w = 1; }
+        else {
+            if (irmae__count(s->c, s->h, s->w, 1) != in_f)
+                return irmae__fail(IRMAE_ERR_SHAPE, "%s layer %d: cannot reshape %d x %d x %d to %d x %d x %d",
+                                   where, index, c, h, w, s->c, s->h, s->w);
+            L->out_c = s->c; L->out_h = s->h; L->out_w = s->w;
+        }
+        break;
+    default:
+        return irmae__fail(IRMAE_ERR_ARG, "%s layer %d: unknown type %d", where, index, s->type);
+    }
+    if ((s->type == IRMAE_LAYER_CONV || s->type == IRMAE_LAYER_CONVT || s->type == IRMAE_LAYER_LINEAR) && !L->n_w)
+        return irmae__fail(IRMAE_ERR_OVERFLOW, "%s layer %d: weight size overflows", where, index);
+    if (!irmae__count(L->out_c, L->out_h, L->out_w, 1) ||
+        irmae__count(L->out_c, L->out_h, L->out_w, 1) > INT_MAX)
+        return irmae__fail(IRMAE_ERR_SHAPE, "%s layer %d: output size overflows", where, index);
+    return IRMAE_OK;
+}
+
+static size_t irmae__layer_out_size(const irmae_layer *L)
+{ return (size_t)L->out_c * L->out_h * L->out_w; }
+static size_t irmae__layer_in_size(const irmae_layer *L)
+{ return (size_t)L->in_c * L->in_h * L->in_w; }
+
+/* Resolves all layers of cfg into m->layers, computing parameter offsets.
+   Does not allocate. */
+static int irmae__model_plan(irmae_model *m, const irmae_config *cfg)
+{
+    int i, c, h, w, rc, out_act;
+    size_t off = 0, act = 0, nn;
+    if (cfg->in_c <= 0 || cfg->in_h <= 0 || cfg->in_w <= 0)
+        return irmae__fail(IRMAE_ERR_ARG, "config: image %d x %d x %d", cfg->in_c, cfg->in_h, cfg->in_w);
+    if (cfg->n <= 0 || cfg->l < 0 || cfg->max_batch <= 0)
+        return irmae__fail(IRMAE_ERR_ARG, "config: n %d, l %d, max_batch %d", cfg->n, cfg->l, cfg->max_batch);
+    if (cfg->kind != IRMAE_KIND_AE && cfg->kind != IRMAE_KIND_VAE)
+        return irmae__fail(IRMAE_ERR_ARG, "config: unknown kind %d", cfg->kind);
+    if (cfg->n_enc <= 0 || cfg->n_enc > IRMAE_MAX_LAYERS || cfg->n_dec <= 0 || cfg->n_dec > IRMAE_MAX_LAYERS)
+        return irmae__fail(IRMAE_ERR_ARG, "config: %d encoder / %d decoder layers (1..%d)",
+                           cfg->n_enc, cfg->n_dec, IRMAE_MAX_LAYERS);
+    if (cfg->n > 1 << 20 || cfg->l > 1024)
+        return irmae__fail(IRMAE_ERR_LIMIT, "config: n %d or l %d too large", cfg->n, cfg->l);
+    out_act = cfg->out_act;
+    if (out_act == IRMAE_OUT_AUTO) out_act = cfg->kind == IRMAE_KIND_VAE ? IRMAE_OUT_SIGMOID : IRMAE_OUT_TANH;
+    if (out_act < IRMAE_OUT_TANH || out_act > IRMAE_OUT_NONE)
+        return irmae__fail(IRMAE_ERR_ARG, "config: unknown out_act %d", cfg->out_act);
+    if (cfg->kind == IRMAE_KIND_VAE && out_act != IRMAE_OUT_SIGMOID)
+        return irmae__fail(IRMAE_ERR_ARG, "config: the VAE's BCE loss needs a sigmoid output");
+    if (cfg->kind == IRMAE_KIND_VAE && cfg->l != 0)
+        return irmae__fail(IRMAE_ERR_ARG, "config: the VAE takes no linear maps (l = %d)", cfg->l);
+    if (!(cfg->lr >= 0.0f) || !(cfg->beta1 >= 0.0f && cfg->beta1 < 1.0f) || !(cfg->beta2 >= 0.0f && cfg->beta2 < 1.0f) || !(cfg->eps > 0.0f))
+        return irmae__fail(IRMAE_ERR_ARG, "config: Adam lr %g betas %g %g eps %g", cfg->lr, cfg->beta1, cfg->beta2, cfg->eps);
+
+    m->code_dim = cfg->kind == IRMAE_KIND_VAE ? 2 * cfg->n : cfg->n;
+    m->n_layers = 0;
+    c = cfg->in_c; h = cfg->in_h; w = cfg->in_w;
+    for (i = 0; i < cfg->n_enc + cfg->n_dec + 1; i++) {
+        irmae_layer *L = &m->layers[m->n_layers];
+        irmae_layer_spec spec;
+        const char *where = i < cfg->n_enc ? "encoder" : "decoder";
+        int idx = i < cfg->n_enc ? i : i - cfg->n_enc;
+        if (i == cfg->n_enc) {
+            /* the code: encoder must have produced code_dim values */
+            if (irmae__count(c, h, w, 1) != (size_t)m->code_dim)
+                return irmae__fail(IRMAE_ERR_SHAPE, "encoder outputs %d x %d x %d, the code needs %d values",
+                                   c, h, w, m->code_dim);
+            m->n_enc = m->n_layers;
+            /* the l maps sit between encoder and decoder parameters */
+            if (!irmae__mul3(&nn, (size_t)cfg->n, (size_t)cfg->n, (size_t)cfg->l) || off > (size_t)-1 / 2 - nn)
+                return irmae__fail(IRMAE_ERR_OVERFLOW, "config: %d maps of %d x %d", cfg->l, cfg->n, cfg->n);
+            m->maps_off = off;
+            off += nn;
+            c = cfg->n; h = 1; w = 1;
+        }
+        if (i < cfg->n_enc) spec = cfg->enc[i];
+        else if (i < cfg->n_enc + cfg->n_dec) spec = cfg->dec[i - cfg->n_enc];
+        else if (out_act == IRMAE_OUT_NONE) break;
+        else spec = irmae_layer_act(out_act == IRMAE_OUT_TANH ? IRMAE_LAYER_TANH : IRMAE_LAYER_SIGMOID);
+        if (i >= cfg->n_enc && spec.out == IRMAE_CODE)
+            return irmae__fail(IRMAE_ERR_ARG, "decoder layer %d: IRMAE_CODE is for the encoder", idx);
+        rc = irmae__layer_resolve(L, &spec, c, h, w, m->code_dim, where, idx);
+        if (rc) return rc;
+        L->w_off = off; off += L->n_w;
+        L->b_off = off; off += L->n_b;
+        L->act_off = act; act += irmae__layer_out_size(L);
+        c = L->out_c; h = L->out_h; w = L->out_w;
+        m->n_layers++;
+    }
+    if (c != cfg->in_c || h != cfg->in_h || w != cfg->in_w)
+        return irmae__fail(IRMAE_ERR_SHAPE, "decoder outputs %d x %d x %d, the images are %d x %d x %d",
+                           c, h, w, cfg->in_c, cfg->in_h, cfg->in_w);
+    m->n_params = off;
+    m->max_act = act; /* total activation floats per image */
+    return IRMAE_OK;
+}
+
+IRMAEDEF size_t irmae_config_param_count(const irmae_config *cfg)
+{
+    irmae_model *m;
+    size_t n = 0;
+    if (!cfg) return 0;
+    m = (irmae_model *)irmae__alloc(1, sizeof *m);
+    if (!m) return 0;
+    if (irmae__model_plan(m, cfg) == IRMAE_OK) n = m->n_params;
+    irmae__free(m);
+    return n;
+}
+
+static void irmae__uniform_fill(float *p, size_t count, float bound, irmae_rng *rng)
+{
+    size_t i;
+    for (i = 0; i < count; i++) p[i] = (2.0f * irmae_rng_uniform(rng) - 1.0f) * bound;
+}
+
+IRMAEDEF void irmae_model_free(irmae_model *m)
+{
+    if (!m) return;
+    irmae__free(m->params); irmae__free(m->grads); irmae__free(m->adam_m); irmae__free(m->adam_v);
+    irmae__free(m->acts); irmae__free(m->codes); irmae__free(m->vae_eps);
+    irmae__free(m->grad_a); irmae__free(m->grad_b); irmae__free(m->work);
+    memset(m, 0, sizeof *m);
+}
+
+static irmae_conv_desc irmae__layer_desc(const irmae_layer *L, int batch)
+{
+    irmae_conv_desc d;
+    if (L->spec.type == IRMAE_LAYER_CONV)
+        irmae_conv2d_desc(&d, batch, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.stride, L->spec.pad);
+    else
+        irmae_convt2d_desc(&d, batch, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.stride, L->spec.pad);
+    return d;
+}
+
+IRMAEDEF int irmae_model_init(irmae_model *m, const irmae_config *cfg, irmae_rng *rng)
+{
+    int i, rc, B;
+    size_t work = 0, maxio = 0, acts, codes;
+    if (!m || !cfg || !rng) return irmae__fail(IRMAE_ERR_ARG, "model_init: NULL pointer");
+    memset(m, 0, sizeof *m);
+    rc = irmae__model_plan(m, cfg);
+    if (rc) { memset(m, 0, sizeof *m); return rc; }
+    m->cfg = *cfg;
+    B = cfg->max_batch;
+    for (i = 0; i < m->n_layers; i++) {
+        const irmae_layer *L = &m->layers[i];
+        size_t io = irmae__layer_out_size(L) > irmae__layer_in_size(L) ? irmae__layer_out_size(L) : irmae__layer_in_size(L);
+        if (io > maxio) maxio = io;
+        if (L->spec.type == IRMAE_LAYER_CONV || L->spec.type == IRMAE_LAYER_CONVT) {
+            irmae_conv_desc d = irmae__layer_desc(L, B);
+            size_t ws = irmae_conv_workspace(&d);
+            if (ws > work) work = ws;
+        }
+    }
+    if (!irmae__mul(&acts, m->max_act, (size_t)B) || !irmae__mul(&maxio, maxio, (size_t)B) ||
+        !irmae__mul3(&codes, (size_t)(cfg->l + 1), (size_t)B, (size_t)cfg->n)) {
+        memset(m, 0, sizeof *m);
+        return irmae__fail(IRMAE_ERR_OVERFLOW, "model_init: workspace for batch %d overflows", B);
+    }
+    m->params = (float *)irmae__alloc(m->n_params, sizeof(float));
+    m->grads = (float *)irmae__alloc(m->n_params, sizeof(float));
+    m->adam_m = (float *)irmae__alloc(m->n_params, sizeof(float));
+    m->adam_v = (float *)irmae__alloc(m->n_params, sizeof(float));
+    m->acts = (float *)irmae__alloc(acts, sizeof(float));
+    m->codes = (float *)irmae__alloc(codes, sizeof(float));
+    m->vae_eps = (float *)irmae__alloc((size_t)B * cfg->n, sizeof(float));
+    m->grad_a = (float *)irmae__alloc(maxio, sizeof(float));
+    m->grad_b = (float *)irmae__alloc(maxio, sizeof(float));
+    m->work = (float *)irmae__alloc(work, sizeof(float));
+    if (!m->params || !m->grads || !m->adam_m || !m->adam_v || !m->acts || !m->codes ||
+        !m->vae_eps || !m->grad_a || !m->grad_b || !m->work) {
+        irmae_model_free(m);
+        return irmae__fail(IRMAE_ERR_NOMEM, "model_init: %lu parameters, batch %d",
+                           (unsigned long)m->n_params, B);
+    }
+    /* PyTorch's default initialisation, layer by layer in order */
+    for (i = 0; i < m->n_layers; i++) {
+        const irmae_layer *L = &m->layers[i];
+        double fan_in;
+        float bound;
+        if (i == m->n_enc)
+            irmae__uniform_fill(m->params + m->maps_off, (size_t)cfg->l * cfg->n * cfg->n,
+                                (float)(1.0 / sqrt((double)cfg->n)), rng);
+        if (!L->n_w) continue;
+        if (L->spec.type == IRMAE_LAYER_CONV) fan_in = (double)L->in_c * L->spec.k * L->spec.k;
+        else if (L->spec.type == IRMAE_LAYER_CONVT) fan_in = (double)L->out_c * L->spec.k * L->spec.k;
+        else fan_in = (double)irmae__layer_in_size(L);
+        bound = (float)(1.0 / sqrt(fan_in));
+        irmae__uniform_fill(m->params + L->w_off, L->n_w, bound, rng);
+        irmae__uniform_fill(m->params + L->b_off, L->n_b, bound, rng);
+    }
+    m->rng = irmae_rng_seed(irmae_rng_u64(rng));
+    return IRMAE_OK;
+}
+
+/* Forward of layer L on batch B: out = L(in). */
+static int irmae__layer_forward(irmae_model *m, const irmae_layer *L, float *out, const float *in, int B)
+{
+    const float *w = m->params + L->w_off, *b = L->n_b ? m->params + L->b_off : NULL;
+    size_t count = irmae__layer_out_size(L) * (size_t)B;
+    irmae_conv_desc d;
+    switch (L->spec.type) {
+    case IRMAE_LAYER_CONV:
+        d = irmae__layer_desc(L, B);
+        return irmae_conv2d_forward(out, in, w, b, &d, m->work);
+    case IRMAE_LAYER_CONVT:
+        d = irmae__layer_desc(L, B);
+        return irmae_convt2d_forward(out, in, w, b, &d, m->work);
+    case IRMAE_LAYER_LINEAR:
+        return irmae_linear_forward(out, in, w, b, B, (int)irmae__layer_in_size(L), L->out_c);
+    case IRMAE_LAYER_RELU: irmae_relu_forward(out, in, count); return IRMAE_OK;
+    case IRMAE_LAYER_TANH: irmae_tanh_forward(out, in, count); return IRMAE_OK;
+    case IRMAE_LAYER_SIGMOID: irmae_sigmoid_forward(out, in, count); return IRMAE_OK;
+    default: /* reshape: same memory order */
+        memcpy(out, in, count * sizeof(float));
+        return IRMAE_OK;
+    }
+}
+
+/* Backward of layer L: din (NULL: not needed) from dout; accumulates into grads. */
+static int irmae__layer_backward(irmae_model *m, const irmae_layer *L, float *din, const float *dout,
+                                 const float *in, const float *out, int B)
+{
+    const float *w = m->params + L->w_off;
+    float *dw = m->grads + L->w_off, *db = L->n_b ? m->grads + L->b_off : NULL;
+    size_t count = irmae__layer_out_size(L) * (size_t)B;
+    irmae_conv_desc d;
+    switch (L->spec.type) {
+    case IRMAE_LAYER_CONV:
+        d = irmae__layer_desc(L, B);
+        return irmae_conv2d_backward(din, dw, db, dout, in, w, &d, m->work);
+    case IRMAE_LAYER_CONVT:
+        d = irmae__layer_desc(L, B);
+        return irmae_convt2d_backward(din, dw, db, dout, in, w, &d, m->work);
+    case IRMAE_LAYER_LINEAR:
+        return irmae_linear_backward(din, dw, db, dout, in, w, B, (int)irmae__layer_in_size(L), L->out_c);
+    default: break;
+    }
+    if (!din) return IRMAE_OK;
+    switch (L->spec.type) {
+    case IRMAE_LAYER_RELU: irmae_relu_backward(din, dout, out, count); break;
+    case IRMAE_LAYER_TANH: irmae_tanh_backward(din, dout, out, count); break;
+    case IRMAE_LAYER_SIGMOID: irmae_sigmoid_backward(din, dout, out, count); break;
+    default: memcpy(din, dout, count * sizeof(float)); break;
+    }
+    return IRMAE_OK;
+}
+
+static float *irmae__act(irmae_model *m, int i, int B) { return m->acts + m->layers[i].act_off * (size_t)B; }
+
+static int irmae__check_batch(const irmae_model *m, const void *p, int batch, const char *fn)
+{
+    if (!m || !m->params) return irmae__fail(IRMAE_ERR_ARG, "%s: model not initialised", fn);
+    if (!p) return irmae__fail(IRMAE_ERR_ARG, "%s: NULL data", fn);
+    if (batch <= 0 || batch > m->cfg.max_batch)
+        return irmae__fail(IRMAE_ERR_ARG, "%s: batch %d not in 1..max_batch (%d)", fn, batch, m->cfg.max_batch);
+    return IRMAE_OK;
+}
+
+/* Encoder layers [0, n_enc) on x; returns the encoder output e (B x code_dim). */
+static int irmae__encode_batch(irmae_model *m, const float *x, int B, const float **e)
+{
+    int i, rc;
+    const float *h = x;
+    for (i = 0; i < m->n_enc; i++) {
+        float *out = irmae__act(m, i, B);
+        if ((rc = irmae__layer_forward(m, &m->layers[i], out, h, B))) return rc;
+        h = out;
+    }
+    *e = h;
+    return IRMAE_OK;
+}
+
+/* z_j = z_{j-1} W_j^T for j = 1..l; m->codes holds z_0 .. z_l (z_0 = e). */
+static float *irmae__maps_forward(irmae_model *m, const float *e, int B)
+{
+    int j, n = m->cfg.n;
+    size_t blk = (size_t)B * n;
+    memcpy(m->codes, e, blk * sizeof(float));
+    for (j = 1; j <= m->cfg.l; j++)
+        irmae_sgemm(0, 1, B, n, n, 1.0f, m->codes + (j - 1) * blk, n,
+                    m->params + m->maps_off + (size_t)(j - 1) * n * n, n, 0.0f, m->codes + j * blk, n);
+    return m->codes + (size_t)m->cfg.l * blk;
+}
+
+/* Decoder layers on z; returns the output (the image). */
+static int irmae__decode_batch(irmae_model *m, const float *z, int B, const float **y)
+{
+    int i, rc;
+    const float *h = z;
+    for (i = m->n_enc; i < m->n_layers; i++) {
+        float *out = irmae__act(m, i, B);
+        if ((rc = irmae__layer_forward(m, &m->layers[i], out, h, B))) return rc;
+        h = out;
+    }
+    *y = h;
+    return IRMAE_OK;
+}
+
+/* The VAE's output layer is a sigmoid whose input ("logits") the BCE uses. */
+static int irmae__is_vae(const irmae_model *m) { return m->cfg.kind == IRMAE_KIND_VAE; }
+
+/* Loss terms for a batch whose forward pass is done. If dy is not NULL, it
+   receives d loss / d (decoder output), or, for the VAE, d loss / d logits;
+   dz (B x n) receives d reg / d z (AE penalties) or is left alone. */
+static double irmae__recon_loss(irmae_model *m, const float *x, int B, float *dy)
+{
+    const irmae_layer *last = &m->layers[m->n_layers - 1];
+    size_t count = irmae__layer_out_size(last) * (size_t)B, i;
+    double sum = 0.0, inv = 1.0 / (double)count;
+    if (irmae__is_vae(m)) {
+        /* BCE with logits a: max(a,0) - a x + log(1 + exp(-|a|)); gradient sigmoid(a) - x */
+        const float *a = irmae__act(m, m->n_layers - 2 >= 0 ? m->n_layers - 2 : 0, B);
+        const float *y = irmae__act(m, m->n_layers - 1, B);
+        if (m->n_layers - 1 == m->n_enc) a = m->codes; /* decoder is only the sigmoid */
+        for (i = 0; i < count; i++) {
+            double av = a[i];
+            sum += (av > 0 ? av : 0) - av * x[i] + log1p(exp(-fabs(av)));
+            if (dy) dy[i] = (float)((y[i] - x[i]) * inv);
+        }
+    } else {
+        const float *y = irmae__act(m, m->n_layers - 1, B);
+        for (i = 0; i < count; i++) {
+            double d = (double)y[i] - x[i];
+            sum += d * d;
+            if (dy) dy[i] = (float)(2.0 * d * inv);
+        }
+    }
+    return sum * inv;
+}
+
+IRMAEDEF int irmae_model_forward_backward(irmae_model *m, const float *x, int B, float *loss, float *dx)
+{
+    const float *e, *y;
+    float *z, *g, *gnext, *dz;
+    int i, j, rc, n, last_bwd;
+    size_t blk;
+    double recon, reg = 0.0, total;
+    if ((rc = irmae__check_batch(m, x, B, "forward_backward"))) return rc;
+    n = m->cfg.n;
+    blk = (size_t)B * n;
+    if ((rc = irmae__encode_batch(m, x, B, &e))) return rc;
+    if (irmae__is_vae(m)) {
+        /* e = [mu | logvar] per image; z = mu + exp(logvar / 2) eps */
+        z = m->codes;
+        for (i = 0; i < B; i++)
+            for (j = 0; j < n; j++) {
+                float mu = e[(size_t)i * 2 * n + j], lv = e[(size_t)i * 2 * n + n + j];
+                float ep = irmae_rng_normal(&m->rng);
+                m->vae_eps[(size_t)i * n + j] = ep;
+                z[(size_t)i * n + j] = mu + expf(0.5f * lv) * ep;
+                reg += -0.5 * (1.0 + lv - (double)mu * mu - exp((double)lv));
+            }
+        reg *= m->cfg.vae_beta / (double)blk;
+    } else {
+        z = irmae__maps_forward(m, e, B);
+        for (i = 0; i < (int)blk; i++) {
+            if (m->cfg.code_l1 != 0.0f) reg += m->cfg.code_l1 * fabs((double)z[i]);
+            if (m->cfg.code_l2 != 0.0f) reg += m->cfg.code_l2 * (double)z[i] * z[i];
+        }
+        reg /= (double)blk;
+    }
+    if ((rc = irmae__decode_batch(m, z, B, &y))) return rc;
+
+    /* backward, starting from d loss / d output (or / d logits for the VAE) */
+    memset(m->grads, 0, m->n_params * sizeof(float));
+    g = m->grad_a; gnext = m->grad_b;
+    recon = irmae__recon_loss(m, x, B, g);
+    total = recon + reg;
+    m->last_recon = recon; m->last_reg = reg; m->last_loss = total;
+    if (loss) *loss = (float)total;
+    if (!isfinite(total))
+        return irmae__fail(IRMAE_ERR_NUMERIC, "forward_backward: loss is %g at step %lld", total, m->step + 1);
+    last_bwd = irmae__is_vae(m) ? m->n_layers - 2 : m->n_layers - 1;
+    for (i = last_bwd; i >= m->n_enc; i--) {
+        const float *in = i == m->n_enc ? z : irmae__act(m, i - 1, B);
+        if ((rc = irmae__layer_backward(m, &m->layers[i], gnext, g, in, irmae__act(m, i, B), B))) return rc;
+        { float *t = g; g = gnext; gnext = t; }
+    }
+    /* g = d loss / d z (B x n) */
+    dz = g;
+    if (irmae__is_vae(m)) {
+        /* into d/d[mu | logvar], written to gnext as the encoder output gradient */
+        double s = m->cfg.vae_beta / (double)blk;
+        for (i = 0; i < B; i++)
+            for (j = 0; j < n; j++) {
+                float mu = e[(size_t)i * 2 * n + j], lv = e[(size_t)i * 2 * n + n + j];
+                float d = dz[(size_t)i * n + j], ep = m->vae_eps[(size_t)i * n + j];
+                gnext[(size_t)i * 2 * n + j] = d + (float)(s * mu);
+                gnext[(size_t)i * 2 * n + n + j] = d * ep * 0.5f * expf(0.5f * lv) +
+                                                   (float)(s * 0.5 * (exp((double)lv) - 1.0));
+            }
+        { float *t = g; g = gnext; gnext = t; }
+    } else {
+        /* code penalties, then back through the maps: dz_{j-1} = dz_j W_j, dW_j += dz_j^T z_{j-1} */
+        for (i = 0; i < (int)blk; i++) {
+            float zi = z[i];
+            if (m->cfg.code_l1 != 0.0f) dz[i] += (float)(m->cfg.code_l1 / (double)blk) * (zi > 0.0f ? 1.0f : zi < 0.0f ? -1.0f : 0.0f);
+            if (m->cfg.code_l2 != 0.0f) dz[i] += (float)(2.0 * m->cfg.code_l2 / (double)blk) * zi;
+        }
+        for (j = m->cfg.l; j >= 1; j--) {
+            const float *wj = m->params + m->maps_off + (size_t)(j - 1) * n * n;
+            float *dwj = m->grads + m->maps_off + (size_t)(j - 1) * n * n;
+            irmae_sgemm(1, 0, n, n, B, 1.0f, g, n, m->codes + (j - 1) * blk, n, 1.0f, dwj, n);
+            irmae_sgemm(0, 0, B, n, n, 1.0f, g, n, wj, n, 0.0f, gnext, n);
+            { float *t = g; g = gnext; gnext = t; }
+        }
+    }
+    for (i = m->n_enc - 1; i >= 0; i--) {
+        const float *in = i == 0 ? x : irmae__act(m, i - 1, B);
+        float *din = i == 0 ? dx : gnext;
+        if ((rc = irmae__layer_backward(m, &m->layers[i], din, g, in, irmae__act(m, i, B), B))) return rc;
+        { float *t = g; g = gnext; gnext = t; }
+    }
+    if (dx) { /* x is also the target: add d recon / d target */
+        size_t count = (size_t)B * irmae__layer_out_size(&m->layers[m->n_layers - 1]), k;
+        double inv = 1.0 / (double)count;
+        if (irmae__is_vae(m)) { /* d/dx of BCE with logits a: -a */
+            const float *a = m->n_layers - 1 == m->n_enc ? m->codes : irmae__act(m, m->n_layers - 2, B);
+            for (k = 0; k < count; k++) dx[k] -= (float)(a[k] * inv);
+        } else {
+            const float *yy = irmae__act(m, m->n_layers - 1, B);
+            for (k = 0; k < count; k++) dx[k] -= (float)(2.0 * ((double)yy[k] - x[k]) * inv);
+        }
+    }
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_model_adam_step(irmae_model *m)
+{
+    double bc1, bc2;
+    float lr, b1, b2, eps, s1, s2;
+    ptrdiff_t i, np;
+    if (!m || !m->params) return irmae__fail(IRMAE_ERR_ARG, "adam_step: model not initialised");
+    m->step++;
+    b1 = m->cfg.beta1; b2 = m->cfg.beta2; eps = m->cfg.eps;
+    bc1 = 1.0 - pow((double)b1, (double)m->step);
+    bc2 = 1.0 - pow((double)b2, (double)m->step);
+    /* p -= lr * (m / bc1) / (sqrt(v / bc2) + eps) */
+    lr = (float)(m->cfg.lr / bc1);
+    s1 = 1.0f - b1; s2 = 1.0f - b2;
+    {
+        float inv_bc2 = (float)(1.0 / bc2);
+        float *p = m->params, *g = m->grads, *mm = m->adam_m, *vv = m->adam_v;
+        np = (ptrdiff_t)m->n_params;
+        IRMAE__OMP(parallel for schedule(static) if(np > IRMAE__PAR_MIN))
+        for (i = 0; i < np; i++) {
+            float gi = g[i];
+            float mi = b1 * mm[i] + s1 * gi;
+            float vi = b2 * vv[i] + s2 * gi * gi;
+            mm[i] = mi; vv[i] = vi;
+            p[i] -= lr * mi / (sqrtf(vi * inv_bc2) + eps);
+        }
+    }
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_model_train_step(irmae_model *m, const float *x, int batch, float *loss)
+{
+    int rc = irmae_model_forward_backward(m, x, batch, loss, NULL);
+    if (rc) return rc;
+    return irmae_model_adam_step(m);
+}
+
+/* Runs f over count items in chunks of max_batch. */
+static int irmae__chunks(irmae_model *m, const float *src, size_t src_stride, int count, float *dst,
+                         size_t dst_stride, int (*f)(irmae_model *, const float *, int, float *))
+{
+    int i, rc;
+    for (i = 0; i < count; i += m->cfg.max_batch) {
+        int b = count - i < m->cfg.max_batch ? count - i : m->cfg.max_batch;
+        if ((rc = f(m, src + (size_t)i * src_stride, b, dst + (size_t)i * dst_stride))) return rc;
+    }
+    return IRMAE_OK;
+}
+
+static int irmae__features_chunk(irmae_model *m, const float *x, int B, float *out)
+{
+    const float *e;
+    int i, rc, n = m->cfg.n;
+    if ((rc = irmae__encode_batch(m, x, B, &e))) return rc;
+    for (i = 0; i < B; i++) /* the VAE's e is [mu | logvar]: keep mu */
+        memcpy(out + (size_t)i * n, e + (size_t)i * m->code_dim, (size_t)n * sizeof(float));
+    return IRMAE_OK;
+}
+
+static int irmae__encode_chunk(irmae_model *m, const float *x, int B, float *z)
+{
+    int rc = irmae__features_chunk(m, x, B, z);
+    if (rc || irmae__is_vae(m)) return rc;
+    memcpy(z, irmae__maps_forward(m, z, B), (size_t)B * m->cfg.n * sizeof(float));
+    return IRMAE_OK;
+}
+
+static int irmae__decode_chunk(irmae_model *m, const float *z, int B, float *out)
+{
+    const float *y;
+    int rc = irmae__decode_batch(m, z, B, &y);
+    if (rc) return rc;
+    memcpy(out, y, (size_t)B * m->cfg.in_c * m->cfg.in_h * m->cfg.in_w * sizeof(float));
+    return IRMAE_OK;
+}
+
+static size_t irmae__image_size(const irmae_model *m)
+{ return (size_t)m->cfg.in_c * m->cfg.in_h * m->cfg.in_w; }
+
+static int irmae__check_io(const irmae_model *m, const void *in, int count, const void *out, const char *fn)
+{
+    if (!m || !m->params) return irmae__fail(IRMAE_ERR_ARG, "%s: model not initialised", fn);
+    if (!in || !out) return irmae__fail(IRMAE_ERR_ARG, "%s: NULL pointer", fn);
+    if (count <= 0) return irmae__fail(IRMAE_ERR_ARG, "%s: count %d", fn, count);
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_model_features(irmae_model *m, const float *x, int count, float *e)
+{
+    int rc = irmae__check_io(m, x, count, e, "model_features");
+    return rc ? rc : irmae__chunks(m, x, irmae__image_size(m), count, e, (size_t)m->cfg.n, irmae__features_chunk);
+}
+
+IRMAEDEF int irmae_model_encode(irmae_model *m, const float *x, int count, float *z)
+{
+    int rc = irmae__check_io(m, x, count, z, "model_encode");
+    return rc ? rc : irmae__chunks(m, x, irmae__image_size(m), count, z, (size_t)m->cfg.n, irmae__encode_chunk);
+}
+
+IRMAEDEF int irmae_model_decode(irmae_model *m, const float *z, int count, float *out)
+{
+    int rc = irmae__check_io(m, z, count, out, "model_decode");
+    return rc ? rc : irmae__chunks(m, z, (size_t)m->cfg.n, count, out, irmae__image_size(m), irmae__decode_chunk);
+}
+
+IRMAEDEF int irmae_model_loss(irmae_model *m, const float *x, int batch, float *loss)
+{
+    const float *e, *y;
+    const float *z;
+    int rc;
+    double reg = 0.0;
+    size_t i, blk;
+    if ((rc = irmae__check_batch(m, x, batch, "model_loss"))) return rc;
+    if (!loss) return irmae__fail(IRMAE_ERR_ARG, "model_loss: NULL loss");
+    blk = (size_t)batch * m->cfg.n;
+    if ((rc = irmae__encode_batch(m, x, batch, &e))) return rc;
+    if (irmae__is_vae(m)) {
+        int b, j, n = m->cfg.n;
+        for (b = 0; b < batch; b++)
+            for (j = 0; j < n; j++) {
+                double mu = e[(size_t)b * 2 * n + j], lv = e[(size_t)b * 2 * n + n + j];
+                m->codes[(size_t)b * n + j] = (float)mu;
+                reg += -0.5 * (1.0 + lv - mu * mu - exp(lv));
+            }
+        reg *= m->cfg.vae_beta / (double)blk;
+        z = m->codes;
+    } else {
+        z = irmae__maps_forward(m, e, batch);
+        for (i = 0; i < blk; i++)
+            reg += m->cfg.code_l1 * fabs((double)z[i]) + m->cfg.code_l2 * (double)z[i] * z[i];
+        reg /= (double)blk;
+    }
+    if ((rc = irmae__decode_batch(m, z, batch, &y))) return rc;
+    *loss = (float)(irmae__recon_loss(m, x, batch, NULL) + reg);
+    return isfinite(*loss) ? IRMAE_OK : irmae__fail(IRMAE_ERR_NUMERIC, "model_loss: loss is %g", *loss);
+}
+
+IRMAEDEF int irmae_model_collapse(const irmae_model *m, float *w)
+{
+    int j, i, n;
+    float *tmp;
+    if (!m || !m->params || !w) return irmae__fail(IRMAE_ERR_ARG, "model_collapse: NULL pointer");
+    n = m->cfg.n;
+    memset(w, 0, (size_t)n * n * sizeof(float));
+    for (i = 0; i < n; i++) w[(size_t)i * n + i] = 1.0f;
+    if (m->cfg.l == 0) return IRMAE_OK;
+    tmp = (float *)irmae__alloc((size_t)n * n, sizeof(float));
+    if (!tmp) return irmae__fail(IRMAE_ERR_NOMEM, "model_collapse: %d x %d", n, n);
+    /* W <- W_j W for j = 1..l, so W = W_l ... W_1 */
+    for (j = 1; j <= m->cfg.l; j++) {
+        irmae_sgemm(0, 0, n, n, n, 1.0f, m->params + m->maps_off + (size_t)(j - 1) * n * n, n, w, n, 0.0f, tmp, n);
+        memcpy(w, tmp, (size_t)n * n * sizeof(float));
+    }
+    irmae__free(tmp);
+    return IRMAE_OK;
+}
 /* ---------------------------------------------------------------------- */
 /* Data sets                                                              */
 /* ---------------------------------------------------------------------- */
@@ -966,10 +2943,2338 @@ IRMAEDEF int irmae_dataset_rescale(irmae_dataset *ds, float lo, float hi)
     return IRMAE_OK;
 }
 
-#include "parts/pngw_impl.h"
-#include "parts/codec_impl.h"
+/* ---------------------------------------------------------------------- */
+/* Data: DEFLATE / zlib compression, PNG writing                          */
+/* ---------------------------------------------------------------------- */
+
+/* Growable output buffer with an LSB-first bit accumulator (DEFLATE packs
+   bits starting at the least significant bit of each byte). An allocation
+   failure is sticky in `err`, so the writers need not check every call. */
+typedef struct irmae__bitw {
+    unsigned char *buf;
+    size_t len, cap;
+    uint64_t acc;   /* pending bits, oldest at bit 0 */
+    int nacc;       /* number of pending bits (< 32 between calls) */
+    int err;
+    size_t hint;    /* if nonzero: the output should not exceed this, so grow no further */
+} irmae__bitw;
+
+static int irmae__bitw_reserve(irmae__bitw *w, size_t extra)
+{
+    size_t need, ncap;
+    unsigned char *nb;
+    if (w->err) return 0;
+    if (extra > (size_t)-1 - w->len) { w->err = 1; return 0; }
+    need = w->len + extra;
+    if (need <= w->cap) return 1;
+    ncap = w->cap ? w->cap : 1024;
+    while (ncap < need) {
+        if (ncap > (size_t)-1 / 2) { ncap = need; break; }
+        ncap *= 2;
+    }
+    if (w->hint && need <= w->hint && ncap > w->hint) ncap = w->hint;
+    nb = (unsigned char *)irmae__alloc(ncap, 1);
+    if (!nb) { w->err = 1; return 0; }
+    if (w->len) memcpy(nb, w->buf, w->len);
+    irmae__free(w->buf);
+    w->buf = nb;
+    w->cap = ncap;
+    return 1;
+}
+
+/* Appends the n (<= 32) low bits of `bits`; bits above n must be zero. */
+static void irmae__bitw_bits(irmae__bitw *w, uint32_t bits, int n)
+{
+    w->acc |= (uint64_t)bits << w->nacc;
+    w->nacc += n;
+    if (w->nacc >= 32) {
+        if (w->len + 4 <= w->cap || irmae__bitw_reserve(w, 4)) {
+            unsigned char *p = w->buf + w->len;
+            p[0] = (unsigned char)(w->acc & 0xFF);
+            p[1] = (unsigned char)((w->acc >> 8) & 0xFF);
+            p[2] = (unsigned char)((w->acc >> 16) & 0xFF);
+            p[3] = (unsigned char)((w->acc >> 24) & 0xFF);
+            w->len += 4;
+        }
+        w->acc >>= 32;
+        w->nacc -= 32;
+    }
+}
+
+/* Flushes pending bits, padding the last byte with zero bits. */
+static void irmae__bitw_align(irmae__bitw *w)
+{
+    while (w->nacc > 0) {
+        if (irmae__bitw_reserve(w, 1)) w->buf[w->len++] = (unsigned char)(w->acc & 0xFF);
+        w->acc >>= 8;
+        w->nacc -= 8;
+    }
+    w->acc = 0;
+    w->nacc = 0;
+}
+
+/* Appends whole bytes; the writer must be byte aligned. */
+static void irmae__bitw_bytes(irmae__bitw *w, const unsigned char *p, size_t n)
+{
+    if (n && irmae__bitw_reserve(w, n)) {
+        memcpy(w->buf + w->len, p, n);
+        w->len += n;
+    }
+}
+
+#define IRMAE__DEF_HASH_BITS 16
+#define IRMAE__DEF_WSIZE 32768u            /* window: largest DEFLATE distance */
+#define IRMAE__DEF_WMASK (IRMAE__DEF_WSIZE - 1u)
+#define IRMAE__DEF_BLOCK 16384             /* LZ77 symbols per block */
+#define IRMAE__DEF_MAXLEAF 288
+
+/* Base values and extra-bit counts of the length codes 257..285 and of the
+   distance codes 0..29 (RFC 1951, 3.2.5). */
+static const unsigned short irmae__def_lbase[29] = {
+    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31,
+    35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258 };
+static const unsigned char irmae__def_lextra[29] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
+    3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0 };
+static const unsigned short irmae__def_dbase[30] = {
+    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193,
+    257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577 };
+static const unsigned char irmae__def_dextra[30] = {
+    0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6,
+    7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13 };
+/* Order in which the code-length code lengths are sent. */
+static const unsigned char irmae__def_clorder[19] = {
+    16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15 };
+
+/* Match-finder settings per level: a match at least `good` long quarters the
+   next search; `lazy` = 0 means greedy parsing, otherwise a match at least
+   `lazy` long is taken without trying the next position; the search stops at
+   a match `nice` long or after `chain` candidates. */
+static const unsigned short irmae__def_cfg[10][4] = {
+    /* good lazy nice chain */
+    {  0,   0,   0,    0 },  /* 0: stored only */
+    {  4,   0,   8,    4 },
+    {  4,   0,  16,    8 },
+    {  4,   0,  32,   32 },
+    {  4,   4,  16,   16 },
+    {  8,  16,  32,   32 },
+    {  8,  16, 128,  128 },
+    {  8,  32, 128,  256 },
+    { 32, 128, 258, 1024 },
+    { 32, 258, 258, 4096 } };
+
+/* Package-merge list item: sym >= 0 is a leaf, -1 a package of two items of
+   the previous list. */
+typedef struct irmae__pm_item { uint32_t w; int sym; } irmae__pm_item;
+
+typedef struct irmae__deflate {
+    size_t head[1u << IRMAE__DEF_HASH_BITS];   /* newest position + 1 per hash, 0 = none */
+    size_t prev[IRMAE__DEF_WSIZE];             /* previous position + 1 with the same hash */
+    unsigned short sym_l[IRMAE__DEF_BLOCK];    /* literal byte or match length */
+    unsigned short sym_d[IRMAE__DEF_BLOCK];    /* 0 for a literal, else distance */
+    size_t nsym;
+    int have_pend;                             /* stored bytes waiting to be written */
+    size_t pend_start, pend_end;
+    unsigned char len_code[259];               /* match length -> length code - 257 */
+    unsigned char dist_lo[256], dist_hi[256];  /* distance - 1 (< 256, or >> 7) -> code */
+    unsigned char fix_llen[288], fix_dlen[30];
+    unsigned short fix_lcode[288], fix_dcode[30];
+    irmae__pm_item leaves[IRMAE__DEF_MAXLEAF];
+    irmae__pm_item pm[15][2 * IRMAE__DEF_MAXLEAF];
+} irmae__deflate;
+
+/* Optimal code lengths (at most `limit` bits) for the n frequencies, by the
+   package-merge algorithm. At least two symbols always get a code (unused
+   ones are given weight 1), so every code is complete, as zlib's inflate
+   demands. len[] receives 0 for unused symbols. */
+static void irmae__huff_lengths(irmae__deflate *s, const uint32_t *freq, int n, int limit,
+                                unsigned char *len)
+{
+    irmae__pm_item *lv = s->leaves, t;
+    int m = 0, i, j, keep, cnt, sel;
+    memset(len, 0, (size_t)n);
+    for (i = 0; i < n; i++)
+        if (freq[i]) { lv[m].w = freq[i]; lv[m].sym = i; m++; }
+    for (i = 0; m < 2 && i < n; i++)
+        if (!freq[i]) { lv[m].w = 1; lv[m].sym = i; m++; }
+    for (i = 1; i < m; i++) {   /* insertion sort by (weight, symbol) */
+        t = lv[i];
+        for (j = i; j > 0 && (lv[j - 1].w > t.w || (lv[j - 1].w == t.w && lv[j - 1].sym > t.sym)); j--)
+            lv[j] = lv[j - 1];
+        lv[j] = t;
+    }
+    keep = 2 * m - 2;
+    memcpy(s->pm[0], lv, (size_t)m * sizeof *lv);
+    cnt = m;
+    for (j = 1; j < limit; j++) {
+        const irmae__pm_item *pl = s->pm[j - 1];
+        irmae__pm_item *cl = s->pm[j];
+        int np = cnt / 2, a = 0, b = 0, k = 0;
+        while (k < keep && (a < m || b < np)) {
+            uint32_t pw = b < np ? pl[2 * b].w + pl[2 * b + 1].w : 0;
+            if (a < m && (b >= np || lv[a].w <= pw)) cl[k++] = lv[a++];
+            else { cl[k].w = pw; cl[k].sym = -1; k++; b++; }
+        }
+        cnt = k;
+    }
+    /* The first 2m - 2 items of the last list are selected; a selected
+       package selects its two items in the list below. A symbol's code
+       length is the number of its selected leaves. */
+    sel = keep < cnt ? keep : cnt;
+    for (j = limit - 1; j >= 0; j--) {
+        const irmae__pm_item *cl = s->pm[j];
+        int np = 0;
+        for (i = 0; i < sel; i++) {
+            if (cl[i].sym >= 0) len[cl[i].sym]++;
+            else np++;
+        }
+        sel = 2 * np;
+    }
+}
+
+/* Canonical Huffman codes from lengths, bit-reversed for LSB-first output. */
+static void irmae__huff_codes(const unsigned char *len, int n, unsigned short *code)
+{
+    int count[16], next[16], i, b, c = 0;
+    memset(count, 0, sizeof count);
+    for (i = 0; i < n; i++) count[len[i]]++;
+    count[0] = 0;
+    next[0] = 0;
+    for (b = 1; b < 16; b++) { c = (c + count[b - 1]) << 1; next[b] = c; }
+    for (i = 0; i < n; i++) {
+        int l = len[i], v, r = 0;
+        code[i] = 0;
+        if (!l) continue;
+        v = next[l]++;
+        for (b = 0; b < l; b++) { r = (r << 1) | (v & 1); v >>= 1; }
+        code[i] = (unsigned short)r;
+    }
+}
+
+static void irmae__deflate_init(irmae__deflate *s)
+{
+    int i, c;
+    for (c = 0; c < 29; c++) {
+        int hi = c == 28 ? 258 : irmae__def_lbase[c] + (1 << irmae__def_lextra[c]) - 1;
+        for (i = irmae__def_lbase[c]; i <= hi; i++) s->len_code[i] = (unsigned char)c;
+    }
+    for (c = 0; c < 30; c++) {
+        int lo = irmae__def_dbase[c] - 1, hi = lo + (1 << irmae__def_dextra[c]);
+        for (i = lo; i < hi; i++) {
+            if (i < 256) s->dist_lo[i] = (unsigned char)c;
+            else s->dist_hi[i >> 7] = (unsigned char)c;
+        }
+    }
+    for (i = 0; i < 288; i++) s->fix_llen[i] = (unsigned char)(i < 144 ? 8 : i < 256 ? 9 : i < 280 ? 7 : 8);
+    for (i = 0; i < 30; i++) s->fix_dlen[i] = 5;
+    irmae__huff_codes(s->fix_llen, 288, s->fix_lcode);
+    irmae__huff_codes(s->fix_dlen, 30, s->fix_dcode);
+}
+
+static int irmae__deflate_dcode(const irmae__deflate *s, unsigned dist)
+{
+    return dist <= 256 ? s->dist_lo[dist - 1] : s->dist_hi[(dist - 1) >> 7];
+}
+
+/* Stored blocks for p[0..n) (n == 0 gives one empty block); BFINAL on the
+   last one when `last`. */
+static void irmae__deflate_stored(irmae__bitw *w, const unsigned char *p, size_t n, int last)
+{
+    do {
+        size_t k = n < 65535 ? n : 65535;
+        unsigned char hdr[4];
+        irmae__bitw_bits(w, (last && k == n) ? 1u : 0u, 3); /* BFINAL, BTYPE = 00 */
+        irmae__bitw_align(w);
+        hdr[0] = (unsigned char)(k & 0xFF); hdr[1] = (unsigned char)(k >> 8);
+        hdr[2] = (unsigned char)(~k & 0xFF); hdr[3] = (unsigned char)((~k >> 8) & 0xFF);
+        irmae__bitw_bytes(w, hdr, 4);
+        irmae__bitw_bytes(w, p, k);
+        p += k;
+        n -= k;
+    } while (n > 0);
+}
+
+static uint64_t irmae__deflate_nchunks(size_t n) { return n == 0 ? 1 : (uint64_t)((n - 1) / 65535 + 1); }
+
+/* Writes the Huffman-coded symbols of the current block. */
+static void irmae__deflate_symbols(const irmae__deflate *s, irmae__bitw *w,
+                                   const unsigned char *llen, const unsigned short *lcode,
+                                   const unsigned char *dlen, const unsigned short *dcode)
+{
+    size_t t;
+    for (t = 0; t < s->nsym; t++) {
+        unsigned lv = s->sym_l[t], dv = s->sym_d[t];
+        if (!dv) { irmae__bitw_bits(w, lcode[lv], llen[lv]); continue; }
+        {
+            int lc = s->len_code[lv], dc = irmae__deflate_dcode(s, dv);
+            irmae__bitw_bits(w, lcode[257 + lc], llen[257 + lc]);
+            if (irmae__def_lextra[lc]) irmae__bitw_bits(w, lv - irmae__def_lbase[lc], irmae__def_lextra[lc]);
+            irmae__bitw_bits(w, dcode[dc], dlen[dc]);
+            if (irmae__def_dextra[dc]) irmae__bitw_bits(w, dv - irmae__def_dbase[dc], irmae__def_dextra[dc]);
+        }
+    }
+    irmae__bitw_bits(w, lcode[256], llen[256]);
+}
+
+/* Ends the current block, which holds s->nsym symbols covering src[bstart..bend):
+   writes it as fixed Huffman, dynamic Huffman or (merged into a run of)
+   stored blocks, whichever costs the fewest bits. */
+static void irmae__deflate_block(irmae__deflate *s, irmae__bitw *w, const unsigned char *src,
+                                 size_t bstart, size_t bend, int last)
+{
+    uint32_t lf[286], df[30], cf[19];
+    unsigned char ll[286], dl[30], cll[19], all[316], rle_sym[316], rle_extra[316];
+    unsigned short lc[286], dc[30], clc[19];
+    uint64_t xbits = 0, fixed_bits, dyn_bits, stored_bits, blen = (uint64_t)(bend - bstart);
+    int hlit, hdist, hclen, nrle = 0, total, i;
+    size_t t;
+
+    memset(lf, 0, sizeof lf); memset(df, 0, sizeof df); memset(cf, 0, sizeof cf);
+    for (t = 0; t < s->nsym; t++) {
+        unsigned lv = s->sym_l[t], dv = s->sym_d[t];
+        if (!dv) { lf[lv]++; continue; }
+        {
+            int l = s->len_code[lv], d = irmae__deflate_dcode(s, dv);
+            lf[257 + l]++; df[d]++;
+            xbits += irmae__def_lextra[l] + irmae__def_dextra[d];
+        }
+    }
+    lf[256] = 1;
+
+    /* fixed Huffman */
+    fixed_bits = 3 + xbits;
+    for (i = 0; i < 286; i++) fixed_bits += (uint64_t)lf[i] * s->fix_llen[i];
+    for (i = 0; i < 30; i++) fixed_bits += (uint64_t)df[i] * 5;
+
+    /* dynamic Huffman: code lengths, then the run-length coded header */
+    irmae__huff_lengths(s, lf, 286, 15, ll);
+    irmae__huff_lengths(s, df, 30, 15, dl);
+    for (hlit = 286; hlit > 257 && !ll[hlit - 1]; hlit--) {}
+    for (hdist = 30; hdist > 1 && !dl[hdist - 1]; hdist--) {}
+    memcpy(all, ll, (size_t)hlit);
+    memcpy(all + hlit, dl, (size_t)hdist);
+    total = hlit + hdist;
+    for (i = 0; i < total;) {
+        int v = all[i], run = 1, r;
+        while (i + run < total && all[i + run] == v) run++;
+        i += run;
+        if (v == 0) {
+            r = run;
+            while (r >= 11) {
+                int k = r < 138 ? r : 138;
+                rle_sym[nrle] = 18; rle_extra[nrle++] = (unsigned char)(k - 11); r -= k;
+            }
+            if (r >= 3) { rle_sym[nrle] = 17; rle_extra[nrle++] = (unsigned char)(r - 3); r = 0; }
+            while (r-- > 0) { rle_sym[nrle] = 0; rle_extra[nrle++] = 0; }
+        } else {
+            rle_sym[nrle] = (unsigned char)v; rle_extra[nrle++] = 0;
+            r = run - 1;
+            while (r >= 3) {
+                int k = r < 6 ? r : 6;
+                rle_sym[nrle] = 16; rle_extra[nrle++] = (unsigned char)(k - 3); r -= k;
+            }
+            while (r-- > 0) { rle_sym[nrle] = (unsigned char)v; rle_extra[nrle++] = 0; }
+        }
+    }
+    for (i = 0; i < nrle; i++) cf[rle_sym[i]]++;
+    irmae__huff_lengths(s, cf, 19, 7, cll);
+    for (hclen = 19; hclen > 4 && !cll[irmae__def_clorder[hclen - 1]]; hclen--) {}
+    dyn_bits = 3 + 14 + 3 * (uint64_t)hclen + xbits;
+    for (i = 0; i < nrle; i++)
+        dyn_bits += cll[rle_sym[i]] + (rle_sym[i] == 16 ? 2 : rle_sym[i] == 17 ? 3 : rle_sym[i] == 18 ? 7 : 0);
+    for (i = 0; i < 286; i++) dyn_bits += (uint64_t)lf[i] * ll[i];
+    for (i = 0; i < 30; i++) dyn_bits += (uint64_t)df[i] * dl[i];
+
+    /* stored: extending a pending run costs only the new bytes (and headers
+       of any extra 65535-byte pieces) */
+    if (s->have_pend) {
+        size_t plen = s->pend_end - s->pend_start;
+        stored_bits = 8 * blen + 40 * (irmae__deflate_nchunks(plen + (size_t)blen) - irmae__deflate_nchunks(plen));
+    } else {
+        uint64_t pos = (uint64_t)w->len * 8 + (uint64_t)w->nacc;
+        stored_bits = 3 + (8 - (pos + 3) % 8) % 8 + 32 + 8 * blen + 40 * (irmae__deflate_nchunks((size_t)blen) - 1);
+    }
+
+    if (stored_bits < fixed_bits && stored_bits < dyn_bits) {
+        if (!s->have_pend) { s->have_pend = 1; s->pend_start = bstart; }
+        s->pend_end = bend;
+        if (last) {
+            irmae__deflate_stored(w, src + s->pend_start, s->pend_end - s->pend_start, 1);
+            s->have_pend = 0;
+        }
+    } else {
+        if (s->have_pend) {
+            irmae__deflate_stored(w, src + s->pend_start, s->pend_end - s->pend_start, 0);
+            s->have_pend = 0;
+        }
+        if (fixed_bits <= dyn_bits) {
+            irmae__bitw_bits(w, last ? 3u : 2u, 3); /* BFINAL, BTYPE = 01 */
+            irmae__deflate_symbols(s, w, s->fix_llen, s->fix_lcode, s->fix_dlen, s->fix_dcode);
+        } else {
+            irmae__huff_codes(ll, 286, lc);
+            irmae__huff_codes(dl, 30, dc);
+            irmae__huff_codes(cll, 19, clc);
+            irmae__bitw_bits(w, last ? 5u : 4u, 3); /* BFINAL, BTYPE = 10 */
+            irmae__bitw_bits(w, (uint32_t)(hlit - 257), 5);
+            irmae__bitw_bits(w, (uint32_t)(hdist - 1), 5);
+            irmae__bitw_bits(w, (uint32_t)(hclen - 4), 4);
+            for (i = 0; i < hclen; i++) irmae__bitw_bits(w, cll[irmae__def_clorder[i]], 3);
+            for (i = 0; i < nrle; i++) {
+                int sym = rle_sym[i];
+                irmae__bitw_bits(w, clc[sym], cll[sym]);
+                if (sym >= 16) irmae__bitw_bits(w, rle_extra[i], sym == 16 ? 2 : sym == 17 ? 3 : 7);
+            }
+            irmae__deflate_symbols(s, w, ll, lc, dl, dc);
+        }
+    }
+    s->nsym = 0;
+}
+
+#define IRMAE__DEF_HASH(p) \
+    ((uint32_t)((((uint32_t)(p)[0] << 16) | ((uint32_t)(p)[1] << 8) | (uint32_t)(p)[2]) * 2654435761u) \
+     >> (32 - IRMAE__DEF_HASH_BITS))
+
+static void irmae__deflate_insert(irmae__deflate *s, const unsigned char *src, size_t p)
+{
+    uint32_t h = IRMAE__DEF_HASH(src + p);
+    s->prev[p & IRMAE__DEF_WMASK] = s->head[h];
+    s->head[h] = p + 1;
+}
+
+/* Longest match for position i (already inserted) longer than `best`, among
+   at most `chain` earlier positions within 32 KiB. Returns its length (0 if
+   none) and sets *dist. */
+static unsigned irmae__deflate_find(const irmae__deflate *s, const unsigned char *src, size_t n,
+                                    size_t i, unsigned best, unsigned chain, unsigned nice,
+                                    unsigned *dist)
+{
+    const unsigned char *cur = src + i;
+    size_t cand = s->prev[i & IRMAE__DEF_WMASK];
+    unsigned maxlen = n - i < 258 ? (unsigned)(n - i) : 258u, found = 0;
+    if (nice > maxlen) nice = maxlen;
+    if (best >= maxlen) return 0;
+    while (cand && chain--) {
+        size_t c = cand - 1, d = i - c;
+        const unsigned char *m = src + c;
+        if (d > IRMAE__DEF_WSIZE) break;
+        if (m[best] == cur[best] && m[best - 1] == cur[best - 1] && m[0] == cur[0] && m[1] == cur[1]) {
+            unsigned l = 2;
+            while (l < maxlen && m[l] == cur[l]) l++;
+            if (l > best) {
+                best = l; *dist = (unsigned)d; found = 1;
+                if (l >= nice) break;
+            }
+        }
+        /* the slot of a position exactly one window back now belongs to i */
+        if (d == IRMAE__DEF_WSIZE) break;
+        cand = s->prev[c & IRMAE__DEF_WMASK];
+    }
+    if (!found || (best == 3 && *dist > 4096)) return 0; /* a far 3-match rarely pays */
+    return best;
+}
+
+static void irmae__deflate_emit(irmae__deflate *s, irmae__bitw *w, const unsigned char *src,
+                                unsigned l, unsigned d, size_t *bstart, size_t done)
+{
+    s->sym_l[s->nsym] = (unsigned short)l;
+    s->sym_d[s->nsym] = (unsigned short)d;
+    if (++s->nsym == IRMAE__DEF_BLOCK) {
+        irmae__deflate_block(s, w, src, *bstart, done, 0);
+        *bstart = done;
+    }
+}
+
+/* The whole raw DEFLATE stream of src[0..n) at level 0..9. */
+static void irmae__deflate_run(irmae__deflate *s, irmae__bitw *w, const unsigned char *src, size_t n, int level)
+{
+    unsigned good, lazy, nice, chain, plen = 0, pdist = 0;
+    size_t i = 0, bstart = 0, p;
+    int pending = 0;
+    if (level == 0) { irmae__deflate_stored(w, src, n, 1); return; }
+    good = irmae__def_cfg[level][0]; lazy = irmae__def_cfg[level][1];
+    nice = irmae__def_cfg[level][2]; chain = irmae__def_cfg[level][3];
+    irmae__deflate_init(s);
+    while (i < n && !w->err) {
+        unsigned len = 0, dist = 0;
+        if (n - i >= 3) {
+            irmae__deflate_insert(s, src, i);
+            if (pending && plen >= 3)
+                len = irmae__deflate_find(s, src, n, i, plen, plen >= good ? chain >> 2 : chain, nice, &dist);
+            else
+                len = irmae__deflate_find(s, src, n, i, 2, chain, nice, &dist);
+        }
+        if (pending) {
+            if (plen >= 3 && len <= plen) { /* the match at i - 1 wins */
+                size_t end = i - 1 + plen;
+                for (p = i + 1; p < end; p++)
+                    if (n - p >= 3) irmae__deflate_insert(s, src, p);
+                irmae__deflate_emit(s, w, src, plen, pdist, &bstart, end);
+                i = end;
+                pending = 0;
+                continue;
+            }
+            irmae__deflate_emit(s, w, src, src[i - 1], 0, &bstart, i);
+            pending = 0;
+        }
+        if (len >= 3 && (lazy == 0 || len >= lazy)) {
+            size_t end = i + len;
+            for (p = i + 1; p < end; p++)
+                if (n - p >= 3) irmae__deflate_insert(s, src, p);
+            irmae__deflate_emit(s, w, src, len, dist, &bstart, end);
+            i = end;
+        } else {
+            pending = 1; plen = len; pdist = dist;
+            i++;
+        }
+    }
+    if (w->err) return;
+    if (pending) irmae__deflate_emit(s, w, src, src[n - 1], 0, &bstart, n); /* a literal: a match
+        pending at n - 1 would be shorter than 3 */
+    irmae__deflate_block(s, w, src, bstart, n, 1);
+}
+
+/* An upper bound of the raw DEFLATE size of n bytes (levels 0..9): every
+   block costs at most what storing it would (5 bytes per 65535-byte piece
+   plus up to 1 byte of padding per run of stored blocks), and every block
+   but the last covers at least IRMAE__DEF_BLOCK bytes. Saturates. */
+static size_t irmae__deflate_bound(size_t n)
+{
+    size_t extra = 6 * (n / IRMAE__DEF_BLOCK + 1) + 5 * (n / 65535 + 1) + 16;
+    return n > (size_t)-1 - extra ? (size_t)-1 : n + extra;
+}
+
+/* Compresses into w (which may already hold a header); zlib = 1 adds the
+   zlib header and trailer. Returns a status. */
+static int irmae__compress(irmae__bitw *w, const void *src, size_t size, int level, int zlib,
+                           const char *who)
+{
+    irmae__deflate *s = NULL;
+    if (level == -1) level = 6;
+    if (level < 0 || level > 9) return irmae__fail(IRMAE_ERR_ARG, "%s: level %d not in -1..9", who, level);
+    if (!src && size) return irmae__fail(IRMAE_ERR_ARG, "%s: src is NULL with size %lu", who, (unsigned long)size);
+    if (!irmae__bitw_reserve(w, size / 8 + 64))
+        return irmae__fail(IRMAE_ERR_NOMEM, "%s: output buffer for %lu bytes", who, (unsigned long)size);
+    if (zlib) {
+        unsigned cmf = 0x78, flg = (unsigned)(level <= 1 ? 0 : level <= 5 ? 1 : level == 6 ? 2 : 3) << 6;
+        unsigned char hdr[2];
+        flg += (31 - (cmf * 256 + flg) % 31) % 31;
+        hdr[0] = (unsigned char)cmf; hdr[1] = (unsigned char)flg;
+        irmae__bitw_bytes(w, hdr, 2);
+    }
+    if (level > 0) {
+        s = (irmae__deflate *)irmae__alloc(1, sizeof *s);
+        if (!s) return irmae__fail(IRMAE_ERR_NOMEM, "%s: match-finder tables", who);
+    }
+    irmae__deflate_run(s, w, (const unsigned char *)src, size, level);
+    irmae__free(s);
+    irmae__bitw_align(w);
+    if (zlib) {
+        uint32_t a = irmae_adler32(1, src, size);
+        unsigned char tr[4];
+        tr[0] = (unsigned char)(a >> 24); tr[1] = (unsigned char)((a >> 16) & 0xFF);
+        tr[2] = (unsigned char)((a >> 8) & 0xFF); tr[3] = (unsigned char)(a & 0xFF);
+        irmae__bitw_bytes(w, tr, 4);
+    }
+    if (w->err) return irmae__fail(IRMAE_ERR_NOMEM, "%s: output buffer for %lu bytes", who, (unsigned long)size);
+    return IRMAE_OK;
+}
+
+static int irmae__compress_api(const void *src, size_t size, int level, unsigned char **out,
+                               size_t *out_size, int zlib, const char *who)
+{
+    irmae__bitw w;
+    int rc;
+    if (out) *out = NULL;
+    if (out_size) *out_size = 0;
+    if (!out || !out_size) return irmae__fail(IRMAE_ERR_ARG, "%s: out or out_size is NULL", who);
+    memset(&w, 0, sizeof w);
+    w.hint = irmae__deflate_bound(size);
+    if (w.hint < (size_t)-1 - 6) w.hint += 6;
+    rc = irmae__compress(&w, src, size, level, zlib, who);
+    if (rc) { irmae__free(w.buf); return rc; }
+    *out = w.buf;
+    *out_size = w.len;
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_deflate(const void *src, size_t size, int level, unsigned char **out, size_t *out_size)
+{
+    return irmae__compress_api(src, size, level, out, out_size, 0, "deflate");
+}
+
+IRMAEDEF int irmae_zlib_compress(const void *src, size_t size, int level, unsigned char **out, size_t *out_size)
+{
+    return irmae__compress_api(src, size, level, out, out_size, 1, "zlib_compress");
+}
+
+IRMAEDEF void irmae_free_buffer(void *p) { irmae__free(p); }
+
+static void irmae__put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24); p[1] = (unsigned char)((v >> 16) & 0xFF);
+    p[2] = (unsigned char)((v >> 8) & 0xFF); p[3] = (unsigned char)(v & 0xFF);
+}
+
+/* Writes one PNG chunk at p (12 + n bytes); returns the end. */
+static unsigned char *irmae__png_chunk(unsigned char *p, const char *type, const unsigned char *data, size_t n)
+{
+    irmae__put_be32(p, (uint32_t)n);
+    memcpy(p + 4, type, 4);
+    if (n) memcpy(p + 8, data, n);
+    irmae__put_be32(p + 8 + n, irmae_crc32(0, p + 4, n + 4));
+    return p + 12 + n;
+}
+
+static int irmae__paeth(int a, int b, int c)
+{
+    int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
+    if (pa <= pb && pa <= pc) return a;
+    return pb <= pc ? b : c;
+}
+
+/* |x| of a filtered byte read as a signed 8-bit value */
+#define IRMAE__ABS8(x) ((unsigned)((x) & 0xFF) < 128u ? (unsigned)((x) & 0xFF) : 256u - (unsigned)((x) & 0xFF))
+
+#define IRMAE__PNG_IDAT_MAX 65536u
+
+IRMAEDEF int irmae_png_encode(const unsigned char *pixels, int w, int h, int c,
+                              unsigned char **out, size_t *out_size)
+{
+    static const unsigned char sig[8] = { 137, 80, 78, 71, 13, 10, 26, 10 };
+    static const unsigned char ctype[5] = { 0, 0, 4, 2, 6 };
+    static const unsigned char zeros[33] = { 0 };
+    size_t rowbytes, fsize, nidat, zlen, k;
+    unsigned char *filt, *buf, *p, ihdr[13];
+    irmae__bitw z;
+    int y, rc;
+    if (out) *out = NULL;
+    if (out_size) *out_size = 0;
+    if (!pixels || !out || !out_size) return irmae__fail(IRMAE_ERR_ARG, "png_encode: NULL pixels, out or out_size");
+    if (w <= 0 || h <= 0) return irmae__fail(IRMAE_ERR_ARG, "png_encode: size %d x %d", w, h);
+    if (c < 1 || c > 4) return irmae__fail(IRMAE_ERR_ARG, "png_encode: %d channels (1..4)", c);
+    if (!irmae__mul(&rowbytes, (size_t)w, (size_t)c) || rowbytes >= (size_t)PTRDIFF_MAX ||
+        !irmae__mul(&fsize, rowbytes + 1, (size_t)h) || fsize > (size_t)PTRDIFF_MAX / 2)
+        return irmae__fail(IRMAE_ERR_OVERFLOW, "png_encode: %d x %d x %d image", w, h, c);
+    filt = (unsigned char *)irmae__alloc(fsize, 1);
+    if (!filt) return irmae__fail(IRMAE_ERR_NOMEM, "png_encode: %lu bytes of filtered rows", (unsigned long)fsize);
+
+    /* Per row, the filter whose output has the smallest sum of |signed byte|. */
+    IRMAE__OMP(parallel for schedule(static))
+    for (y = 0; y < h; y++) {
+        const unsigned char *row = pixels + (size_t)y * rowbytes;
+        const unsigned char *up = y ? row - rowbytes : NULL;
+        unsigned char *o = filt + (size_t)y * (rowbytes + 1);
+        unsigned long sum[5] = { 0, 0, 0, 0, 0 };
+        size_t x;
+        int f, best = 0;
+        for (x = 0; x < rowbytes; x++) {
+            int v = row[x], a = x >= (size_t)c ? row[x - (size_t)c] : 0, b = up ? up[x] : 0;
+            int cc = (up && x >= (size_t)c) ? up[x - (size_t)c] : 0;
+            sum[0] += IRMAE__ABS8(v);
+            sum[1] += IRMAE__ABS8(v - a);
+            sum[2] += IRMAE__ABS8(v - b);
+            sum[3] += IRMAE__ABS8(v - ((a + b) >> 1));
+            sum[4] += IRMAE__ABS8(v - irmae__paeth(a, b, cc));
+        }
+        for (f = 1; f < 5; f++) if (sum[f] < sum[best]) best = f;
+        o[0] = (unsigned char)best;
+        for (x = 0; x < rowbytes; x++) {
+            int v = row[x], a = x >= (size_t)c ? row[x - (size_t)c] : 0, b = up ? up[x] : 0;
+            int cc = (up && x >= (size_t)c) ? up[x - (size_t)c] : 0, pred;
+            switch (best) {
+            case 0: pred = 0; break;
+            case 1: pred = a; break;
+            case 2: pred = b; break;
+            case 3: pred = (a + b) >> 1; break;
+            default: pred = irmae__paeth(a, b, cc); break;
+            }
+            o[1 + x] = (unsigned char)((v - pred) & 0xFF);
+        }
+    }
+
+    /* The zlib stream is written after room for the signature, IHDR and the
+       first IDAT header (41 bytes); the IDAT chunks are then framed in place,
+       last chunk first, each moving up by 12 bytes per chunk before it. */
+    memset(&z, 0, sizeof z);
+    z.hint = irmae__deflate_bound(fsize);
+    z.hint = z.hint > (size_t)-1 / 2 ? 0 : z.hint + 6 + 41 + 12 * (z.hint / IRMAE__PNG_IDAT_MAX + 2) + 16;
+    irmae__bitw_bytes(&z, sig, 8); /* placeholder bytes, overwritten below */
+    irmae__bitw_bytes(&z, zeros, 33);
+    rc = z.err ? irmae__fail(IRMAE_ERR_NOMEM, "png_encode: output buffer")
+               : irmae__compress(&z, filt, fsize, 6, 1, "png_encode");
+    irmae__free(filt);
+    if (rc) { irmae__free(z.buf); return rc; }
+    zlen = z.len - 41;
+    nidat = zlen / IRMAE__PNG_IDAT_MAX + (zlen % IRMAE__PNG_IDAT_MAX != 0);
+    if (nidat > ((size_t)-1 - z.len) / 12 - 1 || !irmae__bitw_reserve(&z, 12 * nidat + 4)) {
+        irmae__free(z.buf);
+        return irmae__fail(IRMAE_ERR_NOMEM, "png_encode: %lu bytes of PNG", (unsigned long)(z.len + 12 * nidat + 4));
+    }
+    buf = z.buf;
+    for (k = nidat; k-- > 0;) {
+        size_t len = zlen - k * IRMAE__PNG_IDAT_MAX < IRMAE__PNG_IDAT_MAX ? zlen - k * IRMAE__PNG_IDAT_MAX : IRMAE__PNG_IDAT_MAX;
+        unsigned char *d = buf + 33 + k * (IRMAE__PNG_IDAT_MAX + 12);
+        memmove(d + 8, buf + 41 + k * IRMAE__PNG_IDAT_MAX, len);
+        irmae__put_be32(d, (uint32_t)len);
+        memcpy(d + 4, "IDAT", 4);
+        irmae__put_be32(d + 8 + len, irmae_crc32(0, d + 4, len + 4));
+    }
+    memcpy(buf, sig, 8);
+    irmae__put_be32(ihdr, (uint32_t)w);
+    irmae__put_be32(ihdr + 4, (uint32_t)h);
+    ihdr[8] = 8;              /* bit depth */
+    ihdr[9] = ctype[c];       /* colour type */
+    ihdr[10] = ihdr[11] = ihdr[12] = 0; /* deflate, adaptive filtering, no interlace */
+    irmae__png_chunk(buf + 8, "IHDR", ihdr, 13);
+    p = irmae__png_chunk(buf + 33 + 12 * nidat + zlen, "IEND", NULL, 0);
+    *out = buf;
+    *out_size = (size_t)(p - buf);
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_png_write(const char *path, const unsigned char *pixels, int w, int h, int c)
+{
+    unsigned char *png;
+    size_t n, wrote;
+    FILE *f;
+    int rc, bad;
+    if (!path) return irmae__fail(IRMAE_ERR_ARG, "png_write: path is NULL");
+    rc = irmae_png_encode(pixels, w, h, c, &png, &n);
+    if (rc) return rc;
+    f = fopen(path, "wb");
+    if (!f) {
+        irmae__free(png);
+        return irmae__fail(IRMAE_ERR_IO, "png_write: cannot open '%s' for writing", path);
+    }
+    wrote = fwrite(png, 1, n, f);
+    irmae__free(png);
+    bad = ferror(f) != 0;
+    if (fclose(f) != 0 || bad || wrote != n)
+        return irmae__fail(IRMAE_ERR_IO, "png_write: writing %lu bytes to '%s' failed (wrote %lu)",
+                           (unsigned long)n, path, (unsigned long)wrote);
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_png_write_grid(const char *path, const float *images, int count, int c,
+                                  int h, int w, int cols, int pad, float lo, float hi)
+{
+    long long gw, gh;
+    int rows, i, rc;
+    size_t npix, gsize, plane;
+    unsigned char *g;
+    double scale;
+    if (!path || !images) return irmae__fail(IRMAE_ERR_ARG, "png_write_grid: NULL path or images");
+    if (count <= 0 || h <= 0 || w <= 0 || cols <= 0 || pad < 0)
+        return irmae__fail(IRMAE_ERR_ARG, "png_write_grid: count %d, %d x %d, cols %d, pad %d",
+                           count, h, w, cols, pad);
+    if (c != 1 && c != 3) return irmae__fail(IRMAE_ERR_ARG, "png_write_grid: %d channels (1 or 3)", c);
+    if (!(lo == lo && hi == hi) || lo - lo != 0.0f || hi - hi != 0.0f || lo == hi)
+        return irmae__fail(IRMAE_ERR_ARG, "png_write_grid: value range [%g, %g]", (double)lo, (double)hi);
+    if (!irmae__count(count, c, h, w))
+        return irmae__fail(IRMAE_ERR_OVERFLOW, "png_write_grid: %d images of %d x %d x %d", count, c, h, w);
+    if (cols > count) cols = count;
+    rows = (count - 1) / cols + 1;
+    gw = (long long)cols * w + (long long)(cols + 1) * pad;
+    gh = (long long)rows * h + (long long)(rows + 1) * pad;
+    if (gw > INT_MAX || gh > INT_MAX || !irmae__mul3(&gsize, (size_t)gw, (size_t)gh, (size_t)c))
+        return irmae__fail(IRMAE_ERR_OVERFLOW, "png_write_grid: grid of %lld x %lld pixels", gw, gh);
+    g = (unsigned char *)irmae__alloc(gsize, 1);
+    if (!g) return irmae__fail(IRMAE_ERR_NOMEM, "png_write_grid: %lu bytes", (unsigned long)gsize);
+    memset(g, 128, gsize);
+    plane = (size_t)h * (size_t)w;
+    npix = plane * (size_t)c;
+    scale = 1.0 / ((double)hi - (double)lo);
+    for (i = 0; i < count; i++) {
+        const float *img = images + (size_t)i * npix;
+        size_t x0 = (size_t)pad + (size_t)(i % cols) * (size_t)(w + pad);
+        size_t y0 = (size_t)pad + (size_t)(i / cols) * (size_t)(h + pad);
+        int ch, y, x;
+        for (ch = 0; ch < c; ch++)
+            for (y = 0; y < h; y++) {
+                const float *src = img + (size_t)ch * plane + (size_t)y * (size_t)w;
+                unsigned char *dst = g + ((y0 + (size_t)y) * (size_t)gw + x0) * (size_t)c + (size_t)ch;
+                for (x = 0; x < w; x++) {
+                    double t = ((double)src[x] - (double)lo) * scale;
+                    if (!(t > 0.0)) t = 0.0; /* also NaN */
+                    if (t > 1.0) t = 1.0;
+                    dst[(size_t)x * (size_t)c] = (unsigned char)(t * 255.0 + 0.5);
+                }
+            }
+    }
+    rc = irmae_png_write(path, g, (int)gw, (int)gh, c);
+    irmae__free(g);
+    return rc;
+}
+/* ---------------------------------------------------------------------- */
+/* Data: loaders for untrusted files                                      */
+/* ---------------------------------------------------------------------- */
+
+#if defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <windows.h>
+#else
+#include <dirent.h>
+#endif
+
+static uint32_t irmae__cd_be32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+static uint32_t irmae__cd_le32(const unsigned char *p)
+{
+    return ((uint32_t)p[3] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[1] << 8) | (uint32_t)p[0];
+}
+
+/* The effective output limit of a decompressor: 0 and anything above
+   IRMAE_MAX_ALLOC mean IRMAE_MAX_ALLOC. */
+static size_t irmae__cd_limit(size_t max_out)
+{
+    return (max_out == 0 || max_out > (size_t)IRMAE_MAX_ALLOC) ? (size_t)IRMAE_MAX_ALLOC : max_out;
+}
+
+/* Re-fails with the current detail plus the name of the file. */
+static int irmae__cd_tag_path(int rc, const char *path)
+{
+    char msg[400];
+    const char *d = irmae_error_detail();
+    size_t skip = strlen(irmae_error_string(rc)) + 2, len; /* "<name>: " prefix */
+    if (strlen(d) >= skip && strncmp(d, irmae_error_string(rc), skip - 2) == 0) d += skip;
+    len = strlen(d);
+    if (len > sizeof msg - 1) len = sizeof msg - 1;
+    memcpy(msg, d, len);
+    msg[len] = 0;
+    return irmae__fail(rc, "%s (file '%.200s')", msg, path);
+}
+
+/* Reads a whole file (at most IRMAE_MAX_ALLOC bytes) into a new buffer. */
+static int irmae__cd_read_file(const char *path, unsigned char **out, size_t *out_size)
+{
+    FILE *f;
+    unsigned char *buf = NULL, *nb;
+    size_t len = 0, cap = 0, got;
+    *out = NULL; *out_size = 0;
+    if (!path) return irmae__fail(IRMAE_ERR_ARG, "read: path is NULL");
+    f = fopen(path, "rb");
+    if (!f) return irmae__fail(IRMAE_ERR_IO, "read: cannot open '%.300s'", path);
+    for (;;) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 65536;
+            if (cap >= (size_t)IRMAE_MAX_ALLOC) {
+                /* full at the limit: one more byte means too large */
+                unsigned char probe;
+                if (fread(&probe, 1, 1, f) == 1) {
+                    fclose(f); irmae__free(buf);
+                    return irmae__fail(IRMAE_ERR_LIMIT, "read: '%.300s' is larger than IRMAE_MAX_ALLOC (%lu bytes)",
+                                       path, (unsigned long)IRMAE_MAX_ALLOC);
+                }
+                break;
+            }
+            if (ncap > (size_t)IRMAE_MAX_ALLOC || ncap < cap) ncap = (size_t)IRMAE_MAX_ALLOC;
+            nb = (unsigned char *)irmae__alloc(ncap, 1);
+            if (!nb) { fclose(f); irmae__free(buf); return irmae__fail(IRMAE_ERR_NOMEM, "read: %lu bytes for '%.300s'", (unsigned long)ncap, path); }
+            if (len) memcpy(nb, buf, len);
+            irmae__free(buf);
+            buf = nb; cap = ncap;
+        }
+        got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) {
+        fclose(f); irmae__free(buf);
+        return irmae__fail(IRMAE_ERR_IO, "read: error reading '%.300s' after %lu bytes", path, (unsigned long)len);
+    }
+    fclose(f);
+    if (!buf) { /* cannot happen (the first pass allocates), kept for clarity */
+        buf = (unsigned char *)irmae__alloc(1, 1);
+        if (!buf) return irmae__fail(IRMAE_ERR_NOMEM, "read: 1 byte");
+    }
+    *out = buf; *out_size = len;
+    return IRMAE_OK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Inflate (RFC 1951)                                                     */
+/* ---------------------------------------------------------------------- */
+
+/* Canonical Huffman decoding: a 10-bit lookup table resolves every code of
+   at most 10 bits in one step; longer codes walk the canonical code one bit
+   at a time using count[] and sym[]. */
+#define IRMAE__INF_FAST 10
+
+typedef struct irmae__inf_huff {
+    uint16_t fast[1 << IRMAE__INF_FAST]; /* (length << 9) | symbol; 0 = not a short code */
+    uint16_t count[16];                  /* number of codes of each length */
+    uint16_t sym[288];                   /* symbols sorted by code */
+} irmae__inf_huff;
+
+typedef struct irmae__inf_out {
+    unsigned char *p;
+    size_t len, cap, limit;
+} irmae__inf_out;
+
+typedef struct irmae__inf {
+    const unsigned char *src;
+    size_t size, pos;   /* bytes of src, bytes moved into bitbuf so far */
+    size_t base;        /* offset of src[0] in the caller's input, for messages */
+    uint64_t bitbuf;    /* unread bits, LSB first (see irmae__inf_refill) */
+    int bitcnt;
+    const char *what;   /* "inflate", "zlib", "gzip", "png" */
+    irmae__inf_out *o;
+    int fixed_ready;
+    irmae__inf_huff lit, dist, fixlit, fixdist;
+} irmae__inf;
+
+/* Byte offset (in the caller's input) of the next unread bit. */
+static size_t irmae__inf_at(const irmae__inf *s)
+{
+    return s->base + s->pos - (size_t)(s->bitcnt / 8);
+}
+
+/* Tops bitbuf up to at least 56 bits while input lasts. With 8 bytes left
+   it ORs in a whole 64-bit word and counts only the whole bytes that fit:
+   the bits above bitcnt are then the next input bits, and ORing the same
+   bytes in again at the same place later changes nothing. Near the end it
+   goes byte by byte, and once the input is exhausted the bits above bitcnt
+   are 0. */
+static void irmae__inf_refill(irmae__inf *s)
+{
+    if (s->size - s->pos >= 8) {
+        const unsigned char *p = s->src + s->pos;
+        uint64_t v = (uint64_t)p[0] | ((uint64_t)p[1] << 8) | ((uint64_t)p[2] << 16) | ((uint64_t)p[3] << 24) |
+                     ((uint64_t)p[4] << 32) | ((uint64_t)p[5] << 40) | ((uint64_t)p[6] << 48) | ((uint64_t)p[7] << 56);
+        s->bitbuf |= v << s->bitcnt;
+        s->pos += (size_t)((63 - s->bitcnt) >> 3);
+        s->bitcnt |= 56;
+        return;
+    }
+    while (s->bitcnt <= 56 && s->pos < s->size) {
+        s->bitbuf |= (uint64_t)s->src[s->pos++] << s->bitcnt;
+        s->bitcnt += 8;
+    }
+}
+
+static int irmae__inf_trunc(const irmae__inf *s, const char *where)
+{
+    return irmae__fail(IRMAE_ERR_TRUNCATED, "%s: deflate data ends inside %s (input offset %lu)",
+                       s->what, where, (unsigned long)(s->base + s->size));
+}
+
+/* Reads n <= 32 bits. */
+static int irmae__inf_bits(irmae__inf *s, int n, unsigned *v, const char *where)
+{
+    if (s->bitcnt < n) irmae__inf_refill(s);
+    if (s->bitcnt < n) return irmae__inf_trunc(s, where);
+    *v = (unsigned)(s->bitbuf & ((((uint64_t)1) << n) - 1));
+    s->bitbuf >>= n;
+    s->bitcnt -= n;
+    return IRMAE_OK;
+}
+
+/* Builds a decoder for n code lengths. kind: 0 code-length code, 1 literal/
+   length, 2 distance. Checks the code as zlib does. */
+static int irmae__inf_build(irmae__inf *s, irmae__inf_huff *h, const unsigned char *lens, int n, int kind)
+{
+    static const char *const names[3] = { "code-length", "literal/length", "distance" };
+    uint16_t offs[17];
+    int len, i, left, maxlen = 0, idx;
+    unsigned code;
+    memset(h->count, 0, sizeof h->count);
+    for (i = 0; i < n; i++) h->count[lens[i]]++;
+    h->count[0] = 0;
+    left = 1;
+    for (len = 1; len <= 15; len++) {
+        left = left * 2 - h->count[len];
+        if (left < 0)
+            return irmae__fail(IRMAE_ERR_FORMAT, "%s: over-subscribed %s code (too many codes of length %d) in the block header before offset %lu",
+                               s->what, names[kind], len, (unsigned long)irmae__inf_at(s));
+        if (h->count[len]) maxlen = len;
+    }
+    if (left > 0 && (kind == 0 || maxlen > 1))
+        return irmae__fail(IRMAE_ERR_FORMAT, "%s: incomplete %s code in the block header before offset %lu",
+                           s->what, names[kind], (unsigned long)irmae__inf_at(s));
+    offs[1] = 0;
+    for (len = 1; len < 16; len++) offs[len + 1] = (uint16_t)(offs[len] + h->count[len]);
+    for (i = 0; i < n; i++)
+        if (lens[i]) h->sym[offs[lens[i]]++] = (uint16_t)i;
+    memset(h->fast, 0, sizeof h->fast);
+    code = 0; idx = 0;
+    for (len = 1; len <= IRMAE__INF_FAST; len++) {
+        for (i = 0; i < h->count[len]; i++, idx++, code++) {
+            unsigned rev = 0, c = code, e;
+            int k;
+            for (k = 0; k < len; k++) { rev = (rev << 1) | (c & 1); c >>= 1; }
+            for (e = rev; e < (1u << IRMAE__INF_FAST); e += 1u << len)
+                h->fast[e] = (uint16_t)((len << 9) | h->sym[idx]);
+        }
+        code <<= 1;
+    }
+    return IRMAE_OK;
+}
+
+/* Decodes one symbol; returns it (>= 0) or a negative error. */
+static int irmae__inf_decode(irmae__inf *s, const irmae__inf_huff *h, const char *where)
+{
+    unsigned e;
+    int len, code, first, index, count;
+    if (s->bitcnt < 15) irmae__inf_refill(s);
+    e = h->fast[s->bitbuf & ((1u << IRMAE__INF_FAST) - 1)];
+    if (e) {
+        len = (int)(e >> 9);
+        if (len > s->bitcnt) return irmae__inf_trunc(s, where);
+        s->bitbuf >>= len;
+        s->bitcnt -= len;
+        return (int)(e & 511);
+    }
+    code = first = index = 0;
+    for (len = 1; len <= 15; len++) {
+        if (len > s->bitcnt) return irmae__inf_trunc(s, where);
+        code |= (int)((s->bitbuf >> (len - 1)) & 1);
+        count = h->count[len];
+        if (code - first < count) {
+            s->bitbuf >>= len;
+            s->bitcnt -= len;
+            return h->sym[index + code - first];
+        }
+        index += count;
+        first = (first + count) << 1;
+        code <<= 1;
+    }
+    return irmae__fail(IRMAE_ERR_FORMAT, "%s: invalid %s code (unused bit pattern of an incomplete code) at offset %lu",
+                       s->what, where, (unsigned long)irmae__inf_at(s));
+}
+
+/* Makes room for `need` more output bytes. */
+static int irmae__inf_room(irmae__inf *s, size_t need)
+{
+    irmae__inf_out *o = s->o;
+    size_t want, ncap;
+    unsigned char *np;
+    if (need > o->limit - o->len)
+        return irmae__fail(IRMAE_ERR_LIMIT, "%s: output exceeds the limit of %lu bytes (input offset %lu)",
+                           s->what, (unsigned long)o->limit, (unsigned long)irmae__inf_at(s));
+    want = o->len + need;
+    if (want <= o->cap) return IRMAE_OK;
+    ncap = o->cap ? o->cap : 4096;
+    while (ncap < want) ncap = ncap > o->limit / 2 ? o->limit : ncap * 2;
+    if (ncap > o->limit) ncap = o->limit;
+    np = (unsigned char *)irmae__alloc(ncap, 1);
+    if (!np) return irmae__fail(IRMAE_ERR_NOMEM, "%s: output buffer of %lu bytes", s->what, (unsigned long)ncap);
+    if (o->len) memcpy(np, o->p, o->len);
+    irmae__free(o->p);
+    o->p = np;
+    o->cap = ncap;
+    return IRMAE_OK;
+}
+
+static int irmae__inf_stored(irmae__inf *s)
+{
+    size_t n;
+    unsigned len, nlen;
+    int rc;
+    /* skip to the byte boundary, then hand the whole bytes back to src */
+    s->bitbuf >>= s->bitcnt & 7;
+    s->bitcnt -= s->bitcnt & 7;
+    s->pos -= (size_t)(s->bitcnt / 8);
+    s->bitbuf = 0;
+    s->bitcnt = 0;
+    if (s->size - s->pos < 4) return irmae__inf_trunc(s, "a stored block header");
+    len = (unsigned)s->src[s->pos] | ((unsigned)s->src[s->pos + 1] << 8);
+    nlen = (unsigned)s->src[s->pos + 2] | ((unsigned)s->src[s->pos + 3] << 8);
+    if (len != (~nlen & 0xFFFFu))
+        return irmae__fail(IRMAE_ERR_FORMAT, "%s: stored block LEN %u does not match NLEN %u at offset %lu",
+                           s->what, len, nlen, (unsigned long)(s->base + s->pos));
+    s->pos += 4;
+    n = len;
+    if (s->size - s->pos < n) return irmae__inf_trunc(s, "a stored block");
+    if ((rc = irmae__inf_room(s, n)) != 0) return rc;
+    if (n) memcpy(s->o->p + s->o->len, s->src + s->pos, n);
+    s->o->len += n;
+    s->pos += n;
+    return IRMAE_OK;
+}
+
+static int irmae__inf_codes(irmae__inf *s, const irmae__inf_huff *lit, const irmae__inf_huff *dist)
+{
+    static const uint16_t lbase[29] = { 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31,
+                                        35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258 };
+    static const unsigned char lext[29] = { 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
+                                            3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0 };
+    static const uint16_t dbase[30] = { 1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193,
+                                        257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145,
+                                        8193, 12289, 16385, 24577 };
+    static const unsigned char dext[30] = { 0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6,
+                                            7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13 };
+    irmae__inf_out *o = s->o;
+    int sym, rc;
+    unsigned extra;
+    size_t length, distance, i;
+    unsigned char *d;
+    const unsigned char *from;
+    for (;;) {
+        unsigned e;
+        if (s->bitcnt < 15) irmae__inf_refill(s);
+        e = lit->fast[s->bitbuf & ((1u << IRMAE__INF_FAST) - 1)];
+        if (e && (int)(e >> 9) <= s->bitcnt) { /* inline fast path */
+            s->bitbuf >>= e >> 9;
+            s->bitcnt -= (int)(e >> 9);
+            sym = (int)(e & 511);
+        } else {
+            sym = irmae__inf_decode(s, lit, "literal/length");
+            if (sym < 0) return sym;
+        }
+        if (sym < 256) {
+            if (o->len == o->cap && (rc = irmae__inf_room(s, 1)) != 0) return rc;
+            o->p[o->len++] = (unsigned char)sym;
+            continue;
+        }
+        if (sym == 256) return IRMAE_OK;
+        sym -= 257;
+        if (sym >= 29)
+            return irmae__fail(IRMAE_ERR_FORMAT, "%s: invalid length symbol %d at offset %lu",
+                               s->what, sym + 257, (unsigned long)irmae__inf_at(s));
+        if ((rc = irmae__inf_bits(s, lext[sym], &extra, "length extra bits")) != 0) return rc;
+        length = (size_t)lbase[sym] + extra;
+        sym = irmae__inf_decode(s, dist, "distance");
+        if (sym < 0) return sym;
+        if (sym >= 30)
+            return irmae__fail(IRMAE_ERR_FORMAT, "%s: invalid distance symbol %d at offset %lu",
+                               s->what, sym, (unsigned long)irmae__inf_at(s));
+        if ((rc = irmae__inf_bits(s, dext[sym], &extra, "distance extra bits")) != 0) return rc;
+        distance = (size_t)dbase[sym] + extra;
+        if (distance > o->len)
+            return irmae__fail(IRMAE_ERR_FORMAT, "%s: distance %lu reaches before the start of the output (%lu bytes so far) at offset %lu",
+                               s->what, (unsigned long)distance, (unsigned long)o->len, (unsigned long)irmae__inf_at(s));
+        if ((rc = irmae__inf_room(s, length)) != 0) return rc;
+        d = o->p + o->len;
+        from = d - distance;
+        if (distance >= length) memcpy(d, from, length);
+        else for (i = 0; i < length; i++) d[i] = from[i]; /* overlapping: repeats the last distance bytes */
+        o->len += length;
+    }
+}
+
+static int irmae__inf_fixed(irmae__inf *s)
+{
+    unsigned char lens[288];
+    int i, rc;
+    if (!s->fixed_ready) {
+        for (i = 0; i < 144; i++) lens[i] = 8;
+        for (; i < 256; i++) lens[i] = 9;
+        for (; i < 280; i++) lens[i] = 7;
+        for (; i < 288; i++) lens[i] = 8;
+        if ((rc = irmae__inf_build(s, &s->fixlit, lens, 288, 1)) != 0) return rc;
+        for (i = 0; i < 32; i++) lens[i] = 5;
+        if ((rc = irmae__inf_build(s, &s->fixdist, lens, 32, 2)) != 0) return rc;
+        s->fixed_ready = 1;
+    }
+    return irmae__inf_codes(s, &s->fixlit, &s->fixdist);
+}
+
+static int irmae__inf_dynamic(irmae__inf *s)
+{
+    static const unsigned char order[19] = { 16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15 };
+    unsigned char lens[288 + 32];
+    unsigned hlit, hdist, hclen, v, rep;
+    int i, n, sym, rc;
+    unsigned char fill;
+    if ((rc = irmae__inf_bits(s, 14, &v, "a dynamic block header")) != 0) return rc;
+    hlit = (v & 31) + 257;
+    hdist = ((v >> 5) & 31) + 1;
+    hclen = (v >> 10) + 4;
+    if (hlit > 286 || hdist > 30)
+        return irmae__fail(IRMAE_ERR_FORMAT, "%s: dynamic block declares %u literal/length and %u distance codes (at most 286 and 30) at offset %lu",
+                           s->what, hlit, hdist, (unsigned long)irmae__inf_at(s));
+    memset(lens, 0, sizeof lens);
+    for (i = 0; i < (int)hclen; i++) {
+        if ((rc = irmae__inf_bits(s, 3, &v, "the code-length code lengths")) != 0) return rc;
+        lens[order[i]] = (unsigned char)v;
+    }
+    if ((rc = irmae__inf_build(s, &s->lit, lens, 19, 0)) != 0) return rc; /* lit as scratch */
+    n = (int)(hlit + hdist);
+    memset(lens, 0, sizeof lens);
+    for (i = 0; i < n;) {
+        sym = irmae__inf_decode(s, &s->lit, "code-length");
+        if (sym < 0) return sym;
+        if (sym < 16) { lens[i++] = (unsigned char)sym; continue; }
+        if (sym == 16) {
+            if (i == 0)
+                return irmae__fail(IRMAE_ERR_FORMAT, "%s: code-length repeat (16) with no previous length at offset %lu",
+                                   s->what, (unsigned long)irmae__inf_at(s));
+            fill = lens[i - 1];
+            if ((rc = irmae__inf_bits(s, 2, &v, "a code-length repeat")) != 0) return rc;
+            rep = 3 + v;
+        } else if (sym == 17) {
+            fill = 0;
+            if ((rc = irmae__inf_bits(s, 3, &v, "a code-length repeat")) != 0) return rc;
+            rep = 3 + v;
+        } else {
+            fill = 0;
+            if ((rc = irmae__inf_bits(s, 7, &v, "a code-length repeat")) != 0) return rc;
+            rep = 11 + v;
+        }
+        if (rep > (unsigned)(n - i))
+            return irmae__fail(IRMAE_ERR_FORMAT, "%s: code-length repeat of %u overruns the %d lengths (at %d) at offset %lu",
+                               s->what, rep, n, i, (unsigned long)irmae__inf_at(s));
+        while (rep--) lens[i++] = fill;
+    }
+    if (lens[256] == 0)
+        return irmae__fail(IRMAE_ERR_FORMAT, "%s: dynamic block has no end-of-block code (offset %lu)",
+                           s->what, (unsigned long)irmae__inf_at(s));
+    if ((rc = irmae__inf_build(s, &s->lit, lens, (int)hlit, 1)) != 0) return rc;
+    if ((rc = irmae__inf_build(s, &s->dist, lens + hlit, (int)hdist, 2)) != 0) return rc;
+    return irmae__inf_codes(s, &s->lit, &s->dist);
+}
+
+/* Decodes one DEFLATE stream from src[0..size), appending to o. *used gets
+   the number of input bytes the stream occupies (the partial last byte
+   counts). base is the offset of src in the caller's input (messages). */
+static int irmae__inf_stream(const unsigned char *src, size_t size, size_t base, const char *what,
+                             irmae__inf_out *o, size_t *used)
+{
+    irmae__inf *s;
+    unsigned hdr = 0;
+    int rc = IRMAE_OK, final = 0;
+    *used = 0;
+    s = (irmae__inf *)irmae__alloc(1, sizeof *s);
+    if (!s) return irmae__fail(IRMAE_ERR_NOMEM, "%s: decoder state", what);
+    s->src = src; s->size = size; s->pos = 0; s->base = base;
+    s->bitbuf = 0; s->bitcnt = 0; s->what = what; s->o = o; s->fixed_ready = 0;
+    while (!final) {
+        size_t at = irmae__inf_at(s);
+        if ((rc = irmae__inf_bits(s, 3, &hdr, "a block header")) != 0) break;
+        final = (int)(hdr & 1);
+        switch (hdr >> 1) {
+        case 0: rc = irmae__inf_stored(s); break;
+        case 1: rc = irmae__inf_fixed(s); break;
+        case 2: rc = irmae__inf_dynamic(s); break;
+        default:
+            rc = irmae__fail(IRMAE_ERR_FORMAT, "%s: reserved block type 3 at offset %lu", what, (unsigned long)at);
+            break;
+        }
+        if (rc) break;
+    }
+    if (!rc) *used = s->pos - (size_t)(s->bitcnt / 8);
+    irmae__free(s);
+    return rc;
+}
+
+static int irmae__inf_begin(irmae__inf_out *o, const void *src, size_t size, size_t max_out,
+                            unsigned char **out, size_t *out_size, const char *what)
+{
+    if (out) *out = NULL;
+    if (out_size) *out_size = 0;
+    memset(o, 0, sizeof *o);
+    if (!out || !out_size) return irmae__fail(IRMAE_ERR_ARG, "%s: out or out_size is NULL", what);
+    if (!src && size) return irmae__fail(IRMAE_ERR_ARG, "%s: src is NULL with size %lu", what, (unsigned long)size);
+    o->limit = irmae__cd_limit(max_out);
+    return IRMAE_OK;
+}
+
+static int irmae__inf_finish(irmae__inf_out *o, int rc, unsigned char **out, size_t *out_size)
+{
+    if (!rc && !o->p) {
+        o->p = (unsigned char *)irmae__alloc(1, 1);
+        if (!o->p) rc = irmae__fail(IRMAE_ERR_NOMEM, "inflate: 1 byte");
+    }
+    if (rc) { irmae__free(o->p); memset(o, 0, sizeof *o); return rc; }
+    *out = o->p;
+    *out_size = o->len;
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_inflate(const void *src, size_t size, size_t max_out,
+                           unsigned char **out, size_t *out_size)
+{
+    irmae__inf_out o;
+    size_t used;
+    int rc = irmae__inf_begin(&o, src, size, max_out, out, out_size, "inflate");
+    if (rc) return rc;
+    rc = irmae__inf_stream((const unsigned char *)src, size, 0, "inflate", &o, &used);
+    if (!rc && used != size)
+        rc = irmae__fail(IRMAE_ERR_FORMAT, "inflate: %lu bytes after the final block (offset %lu)",
+                         (unsigned long)(size - used), (unsigned long)used);
+    return irmae__inf_finish(&o, rc, out, out_size);
+}
+
+/* zlib stream at src[0..size): appends to o; *used = bytes occupied. */
+static int irmae__inf_zlib(const unsigned char *p, size_t size, const char *what, irmae__inf_out *o, size_t *used)
+{
+    size_t n, start = o->len;
+    uint32_t want, got;
+    int rc;
+    *used = 0;
+    if (size < 2) return irmae__fail(IRMAE_ERR_TRUNCATED, "%s: zlib header needs 2 bytes, %lu present", what, (unsigned long)size);
+    if ((p[0] & 15) != 8)
+        return irmae__fail(IRMAE_ERR_FORMAT, "%s: zlib compression method %d (must be 8) at offset 0", what, p[0] & 15);
+    if ((p[0] >> 4) > 7)
+        return irmae__fail(IRMAE_ERR_FORMAT, "%s: zlib window size field %d (at most 7) at offset 0", what, p[0] >> 4);
+    if ((((unsigned)p[0] << 8) | p[1]) % 31 != 0)
+        return irmae__fail(IRMAE_ERR_FORMAT, "%s: zlib header check FCHECK fails (0x%02x%02x) at offset 0", what, p[0], p[1]);
+    if (p[1] & 0x20)
+        return irmae__fail(IRMAE_ERR_UNSUPPORTED, "%s: zlib stream needs a preset dictionary (FDICT) at offset 1", what);
+    rc = irmae__inf_stream(p + 2, size - 2, 2, what, o, &n);
+    if (rc) return rc;
+    n += 2;
+    if (size - n < 4)
+        return irmae__fail(IRMAE_ERR_TRUNCATED, "%s: zlib Adler-32 trailer at offset %lu needs 4 bytes, %lu present",
+                           what, (unsigned long)n, (unsigned long)(size - n));
+    want = irmae__cd_be32(p + n);
+    got = irmae_adler32(1, o->p ? o->p + start : NULL, o->len - start);
+    if (want != got)
+        return irmae__fail(IRMAE_ERR_CHECKSUM, "%s: zlib Adler-32 0x%08lx at offset %lu, data gives 0x%08lx",
+                           what, (unsigned long)want, (unsigned long)n, (unsigned long)got);
+    *used = n + 4;
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_zlib_decompress(const void *src, size_t size, size_t max_out,
+                                   unsigned char **out, size_t *out_size)
+{
+    irmae__inf_out o;
+    size_t used;
+    int rc = irmae__inf_begin(&o, src, size, max_out, out, out_size, "zlib");
+    if (rc) return rc;
+    rc = irmae__inf_zlib((const unsigned char *)src, size, "zlib", &o, &used);
+    if (!rc && used != size)
+        rc = irmae__fail(IRMAE_ERR_FORMAT, "zlib: %lu bytes after the end of the stream (offset %lu)",
+                         (unsigned long)(size - used), (unsigned long)used);
+    return irmae__inf_finish(&o, rc, out, out_size);
+}
+
+IRMAEDEF int irmae_gzip_decompress(const void *src, size_t size, size_t max_out,
+                                   unsigned char **out, size_t *out_size)
+{
+    const unsigned char *p = (const unsigned char *)src;
+    irmae__inf_out o;
+    size_t pos = 0, start, hstart, used, xlen, member = 0;
+    unsigned flg;
+    uint32_t crc;
+    int rc = irmae__inf_begin(&o, src, size, max_out, out, out_size, "gzip");
+    if (rc) return rc;
+    if (size == 0) rc = irmae__fail(IRMAE_ERR_TRUNCATED, "gzip: empty input");
+    while (!rc && pos < size) {
+        if (member > 0) { /* zero padding after a member is allowed */
+            size_t z = pos;
+            while (z < size && p[z] == 0) z++;
+            if (z == size) break;
+            pos = z;
+        }
+        hstart = pos;
+        if (size - pos < 10) {
+            if (p[pos] != 0x1f || (size - pos > 1 && p[pos + 1] != 0x8b))
+                rc = irmae__fail(IRMAE_ERR_FORMAT, "gzip: bad magic at offset %lu (member %lu)", (unsigned long)pos, (unsigned long)member);
+            else
+                rc = irmae__fail(IRMAE_ERR_TRUNCATED, "gzip: member header at offset %lu needs 10 bytes, %lu present",
+                                 (unsigned long)pos, (unsigned long)(size - pos));
+            break;
+        }
+        if (p[pos] != 0x1f || p[pos + 1] != 0x8b) {
+            rc = irmae__fail(IRMAE_ERR_FORMAT, "gzip: bad magic 0x%02x%02x at offset %lu (member %lu)",
+                             p[pos], p[pos + 1], (unsigned long)pos, (unsigned long)member);
+            break;
+        }
+        if (p[pos + 2] != 8) {
+            rc = irmae__fail(IRMAE_ERR_FORMAT, "gzip: compression method %d (must be 8) at offset %lu", p[pos + 2], (unsigned long)(pos + 2));
+            break;
+        }
+        flg = p[pos + 3];
+        if (flg & 0xE0) {
+            rc = irmae__fail(IRMAE_ERR_FORMAT, "gzip: reserved flag bits 0x%02x set at offset %lu", flg & 0xE0, (unsigned long)(pos + 3));
+            break;
+        }
+        pos += 10;
+        if (flg & 4) { /* FEXTRA */
+            if (size - pos < 2) { rc = irmae__fail(IRMAE_ERR_TRUNCATED, "gzip: FEXTRA length at offset %lu", (unsigned long)pos); break; }
+            xlen = (size_t)p[pos] | ((size_t)p[pos + 1] << 8);
+            pos += 2;
+            if (size - pos < xlen) { rc = irmae__fail(IRMAE_ERR_TRUNCATED, "gzip: FEXTRA field of %lu bytes at offset %lu", (unsigned long)xlen, (unsigned long)pos); break; }
+            pos += xlen;
+        }
+        if (flg & 8) { /* FNAME */
+            while (pos < size && p[pos]) pos++;
+            if (pos == size) { rc = irmae__fail(IRMAE_ERR_TRUNCATED, "gzip: file name (FNAME) not terminated before the end (offset %lu)", (unsigned long)pos); break; }
+            pos++;
+        }
+        if (flg & 16) { /* FCOMMENT */
+            while (pos < size && p[pos]) pos++;
+            if (pos == size) { rc = irmae__fail(IRMAE_ERR_TRUNCATED, "gzip: comment (FCOMMENT) not terminated before the end (offset %lu)", (unsigned long)pos); break; }
+            pos++;
+        }
+        if (flg & 2) { /* FHCRC */
+            unsigned want, got;
+            if (size - pos < 2) { rc = irmae__fail(IRMAE_ERR_TRUNCATED, "gzip: header CRC at offset %lu", (unsigned long)pos); break; }
+            want = (unsigned)p[pos] | ((unsigned)p[pos + 1] << 8);
+            got = (unsigned)(irmae_crc32(0, p + hstart, pos - hstart) & 0xFFFFu);
+            if (want != got) {
+                rc = irmae__fail(IRMAE_ERR_CHECKSUM, "gzip: header CRC-16 0x%04x at offset %lu, header gives 0x%04x", want, (unsigned long)pos, got);
+                break;
+            }
+            pos += 2;
+        }
+        start = o.len;
+        rc = irmae__inf_stream(p + pos, size - pos, pos, "gzip", &o, &used);
+        if (rc) break;
+        pos += used;
+        if (size - pos < 8) {
+            rc = irmae__fail(IRMAE_ERR_TRUNCATED, "gzip: member trailer (CRC-32, ISIZE) at offset %lu needs 8 bytes, %lu present",
+                             (unsigned long)pos, (unsigned long)(size - pos));
+            break;
+        }
+        crc = irmae_crc32(0, o.p ? o.p + start : NULL, o.len - start);
+        if (crc != irmae__cd_le32(p + pos)) {
+            rc = irmae__fail(IRMAE_ERR_CHECKSUM, "gzip: CRC-32 0x%08lx at offset %lu, data gives 0x%08lx",
+                             (unsigned long)irmae__cd_le32(p + pos), (unsigned long)pos, (unsigned long)crc);
+            break;
+        }
+        if (irmae__cd_le32(p + pos + 4) != (uint32_t)((o.len - start) & 0xFFFFFFFFu)) {
+            rc = irmae__fail(IRMAE_ERR_CHECKSUM, "gzip: ISIZE %lu at offset %lu, data has %lu bytes",
+                             (unsigned long)irmae__cd_le32(p + pos + 4), (unsigned long)(pos + 4), (unsigned long)(o.len - start));
+            break;
+        }
+        pos += 8;
+        member++;
+    }
+    return irmae__inf_finish(&o, rc, out, out_size);
+}
+
+/* ---------------------------------------------------------------------- */
+/* PNG decoding                                                           */
+/* ---------------------------------------------------------------------- */
+
+typedef struct irmae__pngd {
+    uint32_t w, h;
+    int depth, ctype, interlace;
+    int nsamp;                 /* samples per pixel in the file */
+    int npal, ntrns, has_trns;
+    unsigned char pal[256 * 3];
+    unsigned char trns[256];   /* palette alpha */
+    unsigned trns_key[3];      /* grey or RGB key, full bit depth */
+} irmae__pngd;
+
+/* Bytes of one filtered row of pw pixels (without the filter byte); 0 if it
+   overflows. */
+static size_t irmae__pngd_rowbytes(const irmae__pngd *d, size_t pw)
+{
+    size_t bits;
+    if (!irmae__mul(&bits, pw, (size_t)(d->nsamp * d->depth))) return 0;
+    if (bits > (size_t)-1 - 7) return 0;
+    return (bits + 7) / 8;
+}
+
+static unsigned irmae__pngd_sample(const unsigned char *row, size_t i, int depth)
+{
+    size_t bit;
+    switch (depth) {
+    case 8: return row[i];
+    case 16: return ((unsigned)row[2 * i] << 8) | row[2 * i + 1];
+    default:
+        bit = i * (size_t)depth;
+        return ((unsigned)row[bit >> 3] >> (8 - depth - (int)(bit & 7))) & ((1u << depth) - 1);
+    }
+}
+
+static unsigned char irmae__pngd_to8(unsigned v, int depth)
+{
+    switch (depth) {
+    case 1: return (unsigned char)(v * 255);
+    case 2: return (unsigned char)(v * 85);
+    case 4: return (unsigned char)(v * 17);
+    case 16: return (unsigned char)((v * 255u + 32767u) / 65535u);
+    default: return (unsigned char)v;
+    }
+}
+
+/* Reverses the filter of one row in place. prior is the previous row of the
+   same pass (NULL for the first row: all its bytes count as 0). */
+static void irmae__pngd_unfilter(unsigned char *x, const unsigned char *prior, size_t n, size_t bpp, int ft)
+{
+    size_t i;
+    if (!prior) { /* Up adds 0, Paeth predicts the left byte (same as Sub) */
+        if (ft == 2) ft = 0;
+        if (ft == 4) ft = 1;
+    }
+    switch (ft) {
+    case 1:
+        for (i = bpp; i < n; i++) x[i] = (unsigned char)(x[i] + x[i - bpp]);
+        break;
+    case 2:
+        for (i = 0; i < n; i++) x[i] = (unsigned char)(x[i] + prior[i]);
+        break;
+    case 3:
+        if (!prior) {
+            for (i = bpp; i < n; i++) x[i] = (unsigned char)(x[i] + (x[i - bpp] >> 1));
+        } else {
+            for (i = 0; i < bpp && i < n; i++) x[i] = (unsigned char)(x[i] + (prior[i] >> 1));
+            for (; i < n; i++) x[i] = (unsigned char)(x[i] + (((unsigned)x[i - bpp] + prior[i]) >> 1));
+        }
+        break;
+    case 4:
+        for (i = 0; i < bpp && i < n; i++) x[i] = (unsigned char)(x[i] + prior[i]); /* a = c = 0: predicts b */
+        for (; i < n; i++) {
+            int a = x[i - bpp], b = prior[i], c = prior[i - bpp];
+            int pa = abs(b - c), pb = abs(a - c), pc = abs(a + b - 2 * c); /* |p-a|, |p-b|, |p-c|, p = a+b-c */
+            int pred = (pa <= pb && pa <= pc) ? a : (pb <= pc ? b : c);
+            x[i] = (unsigned char)(x[i] + pred);
+        }
+        break;
+    default: break; /* 0: none */
+    }
+}
+
+/* Converts one unfiltered row of pw pixels to RGBA8 in rgba[0..4 pw).
+   Returns an error for a palette index out of range. */
+static int irmae__pngd_row_rgba(const irmae__pngd *d, const unsigned char *row, size_t pw,
+                                unsigned char *rgba, uint32_t y, uint32_t x0, uint32_t dx)
+{
+    size_t i;
+    unsigned v[4];
+    int k;
+    if (d->depth == 8 && d->ctype != 3) { /* the common cases, without per-sample calls */
+        unsigned char *q = rgba;
+        const unsigned char *s = row;
+        switch (d->ctype) {
+        case 6: memcpy(rgba, row, 4 * pw); break;
+        case 4: for (i = 0; i < pw; i++, q += 4, s += 2) { q[0] = q[1] = q[2] = s[0]; q[3] = s[1]; } break;
+        case 2:
+            for (i = 0; i < pw; i++, q += 4, s += 3) {
+                q[0] = s[0]; q[1] = s[1]; q[2] = s[2];
+                q[3] = (unsigned char)((d->has_trns && s[0] == d->trns_key[0] && s[1] == d->trns_key[1] &&
+                                        s[2] == d->trns_key[2]) ? 0 : 255);
+            }
+            break;
+        default:
+            for (i = 0; i < pw; i++, q += 4, s++) {
+                q[0] = q[1] = q[2] = s[0];
+                q[3] = (unsigned char)((d->has_trns && s[0] == d->trns_key[0]) ? 0 : 255);
+            }
+            break;
+        }
+        return IRMAE_OK;
+    }
+    for (i = 0; i < pw; i++) {
+        unsigned char *q = rgba + 4 * i;
+        for (k = 0; k < d->nsamp; k++) v[k] = irmae__pngd_sample(row, i * (size_t)d->nsamp + (size_t)k, d->depth);
+        switch (d->ctype) {
+        case 0:
+            q[0] = q[1] = q[2] = irmae__pngd_to8(v[0], d->depth);
+            q[3] = (unsigned char)((d->has_trns && v[0] == d->trns_key[0]) ? 0 : 255);
+            break;
+        case 2:
+            q[0] = irmae__pngd_to8(v[0], d->depth);
+            q[1] = irmae__pngd_to8(v[1], d->depth);
+            q[2] = irmae__pngd_to8(v[2], d->depth);
+            q[3] = (unsigned char)((d->has_trns && v[0] == d->trns_key[0] && v[1] == d->trns_key[1] &&
+                                    v[2] == d->trns_key[2]) ? 0 : 255);
+            break;
+        case 3:
+            if ((int)v[0] >= d->npal)
+                return irmae__fail(IRMAE_ERR_FORMAT, "png: palette index %u out of range (%d PLTE entries) at pixel (%lu, %lu)",
+                                   v[0], d->npal, (unsigned long)(x0 + i * dx), (unsigned long)y);
+            q[0] = d->pal[3 * v[0]]; q[1] = d->pal[3 * v[0] + 1]; q[2] = d->pal[3 * v[0] + 2];
+            q[3] = (int)v[0] < d->ntrns ? d->trns[v[0]] : 255;
+            break;
+        case 4:
+            q[0] = q[1] = q[2] = irmae__pngd_to8(v[0], d->depth);
+            q[3] = irmae__pngd_to8(v[1], d->depth);
+            break;
+        default: /* 6 */
+            q[0] = irmae__pngd_to8(v[0], d->depth);
+            q[1] = irmae__pngd_to8(v[1], d->depth);
+            q[2] = irmae__pngd_to8(v[2], d->depth);
+            q[3] = irmae__pngd_to8(v[3], d->depth);
+            break;
+        }
+    }
+    return IRMAE_OK;
+}
+
+/* Writes pw RGBA8 pixels as outc channels at dst, step apart (bytes). */
+static void irmae__pngd_pack(unsigned char *dst, size_t step, const unsigned char *q, size_t pw, int outc, int grey_src)
+{
+    size_t i;
+    switch (outc) {
+    case 1:
+        if (grey_src) for (i = 0; i < pw; i++, q += 4, dst += step) dst[0] = q[0];
+        else for (i = 0; i < pw; i++, q += 4, dst += step)
+            dst[0] = (unsigned char)((77u * q[0] + 150u * q[1] + 29u * q[2] + 128u) >> 8);
+        break;
+    case 2:
+        if (grey_src) for (i = 0; i < pw; i++, q += 4, dst += step) { dst[0] = q[0]; dst[1] = q[3]; }
+        else for (i = 0; i < pw; i++, q += 4, dst += step) {
+            dst[0] = (unsigned char)((77u * q[0] + 150u * q[1] + 29u * q[2] + 128u) >> 8);
+            dst[1] = q[3];
+        }
+        break;
+    case 3:
+        for (i = 0; i < pw; i++, q += 4, dst += step) { dst[0] = q[0]; dst[1] = q[1]; dst[2] = q[2]; }
+        break;
+    default:
+        if (step == 4) memcpy(dst, q, 4 * pw);
+        else for (i = 0; i < pw; i++, q += 4, dst += step) { dst[0] = q[0]; dst[1] = q[1]; dst[2] = q[2]; dst[3] = q[3]; }
+        break;
+    }
+}
+
+static const char *irmae__pngd_name(const unsigned char *t, char *buf)
+{
+    int i, ok = 1;
+    for (i = 0; i < 4; i++)
+        if (!((t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= 'a' && t[i] <= 'z'))) ok = 0;
+    if (ok) { memcpy(buf, t, 4); buf[4] = 0; }
+    else snprintf(buf, 16, "0x%02x%02x%02x%02x", t[0], t[1], t[2], t[3]);
+    return buf;
+}
+
+/* Walks the chunks: validates them, fills d, and finds the IDAT run. */
+static int irmae__pngd_chunks(const unsigned char *p, size_t size, irmae__pngd *d,
+                              size_t *idat_first, size_t *idat_total)
+{
+    size_t pos = 8, total = 0;
+    int seen_ihdr = 0, seen_plte = 0, idat_state = 0; /* 0 none yet, 1 in the run, 2 after it */
+    uint32_t len, crc;
+    char nm[16];
+    for (;;) {
+        const unsigned char *t, *c;
+        if (size - pos < 12)
+            return irmae__fail(IRMAE_ERR_TRUNCATED, "png: chunk header at offset %lu needs 12 bytes, %lu present (no IEND)",
+                               (unsigned long)pos, (unsigned long)(size - pos));
+        len = irmae__cd_be32(p + pos);
+        t = p + pos + 4;
+        c = p + pos + 8;
+        irmae__pngd_name(t, nm);
+        if (nm[0] == '0')
+            return irmae__fail(IRMAE_ERR_FORMAT, "png: chunk type %s at offset %lu is not four letters", nm, (unsigned long)(pos + 4));
+        if (len > 0x7FFFFFFFu)
+            return irmae__fail(IRMAE_ERR_FORMAT, "png: chunk '%s' at offset %lu has length %lu > 2^31 - 1", nm, (unsigned long)pos, (unsigned long)len);
+        if ((size_t)len > size - pos - 12)
+            return irmae__fail(IRMAE_ERR_TRUNCATED, "png: chunk '%s' at offset %lu has length %lu, only %lu bytes follow",
+                               nm, (unsigned long)pos, (unsigned long)len, (unsigned long)(size - pos - 12));
+        crc = irmae_crc32(0, t, (size_t)len + 4);
+        if (crc != irmae__cd_be32(c + len))
+            return irmae__fail(IRMAE_ERR_CHECKSUM, "png: chunk '%s' at offset %lu: CRC 0x%08lx stored, 0x%08lx computed",
+                               nm, (unsigned long)pos, (unsigned long)irmae__cd_be32(c + len), (unsigned long)crc);
+        if (!seen_ihdr && memcmp(t, "IHDR", 4) != 0)
+            return irmae__fail(IRMAE_ERR_FORMAT, "png: first chunk is '%s' at offset %lu, must be IHDR", nm, (unsigned long)pos);
+        if (idat_state == 1 && memcmp(t, "IDAT", 4) != 0) idat_state = 2;
+        if (memcmp(t, "IHDR", 4) == 0) {
+            int ok;
+            if (seen_ihdr) return irmae__fail(IRMAE_ERR_FORMAT, "png: second IHDR at offset %lu", (unsigned long)pos);
+            if (len != 13) return irmae__fail(IRMAE_ERR_FORMAT, "png: IHDR length %lu (must be 13)", (unsigned long)len);
+            seen_ihdr = 1;
+            d->w = irmae__cd_be32(c);
+            d->h = irmae__cd_be32(c + 4);
+            d->depth = c[8];
+            d->ctype = c[9];
+            d->interlace = c[12];
+            if (d->w == 0 || d->h == 0 || d->w > 0x7FFFFFFFu || d->h > 0x7FFFFFFFu)
+                return irmae__fail(IRMAE_ERR_FORMAT, "png: IHDR size %lu x %lu (each must be 1..2^31-1) at offset 16",
+                                   (unsigned long)d->w, (unsigned long)d->h);
+            if (d->w > (uint32_t)IRMAE_MAX_IMAGE_DIM || d->h > (uint32_t)IRMAE_MAX_IMAGE_DIM)
+                return irmae__fail(IRMAE_ERR_LIMIT, "png: IHDR size %lu x %lu exceeds IRMAE_MAX_IMAGE_DIM (%ld) at offset 16",
+                                   (unsigned long)d->w, (unsigned long)d->h, (long)IRMAE_MAX_IMAGE_DIM);
+            if ((size_t)d->w > (size_t)IRMAE_MAX_IMAGE_PIXELS / d->h)
+                return irmae__fail(IRMAE_ERR_LIMIT, "png: IHDR size %lu x %lu exceeds IRMAE_MAX_IMAGE_PIXELS (%lu) at offset 16",
+                                   (unsigned long)d->w, (unsigned long)d->h, (unsigned long)IRMAE_MAX_IMAGE_PIXELS);
+            switch (d->ctype) {
+            case 0: ok = d->depth == 1 || d->depth == 2 || d->depth == 4 || d->depth == 8 || d->depth == 16; d->nsamp = 1; break;
+            case 3: ok = d->depth == 1 || d->depth == 2 || d->depth == 4 || d->depth == 8; d->nsamp = 1; break;
+            case 2: ok = d->depth == 8 || d->depth == 16; d->nsamp = 3; break;
+            case 4: ok = d->depth == 8 || d->depth == 16; d->nsamp = 2; break;
+            case 6: ok = d->depth == 8 || d->depth == 16; d->nsamp = 4; break;
+            default:
+                return irmae__fail(IRMAE_ERR_FORMAT, "png: IHDR colour type %d (must be 0, 2, 3, 4 or 6) at offset 25", d->ctype);
+            }
+            if (!ok)
+                return irmae__fail(IRMAE_ERR_FORMAT, "png: IHDR bit depth %d is not valid for colour type %d (offset 24)", d->depth, d->ctype);
+            if (c[10] != 0) return irmae__fail(IRMAE_ERR_FORMAT, "png: IHDR compression method %d (must be 0) at offset 26", c[10]);
+            if (c[11] != 0) return irmae__fail(IRMAE_ERR_FORMAT, "png: IHDR filter method %d (must be 0) at offset 27", c[11]);
+            if (d->interlace > 1) return irmae__fail(IRMAE_ERR_FORMAT, "png: IHDR interlace method %d (must be 0 or 1) at offset 28", d->interlace);
+        } else if (memcmp(t, "PLTE", 4) == 0) {
+            if (d->ctype == 0 || d->ctype == 4)
+                return irmae__fail(IRMAE_ERR_FORMAT, "png: PLTE at offset %lu in a grey image (colour type %d)", (unsigned long)pos, d->ctype);
+            if (seen_plte) return irmae__fail(IRMAE_ERR_FORMAT, "png: second PLTE at offset %lu", (unsigned long)pos);
+            if (idat_state) return irmae__fail(IRMAE_ERR_FORMAT, "png: PLTE after IDAT at offset %lu", (unsigned long)pos);
+            if (d->has_trns) return irmae__fail(IRMAE_ERR_FORMAT, "png: PLTE after tRNS at offset %lu", (unsigned long)pos);
+            if (len == 0 || len % 3 != 0 || len > 768)
+                return irmae__fail(IRMAE_ERR_FORMAT, "png: PLTE length %lu at offset %lu (must be 3..768, a multiple of 3)",
+                                   (unsigned long)len, (unsigned long)pos);
+            if (d->ctype == 3 && (int)(len / 3) > (1 << d->depth))
+                return irmae__fail(IRMAE_ERR_FORMAT, "png: PLTE has %lu entries at offset %lu, bit depth %d allows %d",
+                                   (unsigned long)(len / 3), (unsigned long)pos, d->depth, 1 << d->depth);
+            seen_plte = 1;
+            d->npal = (int)(len / 3);
+            memcpy(d->pal, c, len);
+        } else if (memcmp(t, "tRNS", 4) == 0) {
+            if (d->ctype == 4 || d->ctype == 6)
+                return irmae__fail(IRMAE_ERR_FORMAT, "png: tRNS at offset %lu in an image with an alpha channel (colour type %d)",
+                                   (unsigned long)pos, d->ctype);
+            if (d->has_trns) return irmae__fail(IRMAE_ERR_FORMAT, "png: second tRNS at offset %lu", (unsigned long)pos);
+            if (idat_state) return irmae__fail(IRMAE_ERR_FORMAT, "png: tRNS after IDAT at offset %lu", (unsigned long)pos);
+            if (d->ctype == 3) {
+                if (!seen_plte) return irmae__fail(IRMAE_ERR_FORMAT, "png: tRNS before PLTE at offset %lu", (unsigned long)pos);
+                if (len == 0 || (int)len > d->npal)
+                    return irmae__fail(IRMAE_ERR_FORMAT, "png: tRNS length %lu at offset %lu (must be 1..%d palette entries)",
+                                       (unsigned long)len, (unsigned long)pos, d->npal);
+                memcpy(d->trns, c, len);
+                d->ntrns = (int)len;
+            } else {
+                int k, n = d->ctype == 0 ? 1 : 3;
+                if (len != (uint32_t)(2 * n))
+                    return irmae__fail(IRMAE_ERR_FORMAT, "png: tRNS length %lu at offset %lu (must be %d for colour type %d)",
+                                       (unsigned long)len, (unsigned long)pos, 2 * n, d->ctype);
+                for (k = 0; k < n; k++) d->trns_key[k] = ((unsigned)c[2 * k] << 8) | c[2 * k + 1];
+            }
+            d->has_trns = 1;
+        } else if (memcmp(t, "IDAT", 4) == 0) {
+            if (idat_state == 2)
+                return irmae__fail(IRMAE_ERR_FORMAT, "png: IDAT at offset %lu after another chunk ended the IDAT run (IDATs must be consecutive)",
+                                   (unsigned long)pos);
+            if (d->ctype == 3 && !seen_plte)
+                return irmae__fail(IRMAE_ERR_FORMAT, "png: palette image has no PLTE before IDAT (offset %lu)", (unsigned long)pos);
+            if (idat_state == 0) *idat_first = pos;
+            idat_state = 1;
+            if ((size_t)len > (size_t)-1 - total)
+                return irmae__fail(IRMAE_ERR_OVERFLOW, "png: IDAT lengths overflow at offset %lu", (unsigned long)pos);
+            total += len;
+        } else if (memcmp(t, "IEND", 4) == 0) {
+            if (len != 0) return irmae__fail(IRMAE_ERR_FORMAT, "png: IEND at offset %lu has length %lu (must be 0)", (unsigned long)pos, (unsigned long)len);
+            if (!idat_state) return irmae__fail(IRMAE_ERR_FORMAT, "png: IEND at offset %lu before any IDAT (no image data)", (unsigned long)pos);
+            *idat_total = total;
+            return IRMAE_OK; /* bytes after IEND are ignored */
+        } else if (t[0] >= 'A' && t[0] <= 'Z') {
+            return irmae__fail(IRMAE_ERR_UNSUPPORTED, "png: unknown critical chunk '%s' at offset %lu", nm, (unsigned long)pos);
+        }
+        /* unknown or unused ancillary chunks: skipped */
+        pos += 12 + (size_t)len;
+    }
+}
+
+IRMAEDEF int irmae_png_decode(const void *data, size_t size, int want_channels, irmae_image *out)
+{
+    static const unsigned char sig[8] = { 137, 80, 78, 71, 13, 10, 26, 10 };
+    static const int ax0[7] = { 0, 4, 0, 2, 0, 1, 0 }, ay0[7] = { 0, 0, 4, 0, 2, 0, 1 };
+    static const int adx[7] = { 8, 8, 4, 4, 2, 2, 1 }, ady[7] = { 8, 8, 8, 4, 4, 2, 2 };
+    const unsigned char *p = (const unsigned char *)data;
+    irmae__pngd *d = NULL;
+    unsigned char *idat = NULL, *pix = NULL, *rgba = NULL, *row, *prior;
+    irmae__inf_out o;
+    size_t idat_first = 0, idat_total = 0, expected = 0, npix, outbytes, pos, used, off, rb, bpp;
+    int rc = IRMAE_OK, pass, npass, outc;
+    uint32_t y;
+
+    memset(&o, 0, sizeof o);
+    if (!out) return irmae__fail(IRMAE_ERR_ARG, "png: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!data && size) return irmae__fail(IRMAE_ERR_ARG, "png: data is NULL with size %lu", (unsigned long)size);
+    if (want_channels < 0 || want_channels > 4)
+        return irmae__fail(IRMAE_ERR_ARG, "png: want_channels %d (must be 0..4)", want_channels);
+    if (size < 8) return irmae__fail(IRMAE_ERR_TRUNCATED, "png: %lu bytes, the signature alone has 8", (unsigned long)size);
+    if (memcmp(p, sig, 8) != 0) return irmae__fail(IRMAE_ERR_FORMAT, "png: bad signature at offset 0");
+    d = (irmae__pngd *)irmae__alloc(1, sizeof *d);
+    if (!d) return irmae__fail(IRMAE_ERR_NOMEM, "png: decoder state");
+    rc = irmae__pngd_chunks(p, size, d, &idat_first, &idat_total);
+    if (rc) goto done;
+
+    /* size of the filtered image data, pass by pass */
+    npass = d->interlace ? 7 : 1;
+    for (pass = 0; pass < npass; pass++) {
+        size_t pw, ph, t;
+        if (d->interlace) {
+            pw = d->w > (uint32_t)ax0[pass] ? (d->w - (uint32_t)ax0[pass] + (uint32_t)adx[pass] - 1) / (uint32_t)adx[pass] : 0;
+            ph = d->h > (uint32_t)ay0[pass] ? (d->h - (uint32_t)ay0[pass] + (uint32_t)ady[pass] - 1) / (uint32_t)ady[pass] : 0;
+        } else { pw = d->w; ph = d->h; }
+        if (!pw || !ph) continue;
+        rb = irmae__pngd_rowbytes(d, pw);
+        if (!rb || rb == (size_t)-1 || !irmae__mul(&t, ph, rb + 1) || t > (size_t)-1 - expected) {
+            rc = irmae__fail(IRMAE_ERR_OVERFLOW, "png: image data size of %lu x %lu overflows", (unsigned long)d->w, (unsigned long)d->h);
+            goto done;
+        }
+        expected += t;
+    }
+    if (expected > (size_t)IRMAE_MAX_ALLOC) {
+        rc = irmae__fail(IRMAE_ERR_LIMIT, "png: %lu x %lu image needs %lu bytes of image data, above IRMAE_MAX_ALLOC",
+                         (unsigned long)d->w, (unsigned long)d->h, (unsigned long)expected);
+        goto done;
+    }
+    outc = want_channels;
+    if (!outc) {
+        switch (d->ctype) {
+        case 0: outc = d->has_trns ? 2 : 1; break;
+        case 4: outc = 2; break;
+        case 6: outc = 4; break;
+        default: outc = d->has_trns ? 4 : 3; break;
+        }
+    }
+    npix = (size_t)d->w * d->h; /* <= IRMAE_MAX_IMAGE_PIXELS, checked */
+    if (!irmae__mul(&outbytes, npix, (size_t)outc) || outbytes > (size_t)IRMAE_MAX_ALLOC) {
+        rc = irmae__fail(IRMAE_ERR_LIMIT, "png: %lu x %lu x %d output exceeds IRMAE_MAX_ALLOC",
+                         (unsigned long)d->w, (unsigned long)d->h, outc);
+        goto done;
+    }
+
+    /* gather the IDAT run (the chunks were validated above) */
+    idat = (unsigned char *)irmae__alloc(idat_total ? idat_total : 1, 1);
+    if (!idat) { rc = irmae__fail(IRMAE_ERR_NOMEM, "png: %lu bytes of IDAT data", (unsigned long)idat_total); goto done; }
+    for (pos = idat_first, off = 0; off < idat_total;) {
+        size_t len = irmae__cd_be32(p + pos);
+        if (memcmp(p + pos + 4, "IDAT", 4) == 0) { memcpy(idat + off, p + pos + 8, len); off += len; }
+        pos += 12 + len;
+    }
+
+    /* inflate, at most the expected size; the buffer grows with the data
+       actually decompressed, so a tiny file claiming a huge image does not
+       allocate the huge buffer up front */
+    o.limit = expected;
+    o.cap = expected;
+    if (expected > 4096 && idat_total < (expected - 4096) / 8) o.cap = idat_total * 8 + 4096;
+    o.p = (unsigned char *)irmae__alloc(o.cap, 1);
+    if (!o.p) { rc = irmae__fail(IRMAE_ERR_NOMEM, "png: %lu bytes of image data", (unsigned long)o.cap); goto done; }
+    rc = irmae__inf_zlib(idat, idat_total, "png", &o, &used);
+    if (rc == IRMAE_ERR_LIMIT) {
+        rc = irmae__fail(IRMAE_ERR_FORMAT, "png: IDAT data decompresses to more than the %lu bytes a %lu x %lu image needs",
+                         (unsigned long)expected, (unsigned long)d->w, (unsigned long)d->h);
+        goto done;
+    }
+    if (rc) goto done;
+    if (o.len != expected) {
+        rc = irmae__fail(IRMAE_ERR_FORMAT, "png: IDAT data decompresses to %lu bytes, a %lu x %lu image needs %lu",
+                         (unsigned long)o.len, (unsigned long)d->w, (unsigned long)d->h, (unsigned long)expected);
+        goto done;
+    }
+
+    pix = (unsigned char *)irmae__alloc(outbytes, 1);
+    rgba = (unsigned char *)irmae__alloc((size_t)d->w, 4);
+    if (!pix || !rgba) { rc = irmae__fail(IRMAE_ERR_NOMEM, "png: %lu bytes of pixels", (unsigned long)outbytes); goto done; }
+    bpp = (size_t)(d->nsamp * d->depth) / 8;
+    if (bpp == 0) bpp = 1;
+    off = 0;
+    for (pass = 0; pass < npass; pass++) {
+        size_t pw, ph, x0 = 0, y0 = 0, dx = 1, dy = 1, r;
+        if (d->interlace) {
+            x0 = (size_t)ax0[pass]; y0 = (size_t)ay0[pass]; dx = (size_t)adx[pass]; dy = (size_t)ady[pass];
+            pw = d->w > x0 ? (d->w - x0 + dx - 1) / dx : 0;
+            ph = d->h > y0 ? (d->h - y0 + dy - 1) / dy : 0;
+        } else { pw = d->w; ph = d->h; }
+        if (!pw || !ph) continue;
+        rb = irmae__pngd_rowbytes(d, pw);
+        prior = NULL;
+        for (r = 0; r < ph; r++) {
+            int ft = o.p[off];
+            row = o.p + off + 1;
+            if (ft > 4) {
+                if (d->interlace)
+                    rc = irmae__fail(IRMAE_ERR_FORMAT, "png: filter type %d in row %lu of Adam7 pass %d (offset %lu of the decompressed data)",
+                                     ft, (unsigned long)r, pass + 1, (unsigned long)off);
+                else
+                    rc = irmae__fail(IRMAE_ERR_FORMAT, "png: filter type %d in row %lu (offset %lu of the decompressed data)",
+                                     ft, (unsigned long)r, (unsigned long)off);
+                goto done;
+            }
+            irmae__pngd_unfilter(row, prior, rb, bpp, ft);
+            prior = row;
+            off += rb + 1;
+            y = (uint32_t)(y0 + r * dy);
+            rc = irmae__pngd_row_rgba(d, row, pw, rgba, y, (uint32_t)x0, (uint32_t)dx);
+            if (rc) goto done;
+            irmae__pngd_pack(pix + ((size_t)y * d->w + x0) * (size_t)outc, dx * (size_t)outc, rgba, pw, outc,
+                             d->ctype == 0 || d->ctype == 4);
+        }
+    }
+    out->w = (int)d->w;
+    out->h = (int)d->h;
+    out->c = outc;
+    out->pixels = pix;
+    pix = NULL;
+
+done:
+    irmae__free(d);
+    irmae__free(idat);
+    irmae__free(o.p);
+    irmae__free(pix);
+    irmae__free(rgba);
+    return rc;
+}
+
+IRMAEDEF int irmae_png_load(const char *path, int want_channels, irmae_image *out)
+{
+    unsigned char *buf;
+    size_t size;
+    int rc;
+    if (!out) return irmae__fail(IRMAE_ERR_ARG, "png: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!path) return irmae__fail(IRMAE_ERR_ARG, "png: path is NULL");
+    if (want_channels < 0 || want_channels > 4)
+        return irmae__fail(IRMAE_ERR_ARG, "png: want_channels %d (must be 0..4)", want_channels);
+    rc = irmae__cd_read_file(path, &buf, &size);
+    if (rc) return rc;
+    rc = irmae_png_decode(buf, size, want_channels, out);
+    irmae__free(buf);
+    return rc ? irmae__cd_tag_path(rc, path) : IRMAE_OK;
+}
+
+IRMAEDEF void irmae_image_free(irmae_image *img)
+{
+    if (!img) return;
+    irmae__free(img->pixels);
+    memset(img, 0, sizeof *img);
+}
+
+/* ---------------------------------------------------------------------- */
+/* IDX                                                                    */
+/* ---------------------------------------------------------------------- */
+
+static int irmae__idx_raw(const unsigned char *p, size_t size, irmae_idx *out, const char *what)
+{
+    size_t n = 1, hdr, k;
+    int rank, type;
+    if (size < 4) return irmae__fail(IRMAE_ERR_TRUNCATED, "idx: %s%lu bytes, the header needs at least 4", what, (unsigned long)size);
+    if (p[0] != 0 || p[1] != 0) return irmae__fail(IRMAE_ERR_FORMAT, "idx: %sbad magic 0x%02x%02x at offset 0 (must be 0000)", what, p[0], p[1]);
+    type = p[2];
+    rank = p[3];
+    if (type == 0x09 || type == 0x0B || type == 0x0C || type == 0x0D || type == 0x0E)
+        return irmae__fail(IRMAE_ERR_UNSUPPORTED, "idx: %selement type 0x%02x at offset 2 (only 0x08, unsigned byte, is supported)", what, type);
+    if (type != 0x08) return irmae__fail(IRMAE_ERR_FORMAT, "idx: %sunknown element type 0x%02x at offset 2", what, type);
+    if (rank == 0) return irmae__fail(IRMAE_ERR_FORMAT, "idx: %srank 0 at offset 3", what);
+    if (rank > 4) return irmae__fail(IRMAE_ERR_UNSUPPORTED, "idx: %srank %d at offset 3 (at most 4 supported)", what, rank);
+    hdr = 4 + 4 * (size_t)rank;
+    if (size < hdr) return irmae__fail(IRMAE_ERR_TRUNCATED, "idx: %s%lu bytes, a rank-%d header needs %lu", what, (unsigned long)size, rank, (unsigned long)hdr);
+    for (k = 0; k < (size_t)rank; k++) {
+        uint32_t dim = irmae__cd_be32(p + 4 + 4 * k);
+        if (dim > (uint32_t)INT_MAX)
+            return irmae__fail(IRMAE_ERR_LIMIT, "idx: %sdimension %lu = %lu at offset %lu exceeds INT_MAX", what, (unsigned long)k, (unsigned long)dim, (unsigned long)(4 + 4 * k));
+        if (!irmae__mul(&n, n, (size_t)dim) || n > (size_t)IRMAE_MAX_ALLOC)
+            return irmae__fail(IRMAE_ERR_LIMIT, "idx: %sdimensions up to %lu (offset %lu) exceed IRMAE_MAX_ALLOC bytes", what, (unsigned long)k, (unsigned long)(4 + 4 * k));
+        out->dims[k] = (int)dim;
+    }
+    if (size - hdr < n)
+        return irmae__fail(IRMAE_ERR_TRUNCATED, "idx: %s%lu bytes, the header (dims %d x %d x %d x %d) implies %lu",
+                           what, (unsigned long)size, out->dims[0], out->dims[1], out->dims[2], out->dims[3], (unsigned long)(hdr + n));
+    if (size - hdr > n)
+        return irmae__fail(IRMAE_ERR_FORMAT, "idx: %s%lu bytes after the data at offset %lu (the header implies %lu bytes)",
+                           what, (unsigned long)(size - hdr - n), (unsigned long)(hdr + n), (unsigned long)(hdr + n));
+    out->data = (unsigned char *)irmae__alloc(n ? n : 1, 1);
+    if (!out->data) return irmae__fail(IRMAE_ERR_NOMEM, "idx: %lu bytes", (unsigned long)n);
+    if (n) memcpy(out->data, p + hdr, n);
+    out->size = n;
+    out->rank = rank;
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_idx_parse(const void *data, size_t size, irmae_idx *out)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    unsigned char *buf;
+    size_t n;
+    int rc;
+    if (!out) return irmae__fail(IRMAE_ERR_ARG, "idx: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!data && size) return irmae__fail(IRMAE_ERR_ARG, "idx: data is NULL with size %lu", (unsigned long)size);
+    if (size >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
+        rc = irmae_gzip_decompress(p, size, IRMAE_MAX_ALLOC, &buf, &n);
+        if (rc) return rc;
+        rc = irmae__idx_raw(buf, n, out, "(decompressed) ");
+        irmae__free(buf);
+    } else {
+        rc = irmae__idx_raw(p, size, out, "");
+    }
+    if (rc) memset(out, 0, sizeof *out);
+    return rc;
+}
+
+IRMAEDEF int irmae_idx_load(const char *path, irmae_idx *out)
+{
+    unsigned char *buf;
+    size_t size;
+    int rc;
+    if (!out) return irmae__fail(IRMAE_ERR_ARG, "idx: out is NULL");
+    memset(out, 0, sizeof *out);
+    rc = irmae__cd_read_file(path, &buf, &size);
+    if (rc) return rc;
+    rc = irmae_idx_parse(buf, size, out);
+    irmae__free(buf);
+    return rc ? irmae__cd_tag_path(rc, path) : IRMAE_OK;
+}
+
+IRMAEDEF void irmae_idx_free(irmae_idx *idx)
+{
+    if (!idx) return;
+    irmae__free(idx->data);
+    memset(idx, 0, sizeof *idx);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Resampling (separable triangle filter at pixel centres)                */
+/* ---------------------------------------------------------------------- */
+
+/* Weights of one axis: output o reads in[first[o] .. first[o] + cnt[o]) with
+   weights w[o * taps ..]. */
+typedef struct irmae__rs_axis {
+    int taps;
+    int *first, *cnt;
+    float *w;
+} irmae__rs_axis;
+
+static void irmae__rs_free(irmae__rs_axis *a)
+{
+    irmae__free(a->first); irmae__free(a->cnt); irmae__free(a->w);
+    memset(a, 0, sizeof *a);
+}
+
+static int irmae__rs_init(irmae__rs_axis *a, int in, int out)
+{
+    double scale = (double)in / (double)out;
+    double fs = scale > 1.0 ? scale : 1.0; /* filter scale: widen when shrinking */
+    int o, j, lo, hi, n;
+    memset(a, 0, sizeof *a);
+    a->taps = (int)ceil(2.0 * fs) + 3; /* >= the number of pixels in [lo, hi] below */
+    a->first = (int *)irmae__alloc((size_t)out, sizeof(int));
+    a->cnt = (int *)irmae__alloc((size_t)out, sizeof(int));
+    a->w = (float *)irmae__alloc((size_t)out, (size_t)a->taps * sizeof(float));
+    if (!a->first || !a->cnt || !a->w) { irmae__rs_free(a); return irmae__fail(IRMAE_ERR_NOMEM, "resize: %d -> %d weights", in, out); }
+    for (o = 0; o < out; o++) {
+        double center = ((double)o + 0.5) * scale, sum = 0.0, wt, t;
+        float *ws = a->w + (size_t)o * (size_t)a->taps;
+        lo = (int)floor(center - fs - 0.5);
+        hi = (int)ceil(center + fs - 0.5);
+        if (lo < 0) lo = 0;
+        if (hi > in - 1) hi = in - 1;
+        /* drop pixels of zero weight at both ends */
+        while (lo < hi && fabs(((double)lo + 0.5 - center) / fs) >= 1.0) lo++;
+        while (hi > lo && fabs(((double)hi + 0.5 - center) / fs) >= 1.0) hi--;
+        n = hi - lo + 1;
+        if (n > a->taps) n = a->taps; /* cannot happen */
+        for (j = 0; j < n; j++) {
+            t = fabs(((double)(lo + j) + 0.5 - center) / fs);
+            wt = t < 1.0 ? 1.0 - t : 0.0;
+            ws[j] = (float)wt;
+            sum += wt;
+        }
+        if (sum <= 0.0) { ws[0] = 1.0f; n = 1; sum = 1.0; } /* cannot happen: the nearest pixel weighs > 0 */
+        for (j = 0; j < n; j++) ws[j] = (float)(ws[j] / sum);
+        a->first[o] = lo;
+        a->cnt[o] = n;
+    }
+    return IRMAE_OK;
+}
+
+/* Resizes one plane src (ih x iw) into dst (oh x ow); tmp holds ih * ow floats. */
+static void irmae__rs_plane(float *dst, const float *src, float *tmp, int ih, int iw, int oh, int ow,
+                            const irmae__rs_axis *ax, const irmae__rs_axis *ay)
+{
+    int y, x, j;
+    for (y = 0; y < ih; y++)
+        for (x = 0; x < ow; x++) {
+            const float *wt = ax->w + (size_t)x * ax->taps;
+            const float *s = src + (size_t)y * iw + ax->first[x];
+            float acc = 0.0f;
+            for (j = 0; j < ax->cnt[x]; j++) acc += wt[j] * s[j];
+            tmp[(size_t)y * ow + x] = acc;
+        }
+    for (y = 0; y < oh; y++) {
+        const float *wt = ay->w + (size_t)y * ay->taps;
+        float *d = dst + (size_t)y * ow;
+        for (x = 0; x < ow; x++) d[x] = 0.0f;
+        for (j = 0; j < ay->cnt[y]; j++) {
+            const float *s = tmp + (size_t)(ay->first[y] + j) * ow;
+            float wj = wt[j];
+            for (x = 0; x < ow; x++) d[x] += wj * s[x];
+        }
+    }
+    (void)iw;
+}
+
+/* ---------------------------------------------------------------------- */
+/* MNIST, image folders, batches                                          */
+/* ---------------------------------------------------------------------- */
+
+IRMAEDEF int irmae_mnist_load(irmae_dataset *ds, const char *images_path, const char *labels_path,
+                              int out_h, int out_w, int range_pm1)
+{
+    irmae_idx im, lb;
+    irmae__rs_axis ax, ay;
+    float *plane = NULL, *tmp = NULL;
+    int rc, n, ih, iw, i;
+    size_t k, np;
+    memset(&im, 0, sizeof im); memset(&lb, 0, sizeof lb);
+    memset(&ax, 0, sizeof ax); memset(&ay, 0, sizeof ay);
+    if (!ds) return irmae__fail(IRMAE_ERR_ARG, "mnist: ds is NULL");
+    memset(ds, 0, sizeof *ds);
+    if (!images_path || !labels_path) return irmae__fail(IRMAE_ERR_ARG, "mnist: a path is NULL");
+    if (out_h < 0 || out_w < 0) return irmae__fail(IRMAE_ERR_ARG, "mnist: output size %d x %d", out_h, out_w);
+    if ((rc = irmae_idx_load(images_path, &im)) != 0) goto done;
+    if ((rc = irmae_idx_load(labels_path, &lb)) != 0) goto done;
+    if (im.rank != 3) { rc = irmae__fail(IRMAE_ERR_SHAPE, "mnist: images file '%.200s' has rank %d (must be 3)", images_path, im.rank); goto done; }
+    if (lb.rank != 1) { rc = irmae__fail(IRMAE_ERR_SHAPE, "mnist: labels file '%.200s' has rank %d (must be 1)", labels_path, lb.rank); goto done; }
+    if (im.dims[0] != lb.dims[0]) {
+        rc = irmae__fail(IRMAE_ERR_MISMATCH, "mnist: %d images in '%.200s' but %d labels in '%.200s'", im.dims[0], images_path, lb.dims[0], labels_path);
+        goto done;
+    }
+    n = im.dims[0]; ih = im.dims[1]; iw = im.dims[2];
+    if (n == 0 || ih == 0 || iw == 0) { rc = irmae__fail(IRMAE_ERR_FORMAT, "mnist: empty data set %d x %d x %d in '%.200s'", n, ih, iw, images_path); goto done; }
+    if (!out_h) out_h = ih;
+    if (!out_w) out_w = iw;
+    if ((rc = irmae_dataset_alloc(ds, n, 1, out_h, out_w, 1)) != 0) goto done;
+    np = (size_t)ih * (size_t)iw; /* <= im.size, fits */
+    plane = (float *)irmae__alloc(np, sizeof(float));
+    tmp = (float *)irmae__alloc((size_t)ih, (size_t)out_w * sizeof(float));
+    if (!plane || !tmp) { rc = irmae__fail(IRMAE_ERR_NOMEM, "mnist: resize buffers"); goto done; }
+    if ((rc = irmae__rs_init(&ax, iw, out_w)) != 0) goto done;
+    if ((rc = irmae__rs_init(&ay, ih, out_h)) != 0) goto done;
+    for (i = 0; i < n; i++) {
+        const unsigned char *src = im.data + (size_t)i * np;
+        float *dst = irmae_dataset_image(ds, i);
+        size_t no = (size_t)out_h * (size_t)out_w;
+        for (k = 0; k < np; k++) plane[k] = (float)src[k] / 255.0f;
+        irmae__rs_plane(dst, plane, tmp, ih, iw, out_h, out_w, &ax, &ay);
+        if (range_pm1) for (k = 0; k < no; k++) dst[k] = dst[k] * 2.0f - 1.0f;
+        ds->labels[i] = lb.data[i];
+    }
+done:
+    irmae_idx_free(&im);
+    irmae_idx_free(&lb);
+    irmae__rs_free(&ax);
+    irmae__rs_free(&ay);
+    irmae__free(plane);
+    irmae__free(tmp);
+    if (rc) irmae_dataset_free(ds);
+    return rc;
+}
+
+/* Sorted list of the *.png names in a folder. */
+typedef struct irmae__cd_names { char **v; int n, cap; } irmae__cd_names;
+
+static void irmae__cd_names_free(irmae__cd_names *l)
+{
+    int i;
+    for (i = 0; i < l->n; i++) irmae__free(l->v[i]);
+    irmae__free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+static int irmae__cd_names_add(irmae__cd_names *l, const char *name)
+{
+    size_t len = strlen(name), i;
+    char *s;
+    if (len < 4) return IRMAE_OK;
+    for (i = 0; i < 4; i++) {
+        char ch = name[len - 4 + i];
+        if (ch >= 'A' && ch <= 'Z') ch = (char)(ch - 'A' + 'a');
+        if (ch != ".png"[i]) return IRMAE_OK;
+    }
+    if (l->n == l->cap) {
+        int ncap = l->cap ? l->cap * 2 : 64;
+        char **nv;
+        if (l->cap > INT_MAX / 2) return irmae__fail(IRMAE_ERR_LIMIT, "images: more than %d files", l->cap);
+        nv = (char **)irmae__alloc((size_t)ncap, sizeof(char *));
+        if (!nv) return irmae__fail(IRMAE_ERR_NOMEM, "images: file list of %d names", ncap);
+        if (l->n) memcpy(nv, l->v, (size_t)l->n * sizeof(char *));
+        irmae__free(l->v);
+        l->v = nv; l->cap = ncap;
+    }
+    s = (char *)irmae__alloc(len + 1, 1);
+    if (!s) return irmae__fail(IRMAE_ERR_NOMEM, "images: file name");
+    memcpy(s, name, len + 1);
+    l->v[l->n++] = s;
+    return IRMAE_OK;
+}
+
+static int irmae__cd_cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int irmae__cd_list_png(const char *folder, irmae__cd_names *l)
+{
+    int rc = IRMAE_OK;
+#if defined(_WIN32)
+    char pattern[4096];
+    WIN32_FIND_DATAA fd;
+    HANDLE hf;
+    if (strlen(folder) > sizeof pattern - 8) return irmae__fail(IRMAE_ERR_ARG, "images: folder name too long");
+    snprintf(pattern, sizeof pattern, "%s\\*", folder);
+    hf = FindFirstFileA(pattern, &fd);
+    if (hf == INVALID_HANDLE_VALUE) return irmae__fail(IRMAE_ERR_IO, "images: cannot list folder '%.300s'", folder);
+    do {
+        if (!(fd.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY)) rc = irmae__cd_names_add(l, fd.cFileName);
+    } while (!rc && FindNextFileA(hf, &fd));
+    FindClose(hf);
+#else
+    DIR *dir = opendir(folder);
+    struct dirent *e;
+    if (!dir) return irmae__fail(IRMAE_ERR_IO, "images: cannot open folder '%.300s'", folder);
+    while (!rc && (e = readdir(dir)) != NULL) rc = irmae__cd_names_add(l, e->d_name);
+    closedir(dir);
+#endif
+    if (rc) return rc;
+    if (l->n == 0) return irmae__fail(IRMAE_ERR_IO, "images: no .png file in folder '%.300s'", folder);
+    qsort(l->v, (size_t)l->n, sizeof(char *), irmae__cd_cmp_names);
+    return IRMAE_OK;
+}
+
+/* torchvision's CenterCrop offset: round((size - crop) / 2), halves to even. */
+static int irmae__cd_crop_off(int size, int crop)
+{
+    int diff = size - crop, half = diff / 2;
+    if ((diff & 1) && (half & 1)) half++;
+    return half;
+}
+
+IRMAEDEF int irmae_images_load(irmae_dataset *ds, const char *folder, int c, int out_h, int out_w,
+                               int crop, int range_pm1)
+{
+    irmae__cd_names names;
+    irmae__rs_axis ax, ay;
+    irmae_image img;
+    char *path = NULL;
+    float *plane = NULL, *tmp = NULL;
+    size_t flen, pcap = 0, no;
+    int rc = IRMAE_OK, i, ch, x, y, oh, ow, ih, iw, top, left, ax_in = -1, ay_in = -1;
+    memset(&names, 0, sizeof names);
+    memset(&ax, 0, sizeof ax); memset(&ay, 0, sizeof ay);
+    memset(&img, 0, sizeof img);
+    if (!ds) return irmae__fail(IRMAE_ERR_ARG, "images: ds is NULL");
+    memset(ds, 0, sizeof *ds);
+    if (!folder) return irmae__fail(IRMAE_ERR_ARG, "images: folder is NULL");
+    if (c < 1 || c > 4) return irmae__fail(IRMAE_ERR_ARG, "images: c = %d (must be 1..4)", c);
+    if (out_h < 0 || out_w < 0 || crop < 0 || (out_h == 0) != (out_w == 0))
+        return irmae__fail(IRMAE_ERR_ARG, "images: out %d x %d, crop %d (sizes >= 0, out_h and out_w both 0 or both > 0)", out_h, out_w, crop);
+    if ((rc = irmae__cd_list_png(folder, &names)) != 0) goto done;
+    flen = strlen(folder);
+    for (i = 0; i < names.n; i++) {
+        size_t need = flen + strlen(names.v[i]) + 2;
+        const char *sep = (flen && (folder[flen - 1] == '/' || folder[flen - 1] == '\\')) ? "" : "/";
+        if (need > pcap) {
+            irmae__free(path);
+            pcap = need * 2;
+            path = (char *)irmae__alloc(pcap, 1);
+            if (!path) { rc = irmae__fail(IRMAE_ERR_NOMEM, "images: path"); goto done; }
+        }
+        snprintf(path, pcap, "%s%s%s", folder, sep, names.v[i]);
+        if ((rc = irmae_png_load(path, c, &img)) != 0) goto done;
+        ih = crop ? crop : img.h;
+        iw = crop ? crop : img.w;
+        if (crop && (img.w < crop || img.h < crop)) {
+            rc = irmae__fail(IRMAE_ERR_SHAPE, "images: '%.300s' is %d x %d, smaller than the crop %d", path, img.w, img.h, crop);
+            goto done;
+        }
+        top = crop ? irmae__cd_crop_off(img.h, crop) : 0;
+        left = crop ? irmae__cd_crop_off(img.w, crop) : 0;
+        oh = out_h ? out_h : ih;
+        ow = out_w ? out_w : iw;
+        if (i == 0) {
+            if ((rc = irmae_dataset_alloc(ds, names.n, c, oh, ow, 0)) != 0) goto done;
+        } else if (oh != ds->h || ow != ds->w) {
+            rc = irmae__fail(IRMAE_ERR_SHAPE, "images: '%.300s' gives %d x %d, the first image %d x %d (set out_h, out_w)", path, oh, ow, ds->h, ds->w);
+            goto done;
+        }
+        if (iw != ax_in || ih != ay_in) { /* new input size: new weights and buffers */
+            irmae__rs_free(&ax); irmae__rs_free(&ay);
+            irmae__free(plane); irmae__free(tmp);
+            plane = (float *)irmae__alloc((size_t)ih * (size_t)iw, sizeof(float));
+            tmp = (float *)irmae__alloc((size_t)ih * (size_t)ow, sizeof(float));
+            if (!plane || !tmp) { rc = irmae__fail(IRMAE_ERR_NOMEM, "images: %d x %d planes", ih, iw); goto done; }
+            if ((rc = irmae__rs_init(&ax, iw, ow)) != 0) goto done;
+            if ((rc = irmae__rs_init(&ay, ih, oh)) != 0) goto done;
+            ax_in = iw; ay_in = ih;
+        }
+        no = (size_t)oh * (size_t)ow;
+        for (ch = 0; ch < c; ch++) {
+            float *dst = irmae_dataset_image(ds, i) + (size_t)ch * no;
+            size_t k;
+            for (y = 0; y < ih; y++)
+                for (x = 0; x < iw; x++)
+                    plane[(size_t)y * iw + x] =
+                        (float)img.pixels[(((size_t)(y + top)) * img.w + (size_t)(x + left)) * (size_t)c + (size_t)ch] / 255.0f;
+            irmae__rs_plane(dst, plane, tmp, ih, iw, oh, ow, &ax, &ay);
+            if (range_pm1) for (k = 0; k < no; k++) dst[k] = dst[k] * 2.0f - 1.0f;
+        }
+        irmae_image_free(&img);
+    }
+done:
+    irmae_image_free(&img);
+    irmae__cd_names_free(&names);
+    irmae__rs_free(&ax);
+    irmae__rs_free(&ay);
+    irmae__free(plane);
+    irmae__free(tmp);
+    irmae__free(path);
+    if (rc) irmae_dataset_free(ds);
+    return rc;
+}
+
+IRMAEDEF int irmae_shuffle(int *perm, int n, irmae_rng *rng)
+{
+    int i, j, t;
+    if (n < 0) return irmae__fail(IRMAE_ERR_ARG, "shuffle: n = %d", n);
+    if (n > 0 && (!perm || !rng)) return irmae__fail(IRMAE_ERR_ARG, "shuffle: perm or rng is NULL");
+    for (i = 0; i < n; i++) perm[i] = i;
+    for (i = n - 1; i > 0; i--) {
+        j = irmae_rng_int(rng, 0, i);
+        t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+    }
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_dataset_gather(const irmae_dataset *ds, const int *idx, int count, float *out)
+{
+    size_t per;
+    int i;
+    if (!ds || (count > 0 && (!idx || !out)) || count < 0)
+        return irmae__fail(IRMAE_ERR_ARG, "gather: NULL pointer or count %d < 0", count);
+    if (count == 0) return IRMAE_OK;
+    if (!ds->x) return irmae__fail(IRMAE_ERR_ARG, "gather: empty data set");
+    for (i = 0; i < count; i++)
+        if (idx[i] < 0 || idx[i] >= ds->n)
+            return irmae__fail(IRMAE_ERR_ARG, "gather: idx[%d] = %d outside 0..%d", i, idx[i], ds->n - 1);
+    per = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
+    for (i = 0; i < count; i++)
+        memcpy(out + (size_t)i * per, ds->x + (size_t)idx[i] * per, per * sizeof(float));
+    return IRMAE_OK;
+}
 #include "parts/analysis_impl.h"
-#include "parts/tail_impl.h"
+/* ---------------------------------------------------------------------- */
+/* Model analysis                                                         */
+/* ---------------------------------------------------------------------- */
+
+IRMAEDEF int irmae_model_spectrum(irmae_model *m, const float *x, int count, irmae_spectrum *s)
+{
+    float *z;
+    int rc;
+    if (!m || !m->params || !x || !s) return irmae__fail(IRMAE_ERR_ARG, "model_spectrum: NULL pointer");
+    if (count < 2) return irmae__fail(IRMAE_ERR_ARG, "model_spectrum: %d images (need 2 or more)", count);
+    z = (float *)irmae__alloc((size_t)count, (size_t)m->cfg.n * sizeof(float));
+    if (!z) return irmae__fail(IRMAE_ERR_NOMEM, "model_spectrum: codes of %d images", count);
+    rc = irmae_model_encode(m, x, count, z);
+    if (!rc) rc = irmae_spectrum_compute(s, z, count, m->cfg.n);
+    irmae__free(z);
+    return rc;
+}
+
+IRMAEDEF int irmae_model_interpolate(irmae_model *m, const float *xa, const float *xb, int steps, float *out)
+{
+    float *z;
+    int rc, i, j, n;
+    if (!m || !m->params || !xa || !xb || !out) return irmae__fail(IRMAE_ERR_ARG, "model_interpolate: NULL pointer");
+    if (steps < 2) return irmae__fail(IRMAE_ERR_ARG, "model_interpolate: %d steps (need 2 or more)", steps);
+    n = m->cfg.n;
+    z = (float *)irmae__alloc((size_t)steps + 2, (size_t)n * sizeof(float));
+    if (!z) return irmae__fail(IRMAE_ERR_NOMEM, "model_interpolate: %d steps", steps);
+    rc = irmae_model_encode(m, xa, 1, z + (size_t)steps * n);
+    if (!rc) rc = irmae_model_encode(m, xb, 1, z + (size_t)(steps + 1) * n);
+    if (!rc) {
+        const float *za = z + (size_t)steps * n, *zb = za + n;
+        for (i = 0; i < steps; i++) {
+            float t = (float)i / (float)(steps - 1);
+            for (j = 0; j < n; j++) z[(size_t)i * n + j] = (1.0f - t) * za[j] + t * zb[j];
+        }
+        rc = irmae_model_decode(m, z, steps, out);
+    }
+    irmae__free(z);
+    return rc;
+}
 
 #endif /* IRMAE_IMPLEMENTATION_DONE */
 #endif /* IRMAE_IMPLEMENTATION */
