@@ -27,7 +27,8 @@ TESTS    = test_gemm test_conv test_model test_analysis test_pngw test_loaders
 TEST_BINS = $(addprefix $(B)/,$(TESTS))
 EXAMPLES = $(B)/shapes
 
-.PHONY: all test demo bench fuzz clean check-cxx check-header
+.PHONY: all test demo bench fuzz clean check-cxx check-header test-asan
+SHELL = /bin/bash
 
 all: $(TEST_BINS) $(EXAMPLES)
 
@@ -59,6 +60,27 @@ demo: $(B)/shapes
 
 bench: all
 	@echo "bench: see bench/ (kernels issue)"
+
+# Loaders and writers under AddressSanitizer + UndefinedBehaviorSanitizer.
+SAN_TESTS = test_loaders test_pngw test_model test_conv
+test-asan: | $(B)
+	@for t in $(SAN_TESTS); do \
+	  $(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+	    $(STD) $(WARN) tests/$$t.c -o $(B)/$$t-asan $(LDLIBS) || exit 1; done
+	@IRMAE_PYTHON=$(PYTHON) IRMAE_FAST=1 sh tests/run.sh $(addprefix $(B)/,$(addsuffix -asan,$(SAN_TESTS)))
+
+# libFuzzer targets (clang); each runs FUZZ_SECONDS on a seed corpus made of
+# the committed test files. Without libFuzzer, fuzz_main.c replays files.
+FUZZERS = png idx gzip
+fuzz: | $(B)
+	@for f in $(FUZZERS); do \
+	  clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all tests/fuzz_$$f.c -o $(B)/fuzz_$$f -lm || exit 1; \
+	  mkdir -p $(B)/corpus_$$f; cp tests/data/* $(B)/corpus_$$f/; done
+	@for f in $(FUZZERS); do \
+	  echo "== fuzz_$$f for $(FUZZ_SECONDS) s"; \
+	  $(B)/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 $(B)/corpus_$$f 2>&1 | \
+	    grep -E "stat::number_of_executed_units|ERROR|SUMMARY|crash|leak" ; \
+	  test $${PIPESTATUS[0]:-0} -eq 0 || exit 1; done
 
 clean:
 	rm -rf $(B) demo-out

@@ -117,8 +117,9 @@ int main(int argc, char **argv)
         }
         TRY(irmae_model_spectrum(&ae, val.x, val.n, &s_ae));
         TRY(irmae_model_spectrum(&ir, val.x, val.n, &s_ir));
-        printf("epoch %d/%d  mse AE %.5f IRMAE %.5f  rank@1%% AE %d IRMAE %d  (%.0f s)\n",
-               epoch, o.epochs, loss_ae / steps, loss_ir / steps, s_ae.rank_1pct, s_ir.rank_1pct, seconds() - t0);
+        printf("epoch %d/%d  mse AE %.5f IRMAE %.5f  rank@1%% AE %d IRMAE %d  rank@0.1%% AE %d IRMAE %d  (%.0f s)\n",
+               epoch, o.epochs, loss_ae / steps, loss_ir / steps, s_ae.rank_1pct, s_ir.rank_1pct,
+               s_ae.rank_01pct, s_ir.rank_01pct, seconds() - t0);
         fflush(stdout);
         if (epoch < o.epochs) { irmae_spectrum_free(&s_ae); irmae_spectrum_free(&s_ir); }
     }

@@ -499,7 +499,40 @@ static void test_bad_args(void)
         CHECK(irmae_model_train_step(&m, x, 4, &loss) == IRMAE_ERR_NUMERIC, "NaN input not caught");
         free(x);
     }
+    { /* a non-finite weight: the guard names the step and the tensor */
+        float *x = (float *)calloc(4 * 3 * 32 * 32, 4);
+        int rc;
+        m.params[m.layers[m.n_layers - 2].w_off + 5] = INFINITY;
+        rc = irmae_model_train_step(&m, x, 4, &loss);
+        CHECK(rc == IRMAE_ERR_NUMERIC && strstr(irmae_error_detail(), "step 1") != NULL,
+              "inf weight: rc %d, detail '%s'", rc, irmae_error_detail());
+        CHECK(m.step == 0, "a failed step must not update the model (step %lld)", m.step);
+        free(x);
+    }
     irmae_model_free(&m);
+    { /* gradient clipping scales to the requested norm, and only when larger */
+        irmae_config cc = small_conv_config(IRMAE_KIND_AE, 2);
+        irmae_model mc;
+        float *x = (float *)malloc(4 * 2 * 7 * 7 * 4);
+        double n0, n1 = 0;
+        size_t i;
+        int k;
+        for (k = 0; k < 4 * 2 * 7 * 7; k++) x[k] = irmae_rng_uniform(&r);
+        irmae_model_init(&mc, &cc, &r);
+        irmae_model_forward_backward(&mc, x, 4, &loss, NULL);
+        n0 = mc.last_grad_norm;
+        mc.cfg.grad_clip = (float)(n0 / 4);
+        irmae_model_forward_backward(&mc, x, 4, &loss, NULL);
+        for (i = 0; i < mc.n_params; i++) n1 += (double)mc.grads[i] * mc.grads[i];
+        CHECK(fabs(sqrt(n1) - n0 / 4) < 1e-4 * n0 && fabs(mc.last_grad_norm - n0) < 1e-6 * n0,
+              "clipping: norm %g -> %g, want %g", n0, sqrt(n1), n0 / 4);
+        mc.cfg.grad_clip = (float)(n0 * 4);
+        irmae_model_forward_backward(&mc, x, 4, &loss, NULL);
+        for (i = 0, n1 = 0; i < mc.n_params; i++) n1 += (double)mc.grads[i] * mc.grads[i];
+        CHECK(fabs(sqrt(n1) - n0) < 1e-5 * n0, "clipping changed a gradient below the limit");
+        irmae_model_free(&mc);
+        free(x);
+    }
     CHECK(irmae_linear_forward(buf, buf, buf, NULL, 0, 2, 2) == IRMAE_ERR_ARG, "linear batch 0");
     CHECK(irmae_linear_forward(buf, buf, NULL, NULL, 1, 2, 2) == IRMAE_ERR_ARG, "linear NULL w");
     CHECK(irmae_linear_backward(buf, buf, NULL, NULL, buf, buf, 1, 2, 2) == IRMAE_ERR_ARG, "linear NULL dout");
