@@ -27,7 +27,7 @@ TESTS    = test_gemm test_conv test_model test_analysis test_pngw test_loaders
 TEST_BINS = $(addprefix $(B)/,$(TESTS))
 EXAMPLES = $(B)/shapes
 
-.PHONY: all test demo bench fuzz clean check-cxx check-header test-asan
+.PHONY: all test demo bench fuzz clean check-cxx check-header test-asan test-neon
 SHELL = /bin/bash
 
 all: $(TEST_BINS) $(EXAMPLES)
@@ -68,6 +68,13 @@ test-asan: | $(B)
 	  $(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
 	    $(STD) $(WARN) tests/$$t.c -o $(B)/$$t-asan $(LDLIBS) || exit 1; done
 	@IRMAE_PYTHON=$(PYTHON) IRMAE_FAST=1 sh tests/run.sh $(addprefix $(B)/,$(addsuffix -asan,$(SAN_TESTS)))
+
+# aarch64 (NEON) build of the kernel and model tests, run under qemu-user.
+ARM_CC ?= aarch64-linux-gnu-gcc
+test-neon: | $(B)
+	$(ARM_CC) $(CFLAGS) $(STD) $(WARN) -static tests/test_gemm.c -o $(B)/test_gemm-arm64 -lm
+	$(ARM_CC) $(CFLAGS) $(STD) $(WARN) -static tests/test_conv.c -o $(B)/test_conv-arm64 -lm
+	@IRMAE_TEST_QUICK=1 sh tests/run.sh "qemu-aarch64 $(B)/test_gemm-arm64" "qemu-aarch64 $(B)/test_conv-arm64"
 
 # libFuzzer targets (clang); each runs FUZZ_SECONDS on a seed corpus made of
 # the committed test files. Without libFuzzer, fuzz_main.c replays files.

@@ -2257,13 +2257,69 @@ IRMAEDEF int irmae_linear_backward(float *din, float *dw, float *db, const float
         for (i_ = 0; i_ < n_; i_++) { size_t i = (size_t)i_; body; }          \
     } while (0)
 
+/* ReLU on AVX2 when the dispatcher allows it; max(x, 0) returns 0 for NaN
+   like the scalar comparison below, so both paths give the same bits. */
+#if defined(IRMAE__X86)
+__attribute__((target("avx2")))
+static void irmae__relu_fwd_avx2(float *out, const float *in, size_t n)
+{
+    size_t i = 0;
+    __m256 z = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_max_ps(_mm256_loadu_ps(in + i), z));
+    for (; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+}
+__attribute__((target("avx2")))
+static void irmae__relu_bwd_avx2(float *din, const float *dout, const float *out, size_t n)
+{
+    size_t i = 0;
+    __m256 z = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        __m256 mask = _mm256_cmp_ps(_mm256_loadu_ps(out + i), z, _CMP_GT_OQ);
+        _mm256_storeu_ps(din + i, _mm256_and_ps(mask, _mm256_loadu_ps(dout + i)));
+    }
+    for (; i < n; i++) din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+}
+#endif
+
+/* Elementwise work is cut into fixed chunks so that each thread owns whole
+   chunks and the vector/scalar split of every element is thread-independent. */
+#define IRMAE__CHUNK 4096
+#define IRMAE__CHUNKED(count, call)                                                    \
+    do {                                                                               \
+        size_t n_ = (count);                                                           \
+        ptrdiff_t c_, nc_ = (ptrdiff_t)((n_ + IRMAE__CHUNK - 1) / IRMAE__CHUNK);       \
+        IRMAE__OMP(parallel for schedule(static) if(n_ > IRMAE__PAR_MIN))              \
+        for (c_ = 0; c_ < nc_; c_++) {                                                 \
+            size_t o = (size_t)c_ * IRMAE__CHUNK;                                      \
+            size_t len = n_ - o < IRMAE__CHUNK ? n_ - o : IRMAE__CHUNK;                \
+            call;                                                                      \
+        }                                                                              \
+    } while (0)
+
+static void irmae__relu_fwd_chunk(float *out, const float *in, size_t n)
+{
+    size_t i;
+#if defined(IRMAE__X86)
+    if (irmae_simd_level() >= IRMAE_SIMD_AVX2) { irmae__relu_fwd_avx2(out, in, n); return; }
+#endif
+    for (i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+}
+static void irmae__relu_bwd_chunk(float *din, const float *dout, const float *out, size_t n)
+{
+    size_t i;
+#if defined(IRMAE__X86)
+    if (irmae_simd_level() >= IRMAE_SIMD_AVX2) { irmae__relu_bwd_avx2(din, dout, out, n); return; }
+#endif
+    for (i = 0; i < n; i++) din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
 IRMAEDEF void irmae_relu_forward(float *out, const float *in, size_t count)
 {
-    IRMAE__ELEMENTWISE(count, out[i] = in[i] > 0.0f ? in[i] : 0.0f);
+    IRMAE__CHUNKED(count, irmae__relu_fwd_chunk(out + o, in + o, len));
 }
 IRMAEDEF void irmae_relu_backward(float *din, const float *dout, const float *out, size_t count)
 {
-    IRMAE__ELEMENTWISE(count, din[i] = out[i] > 0.0f ? dout[i] : 0.0f);
+    IRMAE__CHUNKED(count, irmae__relu_bwd_chunk(din + o, dout + o, out + o, len));
 }
 IRMAEDEF void irmae_tanh_forward(float *out, const float *in, size_t count)
 {
@@ -2894,32 +2950,64 @@ IRMAEDEF int irmae_model_forward_backward(irmae_model *m, const float *x, int B,
     return IRMAE_OK;
 }
 
+/* One Adam update of n parameters. The AVX2 version does the same float
+   operations in the same order (no fused multiply-add), so both paths give
+   the same bits. */
+typedef struct irmae__adam_k { float lr, b1, b2, s1, s2, eps, inv_bc2; } irmae__adam_k;
+
+#if defined(IRMAE__X86)
+__attribute__((target("avx2")))
+static void irmae__adam_avx2(float *p, const float *g, float *mm, float *vv, size_t n, const irmae__adam_k *k)
+{
+    size_t i = 0;
+    __m256 b1 = _mm256_set1_ps(k->b1), b2 = _mm256_set1_ps(k->b2), s1 = _mm256_set1_ps(k->s1);
+    __m256 s2 = _mm256_set1_ps(k->s2), lr = _mm256_set1_ps(k->lr), eps = _mm256_set1_ps(k->eps);
+    __m256 ib = _mm256_set1_ps(k->inv_bc2);
+    for (; i + 8 <= n; i += 8) {
+        __m256 gi = _mm256_loadu_ps(g + i);
+        __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(mm + i)), _mm256_mul_ps(s1, gi));
+        __m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(vv + i)), _mm256_mul_ps(_mm256_mul_ps(s2, gi), gi));
+        __m256 den = _mm256_add_ps(_mm256_sqrt_ps(_mm256_mul_ps(vi, ib)), eps);
+        _mm256_storeu_ps(mm + i, mi);
+        _mm256_storeu_ps(vv + i, vi);
+        _mm256_storeu_ps(p + i, _mm256_sub_ps(_mm256_loadu_ps(p + i), _mm256_div_ps(_mm256_mul_ps(lr, mi), den)));
+    }
+    for (; i < n; i++) {
+        float gi = g[i], mi = k->b1 * mm[i] + k->s1 * gi, vi = k->b2 * vv[i] + k->s2 * gi * gi;
+        mm[i] = mi; vv[i] = vi;
+        p[i] -= k->lr * mi / (sqrtf(vi * k->inv_bc2) + k->eps);
+    }
+}
+#endif
+
+static void irmae__adam_chunk(float *p, const float *g, float *mm, float *vv, size_t n, const irmae__adam_k *k)
+{
+    size_t i;
+#if defined(IRMAE__X86)
+    if (irmae_simd_level() >= IRMAE_SIMD_AVX2) { irmae__adam_avx2(p, g, mm, vv, n, k); return; }
+#endif
+    for (i = 0; i < n; i++) {
+        float gi = g[i], mi = k->b1 * mm[i] + k->s1 * gi, vi = k->b2 * vv[i] + k->s2 * gi * gi;
+        mm[i] = mi; vv[i] = vi;
+        p[i] -= k->lr * mi / (sqrtf(vi * k->inv_bc2) + k->eps);
+    }
+}
+
 IRMAEDEF int irmae_model_adam_step(irmae_model *m)
 {
     double bc1, bc2;
-    float lr, b1, b2, eps, s1, s2;
-    ptrdiff_t i, np;
+    float b1, b2, eps;
+    irmae__adam_k k;
     if (!m || !m->params) return irmae__fail(IRMAE_ERR_ARG, "adam_step: model not initialised");
     m->step++;
     b1 = m->cfg.beta1; b2 = m->cfg.beta2; eps = m->cfg.eps;
     bc1 = 1.0 - pow((double)b1, (double)m->step);
     bc2 = 1.0 - pow((double)b2, (double)m->step);
     /* p -= lr * (m / bc1) / (sqrt(v / bc2) + eps) */
-    lr = (float)(m->cfg.lr / bc1);
-    s1 = 1.0f - b1; s2 = 1.0f - b2;
-    {
-        float inv_bc2 = (float)(1.0 / bc2);
-        float *p = m->params, *g = m->grads, *mm = m->adam_m, *vv = m->adam_v;
-        np = (ptrdiff_t)m->n_params;
-        IRMAE__OMP(parallel for schedule(static) if(np > IRMAE__PAR_MIN))
-        for (i = 0; i < np; i++) {
-            float gi = g[i];
-            float mi = b1 * mm[i] + s1 * gi;
-            float vi = b2 * vv[i] + s2 * gi * gi;
-            mm[i] = mi; vv[i] = vi;
-            p[i] -= lr * mi / (sqrtf(vi * inv_bc2) + eps);
-        }
-    }
+    k.lr = (float)(m->cfg.lr / bc1);
+    k.b1 = b1; k.b2 = b2; k.s1 = 1.0f - b1; k.s2 = 1.0f - b2; k.eps = eps;
+    k.inv_bc2 = (float)(1.0 / bc2);
+    IRMAE__CHUNKED(m->n_params, irmae__adam_chunk(m->params + o, m->grads + o, m->adam_m + o, m->adam_v + o, len, &k));
     return IRMAE_OK;
 }
 

@@ -4,7 +4,7 @@
 total_p=0; total_f=0; total_s=0; bad=0
 for t in "$@"; do
     echo "== $t"
-    out=$("$t" 2>&1); rc=$?
+    out=$($t 2>&1); rc=$?
     printf '%s\n' "$out"
     line=$(printf '%s\n' "$out" | grep -E '^test_[a-z0-9_]+: [0-9]+ passed, [0-9]+ failed' | tail -n 1)
     p=$(printf '%s\n' "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/')

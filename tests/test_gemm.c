@@ -43,15 +43,17 @@ int main(void)
     int levels[] = {IRMAE_SIMD_SCALAR, IRMAE_SIMD_AVX2, IRMAE_SIMD_AVX512, IRMAE_SIMD_NEON};
     irmae_rng r = irmae_rng_seed(42);
     int li, got, ta, tb, im, in, ik;
+    /* IRMAE_TEST_QUICK=1 (emulators): sizes up to 100 only, plus the two large cases */
+    int nsizes = getenv("IRMAE_TEST_QUICK") ? 5 : 7;
     for (li = 0; li < 4; li++) {
         got = irmae_simd_force(levels[li]);
         if (got != levels[li]) { printf("SKIP: %s path not available on this CPU\n", irmae_simd_name(levels[li])); continue; }
         printf("path %s\n", irmae_simd_name(got));
         for (ta = 0; ta < 2; ta++)
             for (tb = 0; tb < 2; tb++)
-                for (im = 0; im < 7; im++)
-                    for (in = 0; in < 7; in++)
-                        for (ik = 0; ik < 7; ik++) {
+                for (im = 0; im < nsizes; im++)
+                    for (in = 0; in < nsizes; in++)
+                        for (ik = 0; ik < nsizes; ik++) {
                             int m = sizes[im], n = sizes[in], k = sizes[ik];
                             float alpha = (ik % 3 == 0) ? 1.0f : -0.5f, beta = (in % 3 == 0) ? 0.0f : (in % 3 == 1 ? 1.0f : 0.25f);
                             if ((double)m * n * k > 3e7) continue; /* the reference is slow */

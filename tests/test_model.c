@@ -360,6 +360,24 @@ static void test_adam(void)
     }
     for (i = 0; i < np; i++) if (fabs(p[i] - m.params[i]) > 1e-6 * (1 + fabs(p[i]))) bad++;
     CHECK(bad == 0 && m.step == 2, "Adam differs from the hand-computed steps in %d of %lu", bad, (unsigned long)np);
+    { /* the vector and scalar paths of Adam and ReLU give the same bits */
+        float *p0 = (float *)malloc(np * 4), *m0 = (float *)malloc(np * 4), *v0 = (float *)malloc(np * 4);
+        float *p1 = (float *)malloc(np * 4), *y0 = (float *)malloc(np * 4), *y1 = (float *)malloc(np * 4);
+        int level = irmae_simd_level();
+        memcpy(p0, m.params, np * 4); memcpy(m0, m.adam_m, np * 4); memcpy(v0, m.adam_v, np * 4);
+        irmae_simd_force(IRMAE_SIMD_SCALAR);
+        irmae_model_adam_step(&m);
+        irmae_relu_forward(y0, m.grads, np);
+        memcpy(p1, m.params, np * 4);
+        memcpy(m.params, p0, np * 4); memcpy(m.adam_m, m0, np * 4); memcpy(m.adam_v, v0, np * 4);
+        m.step--;
+        irmae_simd_force(level);
+        irmae_model_adam_step(&m);
+        irmae_relu_forward(y1, m.grads, np);
+        CHECK(memcmp(p1, m.params, np * 4) == 0 && memcmp(y0, y1, np * 4) == 0,
+              "Adam/ReLU: scalar and %s paths differ", irmae_simd_name(level));
+        free(p0); free(m0); free(v0); free(p1); free(y0); free(y1);
+    }
     free(p); free(mm); free(vv);
     irmae_model_free(&m);
 }
