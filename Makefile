@@ -23,7 +23,7 @@ B        = build
 PYTHON  ?= /usr/bin/python3
 FUZZ_SECONDS ?= 60
 
-TESTS    = test_gemm test_conv test_model test_analysis test_pngw test_loaders
+TESTS    = test_gemm test_conv test_model test_analysis test_pngw test_loaders test_ckpt ckpt_kill
 TEST_BINS = $(addprefix $(B)/,$(TESTS))
 EXAMPLES = $(B)/shapes
 
@@ -78,11 +78,12 @@ test-neon: | $(B)
 
 # libFuzzer targets (clang); each runs FUZZ_SECONDS on a seed corpus made of
 # the committed test files. Without libFuzzer, fuzz_main.c replays files.
-FUZZERS = png idx gzip
+FUZZERS = png idx gzip ckpt
 fuzz: | $(B)
 	@for f in $(FUZZERS); do \
 	  clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all tests/fuzz_$$f.c -o $(B)/fuzz_$$f -lm || exit 1; \
 	  mkdir -p $(B)/corpus_$$f; cp tests/data/* $(B)/corpus_$$f/; done
+	$(MAKE) $(B)/test_ckpt && IRMAE_CKPT_CORPUS=$(B)/corpus_ckpt $(B)/test_ckpt > /dev/null
 	@for f in $(FUZZERS); do \
 	  echo "== fuzz_$$f for $(FUZZ_SECONDS) s"; \
 	  $(B)/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 $(B)/corpus_$$f 2>&1 | \

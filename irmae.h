@@ -57,7 +57,11 @@
 
 #ifndef IRMAEDEF
 #ifdef IRMAE_STATIC
+#if defined(__GNUC__) || defined(__clang__)
+#define IRMAEDEF static __attribute__((unused)) /* no warning for what a file does not call */
+#else
 #define IRMAEDEF static
+#endif
 #else
 #define IRMAEDEF extern
 #endif
@@ -801,7 +805,135 @@ IRMAEDEF void irmae_pca_free(irmae_pca *p);
    This is the formula of FID; the features are whatever the caller passes.
    Errors: ARG, OVERFLOW, NOMEM, NUMERIC. */
 IRMAEDEF int irmae_frechet_distance(const float *a, int na, const float *b, int nb, int d, double *out);
-#include "parts/ckpt_decl.h"
+/* ======================================================================== */
+/* Checkpoints and export                                                   */
+/* ======================================================================== */
+
+/* A checkpoint holds everything needed to continue training exactly: the
+   whole configuration, the parameters, Adam's moments m and v and its step,
+   the model's RNG (VAE sampling) and the state of the training loop below.
+   The format is defined byte by byte (every integer little-endian, floats as
+   their IEEE-754 bit patterns in a little-endian uint32), so a file written
+   on any machine reads the same on any other:
+
+     header   20 bytes: magic "IRMAECKP", u32 format version (1),
+              u32 section count (5), u32 CRC-32 of the 16 bytes before it
+     sections, in this order, each laid out as
+              4-byte tag, u64 payload length, payload,
+              u32 CRC-32 of tag + length + payload:
+       "CONF" i32 in_c, in_h, in_w, n, l, kind, out_act, max_batch, range_pm1;
+              f32 code_l1, code_l2, vae_beta, lr, beta1, beta2, eps;
+              i32 n_enc, n_dec; then n_enc + n_dec layer specs (encoder
+              first), each i32 type, out, k, stride, pad, bias, c, h, w;
+              u64 parameter count (must equal the count the config implies)
+       "TRST" i64 Adam step, u64 x 4 model rng, i64 epoch, i64 batch,
+              u64 x 4 data_rng (88 bytes)
+       "PARM" f32 x parameter count (the parameters, irmae_model.params order)
+       "ADMM" f32 x parameter count (Adam m)
+       "ADMV" f32 x parameter count (Adam v)
+     nothing after the last section.
+
+   Readers check everything before they touch the model: the magic
+   (IRMAE_ERR_FORMAT), the version (0 is FORMAT, newer than this library is
+   IRMAE_ERR_VERSION, checked before anything else of the file), every length
+   against the bytes left (IRMAE_ERR_TRUNCATED), every CRC
+   (IRMAE_ERR_CHECKSUM), tags, order and trailing bytes (FORMAT), the
+   configuration as irmae_model_init() would (FORMAT, or IRMAE_ERR_LIMIT for
+   more layers than IRMAE_MAX_LAYERS or a workspace larger than
+   IRMAE_MAX_ALLOC bytes), the stored parameter count and the three tensor
+   lengths against the configuration (FORMAT), and that step, epoch and batch
+   are >= 0 (FORMAT). The detail message names the check and the offset. */
+
+/* What a training loop needs besides the model to continue exactly.
+   Convention: data_rng is the state of the data-order RNG at the start of
+   epoch `epoch`, BEFORE that epoch's shuffle; `batch` is the number of
+   minibatches of that epoch already trained. A resumed loop copies
+   data_rng, shuffles with the copy (getting the same permutation as the
+   interrupted run), skips `batch` minibatches, and at the end of the epoch
+   stores the copy's state as the next epoch's data_rng. */
+typedef struct irmae_train_state {
+    long long epoch;
+    long long batch;
+    irmae_rng data_rng;
+} irmae_train_state;
+
+/* Atomic save of model m (initialised) and ts (NULL: zeros stored) to path.
+   Writes "<path>.tmp" in the same directory, flushes it to the disk
+   (POSIX fsync, Windows _commit), renames it over path (POSIX rename,
+   Windows MoveFileExA with MOVEFILE_REPLACE_EXISTING | WRITE_THROUGH), then
+   syncs the directory (POSIX, best effort). A crash at any instant leaves
+   either the old file or the new one at path, never a mix; a failed save
+   removes the .tmp file and leaves path as it was. The file is streamed
+   through a 64 KiB buffer (no second copy of the model in memory).
+   Errors: IRMAE_ERR_ARG (NULL path/m, m not initialised, a negative
+   m->step, ts->epoch or ts->batch), IRMAE_ERR_IO
+   (open/write/sync/rename failed; the detail names the file),
+   IRMAE_ERR_OVERFLOW, IRMAE_ERR_NOMEM. */
+IRMAEDEF int irmae_checkpoint_save(const char *path, const irmae_model *m, const irmae_train_state *ts);
+
+/* Loads a checkpoint: reads the whole file (at most IRMAE_MAX_ALLOC bytes)
+   and decodes it with irmae_checkpoint_decode(). *m must be either zeroed
+   (memset, or after irmae_model_free()) or an initialised model.
+   ts (may be NULL) receives the training-loop state. Errors: those of
+   irmae_checkpoint_decode() plus IRMAE_ERR_IO and IRMAE_ERR_LIMIT (file
+   too large); the detail names the file. On any error *m and *ts are
+   unchanged. */
+IRMAEDEF int irmae_checkpoint_load(const char *path, irmae_model *m, irmae_train_state *ts);
+
+/* The checkpoint of m and ts (NULL: zeros) as a new buffer *out of *size
+   bytes; free it with irmae_free_buffer(). On error *out = NULL, *size = 0.
+   Errors: IRMAE_ERR_ARG (as irmae_checkpoint_save, NULL out/size),
+   IRMAE_ERR_OVERFLOW, IRMAE_ERR_NOMEM. */
+IRMAEDEF int irmae_checkpoint_encode(const irmae_model *m, const irmae_train_state *ts,
+                                     unsigned char **out, size_t *size);
+
+/* Decodes a checkpoint held in memory (data[0..size), untrusted), after
+   validating all of it (see above). If m->params == NULL, *m becomes a new
+   model built from the stored configuration (irmae_model_init, then the
+   stored parameters, moments, step and rng; gradients zero); free it with
+   irmae_model_free(). Otherwise the stored configuration must equal m->cfg
+   field by field (the used layer specs only), else IRMAE_ERR_MISMATCH with a
+   detail naming the first different field, and the stored state is copied
+   into m (gradients zeroed). ts (may be NULL) receives epoch, batch and
+   data_rng. On any error *m and *ts are unchanged. Memory: nothing is
+   allocated before the whole input has been validated; a new model needs
+   16 bytes per parameter (bounded by 4 x size) plus its workspace for
+   cfg.max_batch, which must not exceed IRMAE_MAX_ALLOC bytes.
+   Errors: IRMAE_ERR_ARG (NULL m, NULL data with size > 0), IRMAE_ERR_FORMAT,
+   IRMAE_ERR_TRUNCATED, IRMAE_ERR_CHECKSUM, IRMAE_ERR_VERSION,
+   IRMAE_ERR_LIMIT, IRMAE_ERR_OVERFLOW, IRMAE_ERR_MISMATCH, IRMAE_ERR_NOMEM. */
+IRMAEDEF int irmae_checkpoint_decode(const void *data, size_t size, irmae_model *m, irmae_train_state *ts);
+
+/* Reads and validates only the header and the configuration section of the
+   checkpoint at path (the rest of the file is not read). *cfg is zeroed on
+   error (unused layer specs are zero on success). Errors: as
+   irmae_checkpoint_load(), minus those of the later sections. */
+IRMAEDEF int irmae_checkpoint_read_config(const char *path, irmae_config *cfg);
+
+/* Exports the weights of m (initialised) as a safetensors file (8-byte
+   little-endian header length, a JSON header padded with spaces to a
+   multiple of 8 bytes, then the tensors as little-endian float32, in the
+   order listed), written atomically as irmae_checkpoint_save() does.
+   Tensor names are those of the equivalent PyTorch model
+       encoder = nn.Sequential(<one module per encoder layer spec>)
+       maps    = nn.Sequential(l x nn.Linear(n, n, bias=False))   W_1 .. W_l
+       decoder = nn.Sequential(<one module per decoder layer spec>, out_act)
+   (conv -> nn.Conv2d, convT -> nn.ConvTranspose2d, linear -> nn.Linear,
+   relu/tanh/sigmoid -> nn.ReLU/nn.Tanh/nn.Sigmoid, flatten -> nn.Flatten(),
+   reshape -> nn.Unflatten(1, (c, h, w)); the output activation, when there
+   is one, is the decoder's last module):
+       encoder.<i>.weight / .bias, maps.<j>.weight, decoder.<i>.weight / .bias,
+       collapsed.weight (n x n, W_l ... W_1 as irmae_model_collapse; the
+       identity for l = 0).
+   Layouts as in memory: conv [out, in, k, k], convT [in, out, k, k],
+   linear [out, in]. "__metadata__" holds strings: "format" ("pt"), "n",
+   "l", "kind" ("ae" or "vae"), "in_c", "in_h", "in_w", "range" ("0,1" or
+   "-1,1"), "out_act", "irmae_version", and "layers", a JSON text
+   {"encoder": [...], "decoder": [...]} with one object per module: "type"
+   (conv, convT, linear, relu, tanh, sigmoid, flatten, unflatten), "in" and
+   "out" shapes [c, h, w], and k/stride/pad/bias or the unflatten "shape".
+   Errors: IRMAE_ERR_ARG, IRMAE_ERR_IO, IRMAE_ERR_OVERFLOW, IRMAE_ERR_NOMEM. */
+IRMAEDEF int irmae_export_safetensors(const char *path, const irmae_model *m);
 /* ======================================================================== */
 /* Model analysis                                                           */
 /* ======================================================================== */
@@ -6836,7 +6968,902 @@ IRMAEDEF int irmae_model_interpolate(irmae_model *m, const float *xa, const floa
     return rc;
 }
 
-#include "parts/ckpt_impl.h"
+/* ---------------------------------------------------------------------- */
+/* Checkpoints and export                                                 */
+/* ---------------------------------------------------------------------- */
+
+/* Durable writes need the platform's sync call: fsync (POSIX, with open /
+   write / close on a file descriptor, as stdio's fileno is not declared in
+   strict C99 mode) or _commit + MoveFileExA (Windows). */
+#if defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <windows.h>
+#include <io.h>
+#else
+#include <unistd.h>
+#include <fcntl.h>
+#endif
+
+#define IRMAE__CK_VERSION 1u
+#define IRMAE__CK_NSECT 5u
+#define IRMAE__CK_HEADER 20u
+#define IRMAE__CK_TRST_LEN 88u
+#define IRMAE__CK_NINT 9          /* int fields of the config before the floats */
+#define IRMAE__CK_NFLT 7          /* float fields */
+#define IRMAE__CK_NSPEC 9         /* int fields of a layer spec */
+#define IRMAE__CK_CONF_FIXED 72u  /* 9 ints, 7 floats, n_enc, n_dec */
+#define IRMAE__CK_CONF_MAX (IRMAE__CK_CONF_FIXED + 4u * IRMAE__CK_NSPEC * 2u * IRMAE_MAX_LAYERS + 8u)
+#define IRMAE__CKW_CAP 65536
+
+static const unsigned char irmae__ck_magic[8] = { 'I', 'R', 'M', 'A', 'E', 'C', 'K', 'P' };
+static const char irmae__ck_tags[5][5] = { "CONF", "TRST", "PARM", "ADMM", "ADMV" };
+static const char *const irmae__ck_int_names[IRMAE__CK_NINT] = {
+    "in_c", "in_h", "in_w", "n", "l", "kind", "out_act", "max_batch", "range_pm1" };
+static const char *const irmae__ck_flt_names[IRMAE__CK_NFLT] = {
+    "code_l1", "code_l2", "vae_beta", "lr", "beta1", "beta2", "eps" };
+static const char *const irmae__ck_spec_names[IRMAE__CK_NSPEC] = {
+    "type", "out", "k", "stride", "pad", "bias", "c", "h", "w" };
+
+/* The config's fields in file order (const configs are only read through these). */
+static int *irmae__ck_int(irmae_config *c, int i)
+{
+    switch (i) {
+    case 0: return &c->in_c;  case 1: return &c->in_h;    case 2: return &c->in_w;
+    case 3: return &c->n;     case 4: return &c->l;       case 5: return &c->kind;
+    case 6: return &c->out_act; case 7: return &c->max_batch; default: return &c->range_pm1;
+    }
+}
+static float *irmae__ck_flt(irmae_config *c, int i)
+{
+    switch (i) {
+    case 0: return &c->code_l1; case 1: return &c->code_l2; case 2: return &c->vae_beta;
+    case 3: return &c->lr;      case 4: return &c->beta1;   case 5: return &c->beta2;
+    default: return &c->eps;
+    }
+}
+static int *irmae__ck_spec(irmae_layer_spec *s, int i)
+{
+    switch (i) {
+    case 0: return &s->type;   case 1: return &s->out; case 2: return &s->k;
+    case 3: return &s->stride; case 4: return &s->pad; case 5: return &s->bias;
+    case 6: return &s->c;      case 7: return &s->h;   default: return &s->w;
+    }
+}
+
+/* Little-endian bytes, whatever the host's byte order. */
+static void irmae__ck_le32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v & 0xFF); p[1] = (unsigned char)((v >> 8) & 0xFF);
+    p[2] = (unsigned char)((v >> 16) & 0xFF); p[3] = (unsigned char)((v >> 24) & 0xFF);
+}
+static void irmae__ck_le64(unsigned char *p, uint64_t v)
+{
+    int i;
+    for (i = 0; i < 8; i++) p[i] = (unsigned char)((v >> (8 * i)) & 0xFF);
+}
+static uint32_t irmae__ck_rd32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static uint64_t irmae__ck_rd64(const unsigned char *p)
+{
+    return (uint64_t)irmae__ck_rd32(p) | ((uint64_t)irmae__ck_rd32(p + 4) << 32);
+}
+static uint32_t irmae__ck_fbits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float irmae__ck_bitsf(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+/* two's complement back to a signed value without implementation-defined casts */
+static int irmae__ck_i32(uint32_t u) { return u <= 0x7FFFFFFFu ? (int)u : -(int)(~u) - 1; }
+static long long irmae__ck_i64(uint64_t u)
+{
+    return u <= 0x7FFFFFFFFFFFFFFFull ? (long long)u : -(long long)(~u) - 1;
+}
+
+/* ---- streaming writer: memory or file, with a running CRC-32 ----------- */
+
+typedef struct irmae__ckw {
+    unsigned char *mem;          /* memory sink (to_file == 0): exact size */
+    size_t mem_len, mem_cap;
+    int to_file;
+#if defined(_WIN32)
+    FILE *fp;
+#else
+    int fd;
+#endif
+    int err;                     /* sticky: a write failed */
+    uint32_t crc;                /* CRC-32 of everything put since the last reset */
+    size_t blen;
+    unsigned char buf[IRMAE__CKW_CAP];
+} irmae__ckw;
+
+static void irmae__ckw_flush(irmae__ckw *w)
+{
+    size_t n = w->blen, done = 0;
+    w->blen = 0;
+    if (w->err || n == 0) return;
+    if (!w->to_file) {
+        if (n > w->mem_cap - w->mem_len) { w->err = 1; return; }
+        memcpy(w->mem + w->mem_len, w->buf, n);
+        w->mem_len += n;
+        return;
+    }
+#if defined(_WIN32)
+    if (fwrite(w->buf, 1, n, w->fp) != n) w->err = 1;
+    (void)done;
+#else
+    while (done < n) {
+        ssize_t r = write(w->fd, w->buf + done, n - done);
+        if (r <= 0) { w->err = 1; return; }
+        done += (size_t)r;
+    }
+#endif
+}
+
+static void irmae__ckw_put(irmae__ckw *w, const void *data, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    w->crc = irmae_crc32(w->crc, p, n);
+    while (n) {
+        size_t k = IRMAE__CKW_CAP - w->blen;
+        if (k > n) k = n;
+        memcpy(w->buf + w->blen, p, k);
+        w->blen += k; p += k; n -= k;
+        if (w->blen == IRMAE__CKW_CAP) irmae__ckw_flush(w);
+    }
+}
+static void irmae__ckw_u32(irmae__ckw *w, uint32_t v) { unsigned char b[4]; irmae__ck_le32(b, v); irmae__ckw_put(w, b, 4); }
+static void irmae__ckw_u64(irmae__ckw *w, uint64_t v) { unsigned char b[8]; irmae__ck_le64(b, v); irmae__ckw_put(w, b, 8); }
+static void irmae__ckw_floats(irmae__ckw *w, const float *x, size_t n)
+{
+    unsigned char b[4096];
+    while (n) {
+        size_t k = n < 1024 ? n : 1024, i;
+        for (i = 0; i < k; i++) irmae__ck_le32(b + 4 * i, irmae__ck_fbits(x[i]));
+        irmae__ckw_put(w, b, 4 * k);
+        x += k; n -= k;
+    }
+}
+/* A section: tag and length start a new CRC; irmae__ckw_end appends it. */
+static void irmae__ckw_begin(irmae__ckw *w, int sect, uint64_t len)
+{
+    w->crc = 0;
+    irmae__ckw_put(w, irmae__ck_tags[sect], 4);
+    irmae__ckw_u64(w, len);
+}
+static void irmae__ckw_end(irmae__ckw *w) { irmae__ckw_u32(w, w->crc); }
+
+/* Re-fails with `code` and "<what>: <the current detail without its prefix>". */
+static int irmae__ck_refail(int rc, int code, const char *what)
+{
+    char msg[400];
+    const char *d = irmae_error_detail();
+    size_t skip = strlen(irmae_error_string(rc)) + 2, len;
+    if (strlen(d) >= skip && strncmp(d, irmae_error_string(rc), skip - 2) == 0) d += skip;
+    len = strlen(d);
+    if (len > sizeof msg - 1) len = sizeof msg - 1;
+    memcpy(msg, d, len);
+    msg[len] = 0;
+    return irmae__fail(code, "%s: %s", what, msg);
+}
+
+/* ---- atomic file writes --------------------------------------------------- */
+
+typedef void (*irmae__ck_emitter)(irmae__ckw *w, const void *ctx);
+
+#if !defined(_WIN32)
+/* fsync of the directory holding path, so that the rename itself is durable.
+   Best effort: some file systems refuse to sync a directory. */
+static void irmae__ck_sync_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
+    char *dir = (char *)irmae__alloc(n + 1, 1);
+    int fd;
+    if (!dir) return;
+    memcpy(dir, !slash ? "." : slash == path ? "/" : path, n);
+    dir[n] = 0;
+    fd = open(dir, O_RDONLY);
+    if (fd >= 0) { (void)fsync(fd); (void)close(fd); }
+    irmae__free(dir);
+}
+#endif
+
+/* Streams emit(ctx) into "<path>.tmp", syncs it, renames it over path. */
+static int irmae__ck_write_atomic(const char *path, irmae__ck_emitter emit, const void *ctx, const char *fn)
+{
+    size_t plen = strlen(path);
+    char *tmp;
+    irmae__ckw *w;
+    int bad = 0;
+    const char *step = "write";
+    tmp = (char *)irmae__alloc(plen + 5, 1);
+    w = (irmae__ckw *)irmae__alloc(1, sizeof *w);
+    if (!tmp || !w) {
+        irmae__free(tmp); irmae__free(w);
+        return irmae__fail(IRMAE_ERR_NOMEM, "%s: buffers for '%.300s'", fn, path);
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    w->to_file = 1;
+#if defined(_WIN32)
+    w->fp = fopen(tmp, "wb");
+    if (!w->fp) {
+        irmae__free(w); irmae__free(tmp);
+        return irmae__fail(IRMAE_ERR_IO, "%s: cannot create '%.300s.tmp'", fn, path);
+    }
+    emit(w, ctx);
+    irmae__ckw_flush(w);
+    bad = w->err;
+    if (!bad && fflush(w->fp) != 0) { bad = 1; step = "flush"; }
+    if (!bad && _commit(_fileno(w->fp)) != 0) { bad = 1; step = "commit"; }
+    if (fclose(w->fp) != 0 && !bad) { bad = 1; step = "close"; }
+    if (!bad && !MoveFileExA(tmp, path, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH)) { bad = 1; step = "rename"; }
+#else
+    w->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (w->fd < 0) {
+        irmae__free(w); irmae__free(tmp);
+        return irmae__fail(IRMAE_ERR_IO, "%s: cannot create '%.300s.tmp'", fn, path);
+    }
+    emit(w, ctx);
+    irmae__ckw_flush(w);
+    bad = w->err;
+    if (!bad && fsync(w->fd) != 0) { bad = 1; step = "fsync"; }
+    if (close(w->fd) != 0 && !bad) { bad = 1; step = "close"; }
+    if (!bad && rename(tmp, path) != 0) { bad = 1; step = "rename"; }
+    if (!bad) irmae__ck_sync_dir(path);
+#endif
+    if (bad) remove(tmp);
+    irmae__free(w);
+    irmae__free(tmp);
+    if (bad) return irmae__fail(IRMAE_ERR_IO, "%s: %s of '%.300s' failed (the old file, if any, is unchanged)",
+                                fn, step, path);
+    return IRMAE_OK;
+}
+
+/* ---- checkpoint encoding ---------------------------------------------------- */
+
+typedef struct irmae__ck_src { const irmae_model *m; const irmae_train_state *ts; size_t conf_len; } irmae__ck_src;
+
+/* Sizes of the CONF payload and of the whole file; 0 on overflow. */
+static int irmae__ck_sizes(const irmae_model *m, size_t *conf_len, size_t *total)
+{
+    size_t t, p4;
+    *conf_len = IRMAE__CK_CONF_FIXED + 4u * IRMAE__CK_NSPEC * (size_t)(m->cfg.n_enc + m->cfg.n_dec) + 8u;
+    if (!irmae__mul(&p4, m->n_params, 4)) return 0;
+    t = IRMAE__CK_HEADER + IRMAE__CK_NSECT * 16u + *conf_len + IRMAE__CK_TRST_LEN;
+    if (p4 > ((size_t)-1 - t) / 3) return 0;
+    *total = t + 3 * p4;
+    return 1;
+}
+
+static void irmae__ck_emit(irmae__ckw *w, const void *ctx)
+{
+    const irmae__ck_src *src = (const irmae__ck_src *)ctx;
+    const irmae_model *m = src->m;
+    irmae_config *cfg = (irmae_config *)&m->cfg; /* read only */
+    uint64_t p4 = (uint64_t)m->n_params * 4u;
+    int i, j;
+    /* header */
+    w->crc = 0;
+    irmae__ckw_put(w, irmae__ck_magic, 8);
+    irmae__ckw_u32(w, IRMAE__CK_VERSION);
+    irmae__ckw_u32(w, IRMAE__CK_NSECT);
+    irmae__ckw_u32(w, w->crc);
+    /* CONF */
+    irmae__ckw_begin(w, 0, src->conf_len);
+    for (i = 0; i < IRMAE__CK_NINT; i++) irmae__ckw_u32(w, (uint32_t)*irmae__ck_int(cfg, i));
+    for (i = 0; i < IRMAE__CK_NFLT; i++) irmae__ckw_u32(w, irmae__ck_fbits(*irmae__ck_flt(cfg, i)));
+    irmae__ckw_u32(w, (uint32_t)cfg->n_enc);
+    irmae__ckw_u32(w, (uint32_t)cfg->n_dec);
+    for (i = 0; i < cfg->n_enc + cfg->n_dec; i++) {
+        irmae_layer_spec *s = i < cfg->n_enc ? &cfg->enc[i] : &cfg->dec[i - cfg->n_enc];
+        for (j = 0; j < IRMAE__CK_NSPEC; j++) irmae__ckw_u32(w, (uint32_t)*irmae__ck_spec(s, j));
+    }
+    irmae__ckw_u64(w, (uint64_t)m->n_params);
+    irmae__ckw_end(w);
+    /* TRST */
+    irmae__ckw_begin(w, 1, IRMAE__CK_TRST_LEN);
+    irmae__ckw_u64(w, (uint64_t)m->step);
+    for (i = 0; i < 4; i++) irmae__ckw_u64(w, m->rng.s[i]);
+    irmae__ckw_u64(w, src->ts ? (uint64_t)src->ts->epoch : 0u);
+    irmae__ckw_u64(w, src->ts ? (uint64_t)src->ts->batch : 0u);
+    for (i = 0; i < 4; i++) irmae__ckw_u64(w, src->ts ? src->ts->data_rng.s[i] : 0u);
+    irmae__ckw_end(w);
+    /* tensors */
+    irmae__ckw_begin(w, 2, p4); irmae__ckw_floats(w, m->params, m->n_params); irmae__ckw_end(w);
+    irmae__ckw_begin(w, 3, p4); irmae__ckw_floats(w, m->adam_m, m->n_params); irmae__ckw_end(w);
+    irmae__ckw_begin(w, 4, p4); irmae__ckw_floats(w, m->adam_v, m->n_params); irmae__ckw_end(w);
+}
+
+static int irmae__ck_check_model(const irmae_model *m, const irmae_train_state *ts, const char *fn)
+{
+    if (!m || !m->params || !m->adam_m || !m->adam_v)
+        return irmae__fail(IRMAE_ERR_ARG, "%s: model is NULL or not initialised", fn);
+    if (m->step < 0 || (ts && (ts->epoch < 0 || ts->batch < 0)))
+        return irmae__fail(IRMAE_ERR_ARG, "%s: negative step %.0f, epoch %.0f or batch %.0f", fn, (double)m->step,
+                           ts ? (double)ts->epoch : 0.0, ts ? (double)ts->batch : 0.0);
+    if (m->cfg.n_enc < 1 || m->cfg.n_enc > IRMAE_MAX_LAYERS || m->cfg.n_dec < 1 || m->cfg.n_dec > IRMAE_MAX_LAYERS)
+        return irmae__fail(IRMAE_ERR_ARG, "%s: model has %d / %d layers", fn, m->cfg.n_enc, m->cfg.n_dec);
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_checkpoint_encode(const irmae_model *m, const irmae_train_state *ts,
+                                     unsigned char **out, size_t *size)
+{
+    irmae__ck_src src;
+    irmae__ckw *w;
+    size_t total;
+    int rc;
+    if (out) *out = NULL;
+    if (size) *size = 0;
+    if (!out || !size) return irmae__fail(IRMAE_ERR_ARG, "checkpoint_encode: NULL out or size");
+    if ((rc = irmae__ck_check_model(m, ts, "checkpoint_encode"))) return rc;
+    src.m = m; src.ts = ts;
+    if (!irmae__ck_sizes(m, &src.conf_len, &total))
+        return irmae__fail(IRMAE_ERR_OVERFLOW, "checkpoint_encode: %lu parameters", (unsigned long)m->n_params);
+    w = (irmae__ckw *)irmae__alloc(1, sizeof *w);
+    if (w) w->mem = (unsigned char *)irmae__alloc(total, 1);
+    if (!w || !w->mem) {
+        if (w) irmae__free(w);
+        return irmae__fail(IRMAE_ERR_NOMEM, "checkpoint_encode: %lu bytes", (unsigned long)total);
+    }
+    w->mem_cap = total;
+    irmae__ck_emit(w, &src);
+    irmae__ckw_flush(w);
+    IRMAE_ASSERT(!w->err && w->mem_len == total);
+    *out = w->mem;
+    *size = total;
+    irmae__free(w);
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_checkpoint_save(const char *path, const irmae_model *m, const irmae_train_state *ts)
+{
+    irmae__ck_src src;
+    size_t total;
+    int rc;
+    if (!path || !*path) return irmae__fail(IRMAE_ERR_ARG, "checkpoint_save: NULL or empty path");
+    if ((rc = irmae__ck_check_model(m, ts, "checkpoint_save"))) return rc;
+    src.m = m; src.ts = ts;
+    if (!irmae__ck_sizes(m, &src.conf_len, &total))
+        return irmae__fail(IRMAE_ERR_OVERFLOW, "checkpoint_save: %lu parameters", (unsigned long)m->n_params);
+    return irmae__ck_write_atomic(path, irmae__ck_emit, &src, "checkpoint_save");
+}
+
+/* ---- checkpoint decoding ---------------------------------------------------- */
+
+typedef struct irmae__ck_view {
+    irmae_config cfg;
+    size_t n_params, workspace;      /* workspace: bytes irmae_model_init adds for max_batch */
+    long long step, epoch, batch;
+    irmae_rng rng, data_rng;
+    const unsigned char *tensor[3];  /* PARM, ADMM, ADMV payloads */
+} irmae__ck_view;
+
+static int irmae__ck_header(const unsigned char *p, size_t size)
+{
+    uint32_t v, crc, want;
+    if (size < 8) {
+        if (size && memcmp(p, irmae__ck_magic, size) != 0)
+            return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: bad magic at offset 0 (not an irmae checkpoint)");
+        return irmae__fail(IRMAE_ERR_TRUNCATED, "checkpoint: %lu bytes, the magic needs 8", (unsigned long)size);
+    }
+    if (memcmp(p, irmae__ck_magic, 8) != 0)
+        return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: bad magic at offset 0 (not an irmae checkpoint)");
+    if (size < 12)
+        return irmae__fail(IRMAE_ERR_TRUNCATED, "checkpoint: %lu bytes, the version ends at 12", (unsigned long)size);
+    v = irmae__ck_rd32(p + 8);
+    if (v == 0) return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: format version 0 at offset 8");
+    if (v > IRMAE__CK_VERSION)
+        return irmae__fail(IRMAE_ERR_VERSION, "checkpoint: format version %lu at offset 8, this library reads up to %u",
+                           (unsigned long)v, IRMAE__CK_VERSION);
+    if (size < IRMAE__CK_HEADER)
+        return irmae__fail(IRMAE_ERR_TRUNCATED, "checkpoint: %lu bytes, the header needs %u",
+                           (unsigned long)size, IRMAE__CK_HEADER);
+    crc = irmae__ck_rd32(p + 16);
+    want = irmae_crc32(0, p, 16);
+    if (crc != want)
+        return irmae__fail(IRMAE_ERR_CHECKSUM, "checkpoint: header CRC at offset 16 is %08lx, the bytes give %08lx",
+                           (unsigned long)crc, (unsigned long)want);
+    if (irmae__ck_rd32(p + 12) != IRMAE__CK_NSECT)
+        return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: %lu sections at offset 12, version 1 has %u",
+                           (unsigned long)irmae__ck_rd32(p + 12), IRMAE__CK_NSECT);
+    return IRMAE_OK;
+}
+
+/* Section `sect` at *pos: exact payload length `want`, or at most `max` when
+   want == (size_t)-1. Checks tag, length, bytes left and CRC. */
+static int irmae__ck_section(const unsigned char *p, size_t size, size_t *pos, int sect,
+                             size_t want, size_t max, const unsigned char **payload, size_t *len)
+{
+    size_t at = *pos, left = size - at, n;
+    uint64_t len64;
+    uint32_t crc, got;
+    const char *tag = irmae__ck_tags[sect];
+    if (left < 12)
+        return irmae__fail(IRMAE_ERR_TRUNCATED, "checkpoint: section '%s' at offset %lu: %lu bytes left, its header needs 12",
+                           tag, (unsigned long)at, (unsigned long)left);
+    if (memcmp(p + at, tag, 4) != 0)
+        return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: expected section '%s' at offset %lu, found bytes %02x %02x %02x %02x",
+                           tag, (unsigned long)at, p[at], p[at + 1], p[at + 2], p[at + 3]);
+    len64 = irmae__ck_rd64(p + at + 4);
+    if (want != (size_t)-1 && len64 != (uint64_t)want)
+        return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: section '%s' at offset %lu has length %.0f, the configuration implies %lu",
+                           tag, (unsigned long)at, (double)len64, (unsigned long)want);
+    if (want == (size_t)-1 && len64 > (uint64_t)max)
+        return irmae__fail(IRMAE_ERR_LIMIT, "checkpoint: section '%s' at offset %lu has length %.0f, more than the %lu bytes "
+                           "of the largest configuration (IRMAE_MAX_LAYERS %d)",
+                           tag, (unsigned long)at, (double)len64, (unsigned long)max, IRMAE_MAX_LAYERS);
+    if (len64 > (uint64_t)(left - 12) || (left - 12) - (size_t)len64 < 4)
+        return irmae__fail(IRMAE_ERR_TRUNCATED, "checkpoint: section '%s' at offset %lu: %.0f payload bytes and a CRC, %lu bytes left",
+                           tag, (unsigned long)at, (double)len64, (unsigned long)(left - 12));
+    n = (size_t)len64;
+    crc = irmae__ck_rd32(p + at + 12 + n);
+    got = irmae_crc32(0, p + at, 12 + n);
+    if (crc != got)
+        return irmae__fail(IRMAE_ERR_CHECKSUM, "checkpoint: section '%s' at offset %lu: CRC %08lx stored at offset %lu, the bytes give %08lx",
+                           tag, (unsigned long)at, (unsigned long)crc, (unsigned long)(at + 12 + n), (unsigned long)got);
+    *payload = p + at + 12;
+    *len = n;
+    *pos = at + 12 + n + 4;
+    return IRMAE_OK;
+}
+
+/* Bytes of workspace irmae_model_init allocates for a planned model (the
+   buffers besides the four parameter-sized ones). 0 if a size overflows. */
+static size_t irmae__ck_workspace(const irmae_model *pm, const irmae_config *cfg)
+{
+    size_t B = (size_t)cfg->max_batch, maxio = 0, work = 0, acts, codes, eps, total;
+    int i;
+    for (i = 0; i < pm->n_layers; i++) {
+        const irmae_layer *L = &pm->layers[i];
+        size_t io = irmae__layer_out_size(L) > irmae__layer_in_size(L) ? irmae__layer_out_size(L) : irmae__layer_in_size(L);
+        if (io > maxio) maxio = io;
+        if (L->spec.type == IRMAE_LAYER_CONV || L->spec.type == IRMAE_LAYER_CONVT) {
+            irmae_conv_desc d;
+            int rc = L->spec.type == IRMAE_LAYER_CONV
+                ? irmae_conv2d_desc(&d, cfg->max_batch, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.stride, L->spec.pad)
+                : irmae_convt2d_desc(&d, cfg->max_batch, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.stride, L->spec.pad);
+            size_t ws;
+            if (rc) return 0;
+            ws = irmae_conv_workspace(&d);
+            if (ws > work) work = ws;
+        }
+    }
+    if (!irmae__mul(&acts, pm->max_act, B) || !irmae__mul(&maxio, maxio, B) ||
+        !irmae__mul3(&codes, (size_t)cfg->l + 1, B, (size_t)cfg->n) || !irmae__mul(&eps, B, (size_t)cfg->n))
+        return 0;
+    total = acts;
+    if (maxio > ((size_t)-1 - total) / 2) return 0;
+    total += 2 * maxio;
+    if (codes > (size_t)-1 - total) return 0;
+    total += codes;
+    if (eps > (size_t)-1 - total) return 0;
+    total += eps;
+    if (work > (size_t)-1 - total) return 0;
+    total += work;
+    return irmae__mul(&total, total, sizeof(float)) ? total : 0;
+}
+
+/* CONF payload q[0..len) (file offset base) -> v->cfg, v->n_params, v->workspace. */
+static int irmae__ck_conf(const unsigned char *q, size_t len, size_t base, irmae__ck_view *v)
+{
+    irmae_config *c = &v->cfg;
+    irmae_model *pm;
+    int ne, nd, i, j, rc;
+    size_t off, want;
+    uint64_t stored;
+    memset(c, 0, sizeof *c);
+    if (len < IRMAE__CK_CONF_FIXED + 8u)
+        return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: configuration at offset %lu has %lu bytes, at least %u needed",
+                           (unsigned long)base, (unsigned long)len, IRMAE__CK_CONF_FIXED + 8u);
+    ne = irmae__ck_i32(irmae__ck_rd32(q + 64));
+    nd = irmae__ck_i32(irmae__ck_rd32(q + 68));
+    if (ne > IRMAE_MAX_LAYERS || nd > IRMAE_MAX_LAYERS)
+        return irmae__fail(IRMAE_ERR_LIMIT, "checkpoint: %d encoder / %d decoder layers at offset %lu, IRMAE_MAX_LAYERS is %d",
+                           ne, nd, (unsigned long)(base + 64), IRMAE_MAX_LAYERS);
+    if (ne < 1 || nd < 1)
+        return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: %d encoder / %d decoder layers at offset %lu",
+                           ne, nd, (unsigned long)(base + 64));
+    want = IRMAE__CK_CONF_FIXED + 4u * IRMAE__CK_NSPEC * (size_t)(ne + nd) + 8u;
+    if (len != want)
+        return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: configuration at offset %lu has %lu bytes, %d + %d layers need %lu",
+                           (unsigned long)base, (unsigned long)len, ne, nd, (unsigned long)want);
+    for (i = 0; i < IRMAE__CK_NINT; i++) *irmae__ck_int(c, i) = irmae__ck_i32(irmae__ck_rd32(q + 4 * i));
+    for (i = 0; i < IRMAE__CK_NFLT; i++) *irmae__ck_flt(c, i) = irmae__ck_bitsf(irmae__ck_rd32(q + 36 + 4 * i));
+    c->n_enc = ne; c->n_dec = nd;
+    off = IRMAE__CK_CONF_FIXED;
+    for (i = 0; i < ne + nd; i++) {
+        irmae_layer_spec *s = i < ne ? &c->enc[i] : &c->dec[i - ne];
+        for (j = 0; j < IRMAE__CK_NSPEC; j++, off += 4) *irmae__ck_spec(s, j) = irmae__ck_i32(irmae__ck_rd32(q + off));
+    }
+    stored = irmae__ck_rd64(q + off);
+    pm = (irmae_model *)irmae__alloc(1, sizeof *pm);
+    if (!pm) return irmae__fail(IRMAE_ERR_NOMEM, "checkpoint: planning the model");
+    rc = irmae__model_plan(pm, c);
+    if (rc) {
+        irmae__free(pm);
+        return irmae__ck_refail(rc, rc == IRMAE_ERR_LIMIT || rc == IRMAE_ERR_OVERFLOW ? rc : IRMAE_ERR_FORMAT,
+                                "checkpoint: the configuration is invalid");
+    }
+    v->n_params = pm->n_params;
+    v->workspace = irmae__ck_workspace(pm, c);
+    irmae__free(pm);
+    if (stored != (uint64_t)v->n_params)
+        return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: %.0f parameters stored at offset %lu, the configuration has %lu",
+                           (double)stored, (unsigned long)(base + off), (unsigned long)v->n_params);
+    return IRMAE_OK;
+}
+
+/* Validates a whole checkpoint (or, conf_only, its header and CONF). */
+static int irmae__ck_parse(const unsigned char *p, size_t size, irmae__ck_view *v, int conf_only)
+{
+    size_t pos = IRMAE__CK_HEADER, len, p4;
+    const unsigned char *q;
+    int rc, i;
+    memset(v, 0, sizeof *v);
+    if ((rc = irmae__ck_header(p, size))) return rc;
+    if ((rc = irmae__ck_section(p, size, &pos, 0, (size_t)-1, IRMAE__CK_CONF_MAX, &q, &len))) return rc;
+    if ((rc = irmae__ck_conf(q, len, (size_t)(q - p), v))) return rc;
+    if (conf_only) return IRMAE_OK;
+    if ((rc = irmae__ck_section(p, size, &pos, 1, IRMAE__CK_TRST_LEN, 0, &q, &len))) return rc;
+    v->step = irmae__ck_i64(irmae__ck_rd64(q));
+    for (i = 0; i < 4; i++) v->rng.s[i] = irmae__ck_rd64(q + 8 + 8 * i);
+    v->epoch = irmae__ck_i64(irmae__ck_rd64(q + 40));
+    v->batch = irmae__ck_i64(irmae__ck_rd64(q + 48));
+    for (i = 0; i < 4; i++) v->data_rng.s[i] = irmae__ck_rd64(q + 56 + 8 * i);
+    if (v->step < 0 || v->epoch < 0 || v->batch < 0)
+        return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: negative step %.0f, epoch %.0f or batch %.0f at offset %lu",
+                           (double)v->step, (double)v->epoch, (double)v->batch, (unsigned long)(q - p));
+    if (!irmae__mul(&p4, v->n_params, 4))
+        return irmae__fail(IRMAE_ERR_LIMIT, "checkpoint: %lu parameters", (unsigned long)v->n_params);
+    for (i = 0; i < 3; i++) {
+        if ((rc = irmae__ck_section(p, size, &pos, 2 + i, p4, 0, &q, &len))) return rc;
+        v->tensor[i] = q;
+    }
+    if (pos != size)
+        return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: %lu bytes after the last section (offset %lu)",
+                           (unsigned long)(size - pos), (unsigned long)pos);
+    return IRMAE_OK;
+}
+
+/* Field-by-field comparison of the stored configuration with a model's. */
+static int irmae__ck_compare(const irmae_config *file, const irmae_config *model)
+{
+    irmae_config *a = (irmae_config *)file, *b = (irmae_config *)model; /* read only */
+    int i, j;
+    for (i = 0; i < IRMAE__CK_NINT; i++)
+        if (*irmae__ck_int(a, i) != *irmae__ck_int(b, i))
+            return irmae__fail(IRMAE_ERR_MISMATCH, "checkpoint: config field %s is %d in the file, %d in the model",
+                               irmae__ck_int_names[i], *irmae__ck_int(a, i), *irmae__ck_int(b, i));
+    for (i = 0; i < IRMAE__CK_NFLT; i++)
+        if (irmae__ck_fbits(*irmae__ck_flt(a, i)) != irmae__ck_fbits(*irmae__ck_flt(b, i)))
+            return irmae__fail(IRMAE_ERR_MISMATCH, "checkpoint: config field %s is %.9g in the file, %.9g in the model",
+                               irmae__ck_flt_names[i], (double)*irmae__ck_flt(a, i), (double)*irmae__ck_flt(b, i));
+    if (a->n_enc != b->n_enc || a->n_dec != b->n_dec)
+        return irmae__fail(IRMAE_ERR_MISMATCH, "checkpoint: %d encoder / %d decoder layers in the file, %d / %d in the model",
+                           a->n_enc, a->n_dec, b->n_enc, b->n_dec);
+    for (i = 0; i < a->n_enc + a->n_dec; i++) {
+        irmae_layer_spec *sa = i < a->n_enc ? &a->enc[i] : &a->dec[i - a->n_enc];
+        irmae_layer_spec *sb = i < a->n_enc ? &b->enc[i] : &b->dec[i - a->n_enc];
+        for (j = 0; j < IRMAE__CK_NSPEC; j++)
+            if (*irmae__ck_spec(sa, j) != *irmae__ck_spec(sb, j))
+                return irmae__fail(IRMAE_ERR_MISMATCH, "checkpoint: %s layer %d field %s is %d in the file, %d in the model",
+                                   i < a->n_enc ? "encoder" : "decoder", i < a->n_enc ? i : i - a->n_enc,
+                                   irmae__ck_spec_names[j], *irmae__ck_spec(sa, j), *irmae__ck_spec(sb, j));
+    }
+    return IRMAE_OK;
+}
+
+static void irmae__ck_read_floats(float *dst, const unsigned char *src, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) dst[i] = irmae__ck_bitsf(irmae__ck_rd32(src + 4 * i));
+}
+
+static void irmae__ck_apply(irmae_model *m, const irmae__ck_view *v)
+{
+    irmae__ck_read_floats(m->params, v->tensor[0], v->n_params);
+    irmae__ck_read_floats(m->adam_m, v->tensor[1], v->n_params);
+    irmae__ck_read_floats(m->adam_v, v->tensor[2], v->n_params);
+    memset(m->grads, 0, v->n_params * sizeof(float));
+    m->step = v->step;
+    m->rng = v->rng;
+}
+
+IRMAEDEF int irmae_checkpoint_decode(const void *data, size_t size, irmae_model *m, irmae_train_state *ts)
+{
+    irmae__ck_view *v;
+    int rc;
+    if (!m) return irmae__fail(IRMAE_ERR_ARG, "checkpoint_decode: model is NULL");
+    if (!data && size) return irmae__fail(IRMAE_ERR_ARG, "checkpoint_decode: NULL data with size %lu", (unsigned long)size);
+    v = (irmae__ck_view *)irmae__alloc(1, sizeof *v);
+    if (!v) return irmae__fail(IRMAE_ERR_NOMEM, "checkpoint_decode: view");
+    rc = irmae__ck_parse((const unsigned char *)data, size, v, 0);
+    if (rc) { irmae__free(v); return rc; }
+    if (m->params) {
+        rc = irmae__ck_compare(&v->cfg, &m->cfg);
+        if (!rc && (m->n_params != v->n_params || !m->grads || !m->adam_m || !m->adam_v))
+            rc = irmae__fail(IRMAE_ERR_MISMATCH, "checkpoint: %lu parameters in the file, %lu in the model",
+                             (unsigned long)v->n_params, (unsigned long)m->n_params);
+        if (!rc) irmae__ck_apply(m, v);
+    } else if (v->workspace == 0 || v->workspace > (size_t)IRMAE_MAX_ALLOC) {
+        rc = irmae__fail(IRMAE_ERR_LIMIT, "checkpoint: the model's workspace for max_batch %d needs %.0f bytes, "
+                         "more than IRMAE_MAX_ALLOC (%.0f)", v->cfg.max_batch,
+                         v->workspace ? (double)v->workspace : HUGE_VAL, (double)IRMAE_MAX_ALLOC);
+    } else {
+        irmae_model *t = (irmae_model *)irmae__alloc(1, sizeof *t);
+        irmae_rng r = irmae_rng_seed(0);
+        if (!t) rc = irmae__fail(IRMAE_ERR_NOMEM, "checkpoint_decode: model");
+        else if ((rc = irmae_model_init(t, &v->cfg, &r)) == IRMAE_OK) {
+            irmae__ck_apply(t, v);
+            *m = *t;
+        }
+        irmae__free(t);
+    }
+    if (!rc && ts) { ts->epoch = v->epoch; ts->batch = v->batch; ts->data_rng = v->data_rng; }
+    irmae__free(v);
+    return rc;
+}
+
+IRMAEDEF int irmae_checkpoint_load(const char *path, irmae_model *m, irmae_train_state *ts)
+{
+    unsigned char *buf;
+    size_t size;
+    int rc;
+    if (!path || !m) return irmae__fail(IRMAE_ERR_ARG, "checkpoint_load: NULL path or model");
+    if ((rc = irmae__cd_read_file(path, &buf, &size))) return rc;
+    rc = irmae_checkpoint_decode(buf, size, m, ts);
+    irmae__free(buf);
+    return rc ? irmae__cd_tag_path(rc, path) : IRMAE_OK;
+}
+
+IRMAEDEF int irmae_checkpoint_read_config(const char *path, irmae_config *cfg)
+{
+    const size_t cap = IRMAE__CK_HEADER + 12u + IRMAE__CK_CONF_MAX + 4u;
+    unsigned char *buf;
+    irmae__ck_view *v;
+    size_t got;
+    FILE *f;
+    int rc, bad;
+    if (cfg) memset(cfg, 0, sizeof *cfg);
+    if (!path || !cfg) return irmae__fail(IRMAE_ERR_ARG, "checkpoint_read_config: NULL path or cfg");
+    f = fopen(path, "rb");
+    if (!f) return irmae__fail(IRMAE_ERR_IO, "checkpoint_read_config: cannot open '%.300s'", path);
+    buf = (unsigned char *)irmae__alloc(cap, 1);
+    v = (irmae__ck_view *)irmae__alloc(1, sizeof *v);
+    if (!buf || !v) {
+        fclose(f); irmae__free(buf); irmae__free(v);
+        return irmae__fail(IRMAE_ERR_NOMEM, "checkpoint_read_config: buffers");
+    }
+    got = fread(buf, 1, cap, f);
+    bad = ferror(f) != 0;
+    fclose(f);
+    if (bad) rc = irmae__fail(IRMAE_ERR_IO, "checkpoint_read_config: error reading '%.300s'", path);
+    else {
+        /* every check on the prefix read is exact: a CONF section longer than
+           the largest configuration is refused before the bytes are needed */
+        rc = irmae__ck_parse(buf, got, v, 1);
+        if (rc) rc = irmae__cd_tag_path(rc, path);
+        else *cfg = v->cfg;
+    }
+    irmae__free(buf);
+    irmae__free(v);
+    return rc;
+}
+
+/* ---- safetensors export ------------------------------------------------------ */
+
+/* A growable string (sticky allocation failure). */
+typedef struct irmae__sb { char *s; size_t len, cap; int err; } irmae__sb;
+
+static void irmae__sb_raw(irmae__sb *b, const char *s, size_t n)
+{
+    if (b->err) return;
+    if (n >= b->cap - b->len || !b->s) {
+        size_t ncap = b->cap ? b->cap : 1024;
+        char *ns;
+        while (ncap - b->len <= n) {
+            if (ncap > (size_t)-1 / 2) { b->err = 1; return; }
+            ncap *= 2;
+        }
+        ns = (char *)irmae__alloc(ncap, 1);
+        if (!ns) { b->err = 1; return; }
+        if (b->len) memcpy(ns, b->s, b->len);
+        irmae__free(b->s);
+        b->s = ns; b->cap = ncap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = 0;
+}
+static void irmae__sb_fmt(irmae__sb *b, const char *fmt, ...) IRMAE__PRINTF(2, 3);
+static void irmae__sb_fmt(irmae__sb *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof tmp) { b->err = 1; return; }
+    irmae__sb_raw(b, tmp, (size_t)n);
+}
+static void irmae__sb_u64(irmae__sb *b, uint64_t v)
+{
+    char d[24];
+    int i = 23;
+    d[i] = 0;
+    do { d[--i] = (char)('0' + (int)(v % 10)); v /= 10; } while (v);
+    irmae__sb_raw(b, d + i, (size_t)(23 - i));
+}
+
+typedef struct irmae__st_tensor {
+    char name[32];
+    int rank;
+    size_t shape[4];
+    const float *data;
+    size_t count;
+} irmae__st_tensor;
+
+typedef struct irmae__st_src {
+    const irmae__st_tensor *t;
+    int nt;
+    const char *header;
+    size_t header_len;           /* padded to a multiple of 8 */
+} irmae__st_src;
+
+static void irmae__st_emit(irmae__ckw *w, const void *ctx)
+{
+    const irmae__st_src *s = (const irmae__st_src *)ctx;
+    int i;
+    irmae__ckw_u64(w, (uint64_t)s->header_len);
+    irmae__ckw_put(w, s->header, s->header_len);
+    for (i = 0; i < s->nt; i++) irmae__ckw_floats(w, s->t[i].data, s->t[i].count);
+}
+
+static const char *irmae__st_type(const irmae_layer *L)
+{
+    switch (L->spec.type) {
+    case IRMAE_LAYER_CONV: return "conv";
+    case IRMAE_LAYER_CONVT: return "convT";
+    case IRMAE_LAYER_LINEAR: return "linear";
+    case IRMAE_LAYER_RELU: return "relu";
+    case IRMAE_LAYER_TANH: return "tanh";
+    case IRMAE_LAYER_SIGMOID: return "sigmoid";
+    default: return L->spec.c == 0 ? "flatten" : "unflatten";
+    }
+}
+
+/* One module of the "layers" JSON text. */
+static void irmae__st_layer_json(irmae__sb *b, const irmae_layer *L, int first)
+{
+    irmae__sb_fmt(b, "%s{\"type\":\"%s\",\"in\":[%d,%d,%d],\"out\":[%d,%d,%d]", first ? "" : ",",
+                  irmae__st_type(L), L->in_c, L->in_h, L->in_w, L->out_c, L->out_h, L->out_w);
+    if (L->spec.type == IRMAE_LAYER_CONV || L->spec.type == IRMAE_LAYER_CONVT)
+        irmae__sb_fmt(b, ",\"k\":%d,\"stride\":%d,\"pad\":%d,\"bias\":%s", L->spec.k, L->spec.stride,
+                      L->spec.pad, L->n_b ? "true" : "false");
+    else if (L->spec.type == IRMAE_LAYER_LINEAR)
+        irmae__sb_fmt(b, ",\"bias\":%s", L->n_b ? "true" : "false");
+    else if (L->spec.type == IRMAE_LAYER_RESHAPE && L->spec.c != 0)
+        irmae__sb_fmt(b, ",\"shape\":[%d,%d,%d]", L->spec.c, L->spec.h, L->spec.w);
+    irmae__sb_raw(b, "}", 1);
+}
+
+/* Adds the weight (and bias) tensors of layer L named <prefix>.<index>. */
+static void irmae__st_layer_tensors(irmae__st_tensor *t, int *nt, const irmae_model *m, const irmae_layer *L,
+                                    const char *prefix, int index)
+{
+    irmae__st_tensor *w;
+    if (!L->n_w) return;
+    w = &t[(*nt)++];
+    memset(w, 0, sizeof *w);
+    snprintf(w->name, sizeof w->name, "%s.%d.weight", prefix, index);
+    w->data = m->params + L->w_off;
+    w->count = L->n_w;
+    if (L->spec.type == IRMAE_LAYER_LINEAR) {
+        w->rank = 2; w->shape[0] = (size_t)L->out_c; w->shape[1] = irmae__layer_in_size(L);
+    } else {
+        w->rank = 4;
+        w->shape[0] = (size_t)(L->spec.type == IRMAE_LAYER_CONV ? L->out_c : L->in_c);
+        w->shape[1] = (size_t)(L->spec.type == IRMAE_LAYER_CONV ? L->in_c : L->out_c);
+        w->shape[2] = w->shape[3] = (size_t)L->spec.k;
+    }
+    if (L->n_b) {
+        irmae__st_tensor *b = &t[(*nt)++];
+        memset(b, 0, sizeof *b);
+        snprintf(b->name, sizeof b->name, "%s.%d.bias", prefix, index);
+        b->data = m->params + L->b_off;
+        b->count = L->n_b;
+        b->rank = 1; b->shape[0] = L->n_b;
+    }
+}
+
+IRMAEDEF int irmae_export_safetensors(const char *path, const irmae_model *m)
+{
+    irmae__st_tensor *t = NULL;
+    irmae__st_src src;
+    irmae__sb hdr, lay;
+    float *collapsed = NULL;
+    int nt = 0, i, j, n, rc, out_act;
+    size_t maxt, off = 0;
+    const char *sep;
+    if (!path || !*path) return irmae__fail(IRMAE_ERR_ARG, "export_safetensors: NULL or empty path");
+    if ((rc = irmae__ck_check_model(m, NULL, "export_safetensors"))) return rc;
+    n = m->cfg.n;
+    memset(&hdr, 0, sizeof hdr);
+    memset(&lay, 0, sizeof lay);
+    maxt = 2 * (size_t)m->n_layers + (size_t)m->cfg.l + 1;
+    t = (irmae__st_tensor *)irmae__alloc(maxt, sizeof *t);
+    collapsed = (float *)irmae__alloc((size_t)n * n, sizeof(float));
+    if (!t || !collapsed) { rc = irmae__fail(IRMAE_ERR_NOMEM, "export_safetensors: %lu tensors", (unsigned long)maxt); goto done; }
+    if ((rc = irmae_model_collapse(m, collapsed))) goto done;
+
+    /* tensors in order: encoder, maps, decoder, collapsed */
+    for (i = 0; i < m->n_enc; i++) irmae__st_layer_tensors(t, &nt, m, &m->layers[i], "encoder", i);
+    for (j = 0; j < m->cfg.l; j++) {
+        irmae__st_tensor *w = &t[nt++];
+        snprintf(w->name, sizeof w->name, "maps.%d.weight", j);
+        w->rank = 2; w->shape[0] = w->shape[1] = (size_t)n;
+        w->data = m->params + m->maps_off + (size_t)j * n * n;
+        w->count = (size_t)n * n;
+    }
+    for (i = m->n_enc; i < m->n_layers; i++) irmae__st_layer_tensors(t, &nt, m, &m->layers[i], "decoder", i - m->n_enc);
+    {
+        irmae__st_tensor *w = &t[nt++];
+        snprintf(w->name, sizeof w->name, "collapsed.weight");
+        w->rank = 2; w->shape[0] = w->shape[1] = (size_t)n;
+        w->data = collapsed;
+        w->count = (size_t)n * n;
+    }
+
+    /* the layer list, as JSON text stored in a metadata string */
+    irmae__sb_raw(&lay, "{\"encoder\":[", 12);
+    for (i = 0; i < m->n_enc; i++) irmae__st_layer_json(&lay, &m->layers[i], i == 0);
+    irmae__sb_raw(&lay, "],\"decoder\":[", 13);
+    for (i = m->n_enc; i < m->n_layers; i++) irmae__st_layer_json(&lay, &m->layers[i], i == m->n_enc);
+    irmae__sb_raw(&lay, "]}", 2);
+
+    out_act = m->cfg.out_act == IRMAE_OUT_AUTO ? (m->cfg.kind == IRMAE_KIND_VAE ? IRMAE_OUT_SIGMOID : IRMAE_OUT_TANH)
+                                               : m->cfg.out_act;
+    irmae__sb_fmt(&hdr, "{\"__metadata__\":{\"format\":\"pt\",\"irmae_version\":\"%d.%d.%d\",\"n\":\"%d\",\"l\":\"%d\","
+                  "\"kind\":\"%s\",\"in_c\":\"%d\",\"in_h\":\"%d\",\"in_w\":\"%d\",\"range\":\"%s\",\"out_act\":\"%s\",\"layers\":\"",
+                  IRMAE_VERSION_MAJOR, IRMAE_VERSION_MINOR, IRMAE_VERSION_PATCH, n, m->cfg.l,
+                  m->cfg.kind == IRMAE_KIND_VAE ? "vae" : "ae", m->cfg.in_c, m->cfg.in_h, m->cfg.in_w,
+                  m->cfg.range_pm1 ? "-1,1" : "0,1",
+                  out_act == IRMAE_OUT_TANH ? "tanh" : out_act == IRMAE_OUT_SIGMOID ? "sigmoid" : "none");
+    for (i = 0; !lay.err && i < (int)lay.len; i++) {  /* escape the quotes of the JSON text */
+        if (lay.s[i] == '"' || lay.s[i] == '\\') irmae__sb_raw(&hdr, "\\", 1);
+        irmae__sb_raw(&hdr, lay.s + i, 1);
+    }
+    irmae__sb_raw(&hdr, "\"}", 2);
+    for (i = 0; i < nt; i++) {
+        size_t bytes = t[i].count * sizeof(float);
+        irmae__sb_fmt(&hdr, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[", t[i].name);
+        for (j = 0, sep = ""; j < t[i].rank; j++, sep = ",") {
+            irmae__sb_raw(&hdr, sep, strlen(sep));
+            irmae__sb_u64(&hdr, (uint64_t)t[i].shape[j]);
+        }
+        irmae__sb_raw(&hdr, "],\"data_offsets\":[", 18);
+        irmae__sb_u64(&hdr, (uint64_t)off);
+        irmae__sb_raw(&hdr, ",", 1);
+        irmae__sb_u64(&hdr, (uint64_t)(off + bytes));
+        irmae__sb_raw(&hdr, "]}", 2);
+        off += bytes;
+    }
+    irmae__sb_raw(&hdr, "}", 1);
+    while (!hdr.err && hdr.len % 8) irmae__sb_raw(&hdr, " ", 1);
+    if (hdr.err || lay.err) { rc = irmae__fail(IRMAE_ERR_NOMEM, "export_safetensors: header"); goto done; }
+    src.t = t; src.nt = nt; src.header = hdr.s; src.header_len = hdr.len;
+    rc = irmae__ck_write_atomic(path, irmae__st_emit, &src, "export_safetensors");
+done:
+    irmae__free(t);
+    irmae__free(collapsed);
+    irmae__free(hdr.s);
+    irmae__free(lay.s);
+    return rc;
+}
 
 #endif /* IRMAE_IMPLEMENTATION_DONE */
 #endif /* IRMAE_IMPLEMENTATION */

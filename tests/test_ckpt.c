@@ -1,0 +1,933 @@
+/* Checkpoints and safetensors export:
+   - round trips (encode/decode, save/load, read_config) of small custom
+     nets, a VAE and the shapes preset: config, parameters, Adam m/v/step,
+     the model rng and the train state bit-identical, re-encoding identical;
+     loading into a zeroed and into an initialised model; mismatching
+     configurations give IRMAE_ERR_MISMATCH (detail names the field) and
+     leave the model untouched;
+   - every truncation of a small checkpoint is IRMAE_ERR_TRUNCATED, thousands
+     of seeded random bit flips are rejected with a named error, hand-made
+     bad headers / configs (CRCs recomputed) give the documented errors;
+   - resuming is bit-exact: N steps straight == k steps, save, load into a
+     fresh model (in this process and in a new process: this program re-runs
+     itself with --resume), N - k more steps, for an IRMAE and a VAE (whose
+     sampling uses the model rng); negative controls show the check can fail;
+   - the safetensors export, checked by tests/safetensors_check.py (header,
+     names, shapes, values, padding, and the checkpoint format itself with
+     zlib's CRC-32) and tests/torch_check.py (the PyTorch model built from
+     the metadata, weights loaded strictly, outputs compared to irmae.h's)
+     with $IRMAE_PYTHON (default /usr/bin/python3); SKIP when missing.
+   - writes a seed corpus for tests/fuzz_ckpt.c into $IRMAE_CKPT_CORPUS or
+     build/corpus_ckpt/ when that directory exists.
+   Build: cc -O2 -std=c99 -Wall -Wextra -pedantic -fopenmp tests/test_ckpt.c -o build/test_ckpt -lm
+   Run from the repository root: build/test_ckpt */
+#define IRMAE_IMPLEMENTATION
+#include "../irmae.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#define TC_PID() ((long)getpid())
+#else
+#define TC_PID() ((long)time(NULL))
+#endif
+
+static int passed = 0, failed = 0;
+#define CHECK(cond, ...) do { if (cond) passed++; else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+static char g_tmp[600], g_python[600], g_argv0[600];
+static int g_have_numpy = 0;
+static char g_files[128][720];
+static int g_nfiles = 0;
+
+/* Files to remove at the end. */
+static void remember(const char *path)
+{
+    if (g_nfiles < 128) { snprintf(g_files[g_nfiles], sizeof g_files[0], "%s", path); g_nfiles++; }
+}
+
+static const char *tmp_name(const char *leaf)
+{
+    static char buf[8][700];
+    static int k = 0;
+    char *b = buf[k++ & 7];
+    snprintf(b, 700, "%s%s", g_tmp, leaf);
+    remember(b);
+    return b;
+}
+
+/* ---- configurations and data ------------------------------------------- */
+
+/* 1 x 8 x 8 images: conv, relu, conv, relu, flatten, linear -> code;
+   linear, relu, reshape, convT, relu, convT (+ tanh / sigmoid). */
+static irmae_config tiny_cfg(int kind)
+{
+    irmae_config c = irmae_preset(IRMAE_PRESET_SHAPES);
+    c.in_c = 1; c.in_h = c.in_w = 8;
+    c.n = 4; c.l = kind == IRMAE_KIND_VAE ? 0 : 2;
+    c.kind = kind;
+    c.max_batch = 8;
+    c.lr = 1e-3f;
+    c.n_enc = c.n_dec = 0;
+    memset(c.enc, 0, sizeof c.enc);
+    memset(c.dec, 0, sizeof c.dec);
+    c.enc[c.n_enc++] = irmae_layer_conv(4, 4, 2, 1);
+    c.enc[c.n_enc++] = irmae_layer_act(IRMAE_LAYER_RELU);
+    c.enc[c.n_enc++] = irmae_layer_conv(8, 4, 2, 1);
+    c.enc[c.n_enc++] = irmae_layer_act(IRMAE_LAYER_RELU);
+    c.enc[c.n_enc++] = irmae_layer_flatten();
+    c.enc[c.n_enc++] = irmae_layer_linear(IRMAE_CODE, 1);
+    c.dec[c.n_dec++] = irmae_layer_linear(32, 1);
+    c.dec[c.n_dec++] = irmae_layer_act(IRMAE_LAYER_RELU);
+    c.dec[c.n_dec++] = irmae_layer_reshape(8, 2, 2);
+    c.dec[c.n_dec++] = irmae_layer_convt(4, 4, 2, 1);
+    c.dec[c.n_dec++] = irmae_layer_act(IRMAE_LAYER_RELU);
+    c.dec[c.n_dec++] = irmae_layer_convt(1, 4, 2, 1);
+    return c;
+}
+
+/* 1 x 4 x 4 images, linear only: ~90 parameters, a ~1.5 KB checkpoint. */
+static irmae_config micro_cfg(void)
+{
+    irmae_config c = tiny_cfg(IRMAE_KIND_AE);
+    c.in_h = c.in_w = 4; c.n = 2; c.l = 1;
+    c.n_enc = c.n_dec = 0;
+    memset(c.enc, 0, sizeof c.enc);
+    memset(c.dec, 0, sizeof c.dec);
+    c.enc[c.n_enc++] = irmae_layer_flatten();
+    c.enc[c.n_enc++] = irmae_layer_linear(IRMAE_CODE, 1);
+    c.dec[c.n_dec++] = irmae_layer_linear(16, 1);
+    c.dec[c.n_dec++] = irmae_layer_reshape(1, 4, 4);
+    return c;
+}
+
+/* count smooth images in [0, 1], deterministic in seed. */
+static void make_data(irmae_dataset *ds, int count, int c, int h, int w, uint64_t seed)
+{
+    irmae_rng r = irmae_rng_seed(seed);
+    int i, ch, y, x;
+    irmae_dataset_alloc(ds, count, c, h, w, 0);
+    for (i = 0; i < count; i++) {
+        float *img = irmae_dataset_image(ds, i);
+        for (ch = 0; ch < c; ch++) {
+            float a = 1.5f * irmae_rng_uniform(&r), b = 1.5f * irmae_rng_uniform(&r), p = 6.0f * irmae_rng_uniform(&r);
+            for (y = 0; y < h; y++)
+                for (x = 0; x < w; x++)
+                    img[((size_t)ch * h + y) * w + x] = 0.5f + 0.5f * (float)sin(a * x + b * y + p);
+        }
+    }
+}
+
+/* The training loop of irmae_train_state's convention: `steps` minibatches
+   of `batch`, the epoch order from a copy of ts->data_rng. */
+static int train(irmae_model *m, irmae_train_state *ts, const irmae_dataset *ds, int batch, int steps)
+{
+    int nb = ds->n / batch, b, rc = 0;
+    int *perm = (int *)malloc(sizeof(int) * (size_t)ds->n);
+    float *x = (float *)malloc(sizeof(float) * (size_t)batch * ds->c * ds->h * ds->w);
+    while (steps > 0 && rc == 0) {
+        irmae_rng r = ts->data_rng;
+        irmae_shuffle(perm, ds->n, &r);
+        for (b = (int)ts->batch; b < nb && steps > 0 && rc == 0; b++, steps--) {
+            irmae_dataset_gather(ds, perm + (size_t)b * batch, batch, x);
+            rc = irmae_model_train_step(m, x, batch, NULL);
+            ts->batch = b + 1;
+        }
+        if (ts->batch >= nb) { ts->data_rng = r; ts->epoch++; ts->batch = 0; }
+    }
+    free(perm); free(x);
+    return rc;
+}
+
+static int cfg_equal(const irmae_config *a, const irmae_config *b)
+{
+    int i;
+    if (a->in_c != b->in_c || a->in_h != b->in_h || a->in_w != b->in_w || a->n != b->n || a->l != b->l ||
+        a->kind != b->kind || a->out_act != b->out_act || a->n_enc != b->n_enc || a->n_dec != b->n_dec ||
+        a->max_batch != b->max_batch || a->range_pm1 != b->range_pm1) return 0;
+    if (memcmp(&a->code_l1, &b->code_l1, 4) || memcmp(&a->code_l2, &b->code_l2, 4) ||
+        memcmp(&a->vae_beta, &b->vae_beta, 4) || memcmp(&a->lr, &b->lr, 4) || memcmp(&a->beta1, &b->beta1, 4) ||
+        memcmp(&a->beta2, &b->beta2, 4) || memcmp(&a->eps, &b->eps, 4)) return 0;
+    for (i = 0; i < a->n_enc; i++) if (memcmp(&a->enc[i], &b->enc[i], sizeof a->enc[i])) return 0;
+    for (i = 0; i < a->n_dec; i++) if (memcmp(&a->dec[i], &b->dec[i], sizeof a->dec[i])) return 0;
+    return 1;
+}
+
+/* Same state: config, parameters, moments, step, rng. */
+static int model_equal(const irmae_model *a, const irmae_model *b)
+{
+    size_t bytes = a->n_params * sizeof(float);
+    return a->n_params == b->n_params && cfg_equal(&a->cfg, &b->cfg) &&
+           memcmp(a->params, b->params, bytes) == 0 && memcmp(a->adam_m, b->adam_m, bytes) == 0 &&
+           memcmp(a->adam_v, b->adam_v, bytes) == 0 && a->step == b->step &&
+           memcmp(&a->rng, &b->rng, sizeof a->rng) == 0;
+}
+
+static int ts_equal(const irmae_train_state *a, const irmae_train_state *b)
+{
+    return a->epoch == b->epoch && a->batch == b->batch && memcmp(&a->data_rng, &b->data_rng, sizeof a->data_rng) == 0;
+}
+
+/* A model of cfg trained `steps` steps on data from seed 5. */
+static int trained_model(irmae_model *m, irmae_train_state *ts, const irmae_config *cfg, uint64_t seed, int steps)
+{
+    irmae_rng r = irmae_rng_seed(seed);
+    irmae_dataset ds;
+    int rc;
+    memset(m, 0, sizeof *m);
+    if ((rc = irmae_model_init(m, cfg, &r))) return rc;
+    ts->epoch = 0; ts->batch = 0; ts->data_rng = irmae_rng_seed(seed + 1000);
+    make_data(&ds, 16, cfg->in_c, cfg->in_h, cfg->in_w, 5);
+    rc = train(m, ts, &ds, cfg->max_batch < 4 ? cfg->max_batch : 4, steps);
+    irmae_dataset_free(&ds);
+    return rc;
+}
+
+/* ---- byte helpers for hand-made files ----------------------------------- */
+
+static uint32_t rd32(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint64_t rd64(const unsigned char *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
+static void wr32(unsigned char *p, uint32_t v) { p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24); }
+static void wr64(unsigned char *p, uint64_t v) { wr32(p, (uint32_t)v); wr32(p + 4, (uint32_t)(v >> 32)); }
+
+/* Recomputes the header CRC and the CRC of every section that fits. */
+static void fix_crcs(unsigned char *p, size_t size)
+{
+    size_t pos = 20;
+    if (size < 20) return;
+    wr32(p + 16, irmae_crc32(0, p, 16));
+    while (size - pos >= 12) {
+        uint64_t len = rd64(p + pos + 4);
+        if (len > (uint64_t)(size - pos - 12) || size - pos - 12 - (size_t)len < 4) return;
+        wr32(p + pos + 12 + (size_t)len, irmae_crc32(0, p + pos, 12 + (size_t)len));
+        pos += 16 + (size_t)len;
+    }
+}
+
+static int write_file(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    int ok;
+    if (!f) return 0;
+    ok = fwrite(p, 1, n, f) == n;
+    return (fclose(f) == 0) && ok;
+}
+
+static int file_exists(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+/* Little-endian float32 dump (the python peers read it with numpy '<f4'). */
+static int write_floats(const char *path, const float *x, size_t n)
+{
+    unsigned char *b = (unsigned char *)malloc(n * 4 + 1);
+    size_t i;
+    int ok;
+    for (i = 0; i < n; i++) { uint32_t u; memcpy(&u, &x[i], 4); wr32(b + 4 * i, u); }
+    ok = write_file(path, b, n * 4);
+    free(b);
+    return ok;
+}
+
+/* ---- tests ------------------------------------------------------------------ */
+
+static void test_roundtrip(const char *name, const irmae_config *cfg, int steps)
+{
+    irmae_model a, b, c;
+    irmae_train_state ts, ts2, ts3;
+    irmae_config rc_cfg;
+    unsigned char *buf = NULL, *buf2 = NULL;
+    size_t size = 0, size2 = 0;
+    irmae_rng r = irmae_rng_seed(77);
+    const char *path = tmp_name("rt.ckpt");
+    char tmpfile[720];
+    int rc;
+    rc = trained_model(&a, &ts, cfg, 11, steps);
+    CHECK(rc == 0, "%s: training: %s", name, irmae_error_detail());
+    if (rc) { irmae_model_free(&a); return; }
+    ts.epoch = 12345678901LL; ts.batch = 7; /* arbitrary values survive too */
+    rc = irmae_checkpoint_encode(&a, &ts, &buf, &size);
+    CHECK(rc == 0 && buf && size > 0, "%s: encode: %s", name, irmae_error_detail());
+    if (rc) { irmae_model_free(&a); return; }
+    /* fixed layout: magic, version, count, then 'CONF' at 20, the first parameter */
+    CHECK(memcmp(buf, "IRMAECKP", 8) == 0 && rd32(buf + 8) == 1 && rd32(buf + 12) == 5 &&
+          rd32(buf + 16) == irmae_crc32(0, buf, 16) && memcmp(buf + 20, "CONF", 4) == 0, "%s: header bytes", name);
+    CHECK(size == 20 + 5 * 16 + rd64(buf + 24) + 88 + 3 * 4 * (uint64_t)a.n_params, "%s: size %lu", name, (unsigned long)size);
+    {
+        size_t conf = (size_t)rd64(buf + 24), parm = 20 + 16 + conf + 16 + 88 + 12;
+        uint32_t u;
+        memcpy(&u, &a.params[0], 4);
+        CHECK(memcmp(buf + parm - 12, "PARM", 4) == 0 && rd32(buf + parm) == u &&
+              rd64(buf + 20 + 12 + conf - 8) == a.n_params, "%s: PARM payload, first value little-endian", name);
+    }
+
+    /* decode into a zeroed model */
+    memset(&b, 0, sizeof b);
+    memset(&ts2, 0, sizeof ts2);
+    rc = irmae_checkpoint_decode(buf, size, &b, &ts2);
+    CHECK(rc == 0, "%s: decode into a zeroed model: %s", name, irmae_error_detail());
+    if (rc == 0) {
+        CHECK(model_equal(&a, &b), "%s: decoded model differs", name);
+        CHECK(ts_equal(&ts, &ts2), "%s: decoded train state differs", name);
+        rc = irmae_checkpoint_encode(&b, &ts2, &buf2, &size2);
+        CHECK(rc == 0 && size2 == size && memcmp(buf, buf2, size) == 0, "%s: re-encoding is not byte-identical", name);
+        irmae_free_buffer(buf2);
+        irmae_model_free(&b);
+    }
+    /* save / load into an initialised model of the same config (other seed) */
+    rc = irmae_checkpoint_save(path, &a, &ts);
+    CHECK(rc == 0, "%s: save: %s", name, irmae_error_detail());
+    snprintf(tmpfile, sizeof tmpfile, "%s.tmp", path);
+    CHECK(!file_exists(tmpfile), "%s: %s left behind", name, tmpfile);
+    rc = irmae_model_init(&c, cfg, &r);
+    CHECK(rc == 0, "init");
+    memset(&ts3, 0, sizeof ts3);
+    if (rc == 0) {
+        rc = irmae_checkpoint_load(path, &c, &ts3);
+        CHECK(rc == 0 && model_equal(&a, &c) && ts_equal(&ts, &ts3), "%s: load into an initialised model: rc %d %s",
+              name, rc, irmae_error_detail());
+        irmae_model_free(&c);
+    }
+    memset(&c, 0, sizeof c);
+    rc = irmae_checkpoint_load(path, &c, NULL);
+    CHECK(rc == 0 && model_equal(&a, &c), "%s: load into a zeroed model, ts NULL: %s", name, irmae_error_detail());
+    irmae_model_free(&c);
+    rc = irmae_checkpoint_read_config(path, &rc_cfg);
+    CHECK(rc == 0 && cfg_equal(&rc_cfg, cfg), "%s: read_config: %s", name, irmae_error_detail());
+    /* saving over an existing file replaces it */
+    ts.batch = 3;
+    rc = irmae_checkpoint_save(path, &a, &ts);
+    memset(&ts3, 0, sizeof ts3);
+    memset(&c, 0, sizeof c);
+    CHECK(rc == 0 && irmae_checkpoint_load(path, &c, &ts3) == 0 && ts3.batch == 3, "%s: save over an existing file", name);
+    irmae_model_free(&c);
+    irmae_free_buffer(buf);
+    irmae_model_free(&a);
+}
+
+/* A model loaded into with a different config is left as it was. */
+static void test_mismatch(void)
+{
+    irmae_config cfg = tiny_cfg(IRMAE_KIND_AE), other;
+    irmae_model a, m;
+    irmae_train_state ts, ts2, keep_ts;
+    unsigned char *buf = NULL;
+    size_t size = 0;
+    float *keep;
+    irmae_rng r = irmae_rng_seed(3);
+    int rc, t;
+    const char *want[5] = { "field n ", "field lr ", "encoder layer 2 field k ", "decoder layers", "field max_batch " };
+    if (trained_model(&a, &ts, &cfg, 1, 3) || irmae_checkpoint_encode(&a, &ts, &buf, &size)) { CHECK(0, "setup"); return; }
+    for (t = 0; t < 5; t++) {
+        other = cfg;
+        if (t == 0) { other.n = 5; }
+        if (t == 1) other.lr = 2e-3f;
+        if (t == 2) { other.enc[2].k = 2; other.enc[2].pad = 0; } /* 4x4 -> 2x2 still */
+        if (t == 3) { other.dec[other.n_dec++] = irmae_layer_act(IRMAE_LAYER_RELU); }
+        if (t == 4) other.max_batch = 4;
+        rc = irmae_model_init(&m, &other, &r);
+        CHECK(rc == 0, "mismatch %d: init: %s", t, irmae_error_detail());
+        if (rc) continue;
+        keep = (float *)malloc(m.n_params * sizeof(float));
+        memcpy(keep, m.params, m.n_params * sizeof(float));
+        ts2.epoch = 99; ts2.batch = 98; ts2.data_rng = irmae_rng_seed(97);
+        keep_ts = ts2;
+        rc = irmae_checkpoint_decode(buf, size, &m, &ts2);
+        CHECK(rc == IRMAE_ERR_MISMATCH && strstr(irmae_error_detail(), want[t]) != NULL,
+              "mismatch %d: rc %d, detail '%s' (want '%s')", t, rc, irmae_error_detail(), want[t]);
+        CHECK(memcmp(keep, m.params, m.n_params * sizeof(float)) == 0 && m.step == 0 && ts_equal(&ts2, &keep_ts),
+              "mismatch %d: the model or ts was modified", t);
+        free(keep);
+        irmae_model_free(&m);
+    }
+    irmae_free_buffer(buf);
+    irmae_model_free(&a);
+}
+
+static const char *code_name(int rc)
+{
+    switch (rc) {
+    case IRMAE_ERR_FORMAT: return "FORMAT";
+    case IRMAE_ERR_TRUNCATED: return "TRUNCATED";
+    case IRMAE_ERR_CHECKSUM: return "CHECKSUM";
+    case IRMAE_ERR_VERSION: return "VERSION";
+    case IRMAE_ERR_LIMIT: return "LIMIT";
+    default: return NULL;
+    }
+}
+
+/* Every prefix is TRUNCATED; a byte more is FORMAT; nothing is allocated. */
+static void test_truncation(const char *name, const irmae_config *cfg)
+{
+    irmae_model a, m, init;
+    irmae_train_state ts;
+    unsigned char *buf = NULL, *cp;
+    size_t size = 0, k;
+    int bad = 0, first_bad = -1, rc, bad_init = 0;
+    irmae_rng r = irmae_rng_seed(8);
+    float *keep;
+    if (trained_model(&a, &ts, cfg, 2, 2) || irmae_checkpoint_encode(&a, &ts, &buf, &size)) { CHECK(0, "setup"); return; }
+    irmae_model_init(&init, cfg, &r);
+    keep = (float *)malloc(init.n_params * sizeof(float));
+    memcpy(keep, init.params, init.n_params * sizeof(float));
+    for (k = 0; k < size; k++) {
+        cp = (unsigned char *)malloc(k ? k : 1); /* an exact-size copy: ASan sees any over-read */
+        memcpy(cp, buf, k);
+        memset(&m, 0, sizeof m);
+        rc = irmae_checkpoint_decode(cp, k, &m, NULL);
+        if (rc != IRMAE_ERR_TRUNCATED || m.params != NULL) { if (!bad++) first_bad = (int)k; }
+        if (k % 61 == 0) {
+            rc = irmae_checkpoint_decode(cp, k, &init, NULL);
+            if (rc != IRMAE_ERR_TRUNCATED || memcmp(keep, init.params, init.n_params * sizeof(float)) || init.step) bad_init++;
+        }
+        free(cp);
+    }
+    CHECK(bad == 0, "%s: %d of %lu prefixes not rejected as TRUNCATED (first at length %d)", name, bad, (unsigned long)size, first_bad);
+    CHECK(bad_init == 0, "%s: %d prefixes modified an initialised model", name, bad_init);
+    cp = (unsigned char *)malloc(size + 1);
+    memcpy(cp, buf, size);
+    cp[size] = 0;
+    memset(&m, 0, sizeof m);
+    rc = irmae_checkpoint_decode(cp, size + 1, &m, NULL);
+    CHECK(rc == IRMAE_ERR_FORMAT && m.params == NULL && strstr(irmae_error_detail(), "after the last section"),
+          "%s: trailing byte: rc %d %s", name, rc, irmae_error_detail());
+    free(cp);
+    printf("%s: all %lu truncations rejected as TRUNCATED\n", name, (unsigned long)size);
+    free(keep);
+    irmae_model_free(&init);
+    irmae_free_buffer(buf);
+    irmae_model_free(&a);
+}
+
+/* Seeded random flips of 1..3 distinct bits: always rejected, named error. */
+static void test_bitflips(const char *name, const irmae_config *cfg, int trials)
+{
+    irmae_model a, m, init;
+    irmae_train_state ts;
+    unsigned char *buf = NULL, *cp;
+    size_t size = 0;
+    int t, bad = 0, counts[5] = { 0, 0, 0, 0, 0 }, rc, i, bad_init = 0;
+    irmae_rng r = irmae_rng_seed(2024), ri = irmae_rng_seed(9);
+    float *keep;
+    if (trained_model(&a, &ts, cfg, 4, 3) || irmae_checkpoint_encode(&a, &ts, &buf, &size)) { CHECK(0, "setup"); return; }
+    irmae_model_init(&init, cfg, &ri);
+    keep = (float *)malloc(init.n_params * sizeof(float));
+    memcpy(keep, init.params, init.n_params * sizeof(float));
+    cp = (unsigned char *)malloc(size);
+    for (t = 0; t < trials; t++) {
+        int nflip = 1 + t % 3;
+        uint64_t bits[3];
+        memcpy(cp, buf, size);
+        for (i = 0; i < nflip; i++) {
+            int j, dup;
+            do {
+                bits[i] = irmae_rng_u64(&r) % ((uint64_t)size * 8);
+                for (dup = 0, j = 0; j < i; j++) dup |= bits[j] == bits[i];
+            } while (dup);
+            cp[bits[i] / 8] ^= (unsigned char)(1u << (bits[i] % 8));
+        }
+        memset(&m, 0, sizeof m);
+        rc = irmae_checkpoint_decode(cp, size, &m, NULL);
+        if (!code_name(rc) || m.params) {
+            if (!bad++) printf("flip trial %d (bit %lu): rc %d %s\n", t, (unsigned long)bits[0], rc, irmae_error_detail());
+            if (m.params) irmae_model_free(&m);
+        } else {
+            counts[rc == IRMAE_ERR_FORMAT ? 0 : rc == IRMAE_ERR_TRUNCATED ? 1 : rc == IRMAE_ERR_CHECKSUM ? 2 : rc == IRMAE_ERR_VERSION ? 3 : 4]++;
+        }
+        if (t % 16 == 0) {
+            rc = irmae_checkpoint_decode(cp, size, &init, NULL);
+            if (!code_name(rc) || memcmp(keep, init.params, init.n_params * sizeof(float)) || init.step) bad_init++;
+        }
+    }
+    CHECK(bad == 0, "%s: %d of %d bit-flipped files accepted or given an unexpected code", name, bad, trials);
+    CHECK(bad_init == 0, "%s: %d flipped files modified an initialised model", name, bad_init);
+    CHECK(counts[2] > trials / 2, "%s: only %d CRC failures", name, counts[2]);
+    printf("%s: %d flipped files (%lu bytes) rejected: FORMAT %d, TRUNCATED %d, CHECKSUM %d, VERSION %d, LIMIT %d\n",
+           name, trials, (unsigned long)size, counts[0], counts[1], counts[2], counts[3], counts[4]);
+    free(cp); free(keep);
+    irmae_model_free(&init);
+    irmae_free_buffer(buf);
+    irmae_model_free(&a);
+}
+
+/* Hand-made bad files with valid CRCs: each check is reached and named. */
+static void test_bad_headers(void)
+{
+    irmae_config cfg = tiny_cfg(IRMAE_KIND_AE), got;
+    irmae_model a, m;
+    irmae_train_state ts;
+    unsigned char *buf = NULL, *cp;
+    size_t size = 0, conf, trst;
+    int rc, i;
+    const char *path = tmp_name("bad.ckpt");
+    if (trained_model(&a, &ts, &cfg, 6, 2) || irmae_checkpoint_encode(&a, &ts, &buf, &size)) { CHECK(0, "setup"); return; }
+    conf = 32; trst = 32 + (size_t)rd64(buf + 24) + 4 + 12;
+    cp = (unsigned char *)malloc(size);
+#define BAD_CASE(label, edit, fix, want, needle) do { \
+        memcpy(cp, buf, size); edit; if (fix) fix_crcs(cp, size); \
+        memset(&m, 0, sizeof m); rc = irmae_checkpoint_decode(cp, size, &m, NULL); \
+        CHECK(rc == (want) && m.params == NULL && strstr(irmae_error_detail(), needle), \
+              "%s: rc %d (want %d), detail '%s' (want '%s')", label, rc, want, irmae_error_detail(), needle); \
+        if (m.params) irmae_model_free(&m); } while (0)
+    BAD_CASE("magic", cp[3] = 'X', 0, IRMAE_ERR_FORMAT, "magic");
+    BAD_CASE("version 2", wr32(cp + 8, 2), 1, IRMAE_ERR_VERSION, "version 2");
+    BAD_CASE("version 2, stale CRC", wr32(cp + 8, 2), 0, IRMAE_ERR_VERSION, "version 2");
+    BAD_CASE("version 0", wr32(cp + 8, 0), 1, IRMAE_ERR_FORMAT, "version 0");
+    BAD_CASE("header CRC", cp[16] ^= 1, 0, IRMAE_ERR_CHECKSUM, "header CRC");
+    BAD_CASE("section count", wr32(cp + 12, 6), 1, IRMAE_ERR_FORMAT, "sections");
+    BAD_CASE("tag", cp[20] = 'c', 1, IRMAE_ERR_FORMAT, "expected section 'CONF'");
+    BAD_CASE("PARM bit", cp[trst + 88 + 4 + 12 + 5] ^= 0x10, 0, IRMAE_ERR_CHECKSUM, "'PARM'");
+    BAD_CASE("ADMV CRC", cp[size - 1] ^= 0x80, 0, IRMAE_ERR_CHECKSUM, "'ADMV'");
+    BAD_CASE("huge CONF length", wr64(cp + 24, (uint64_t)1 << 40), 1, IRMAE_ERR_LIMIT, "IRMAE_MAX_LAYERS");
+    BAD_CASE("huge PARM length", wr64(cp + trst + 88 + 4 + 4, (uint64_t)-16), 1, IRMAE_ERR_FORMAT, "'PARM'");
+    BAD_CASE("kind 7", wr32(cp + conf + 20, 7), 1, IRMAE_ERR_FORMAT, "kind 7");
+    BAD_CASE("n 0", wr32(cp + conf + 12, 0), 1, IRMAE_ERR_FORMAT, "configuration is invalid");
+    BAD_CASE("n_enc 33", wr32(cp + conf + 64, 33), 1, IRMAE_ERR_LIMIT, "IRMAE_MAX_LAYERS");
+    BAD_CASE("n_enc 0", wr32(cp + conf + 64, 0), 1, IRMAE_ERR_FORMAT, "0 encoder");
+    BAD_CASE("n_enc 5", wr32(cp + conf + 64, 5), 1, IRMAE_ERR_FORMAT, "need");
+    BAD_CASE("layer type 99", wr32(cp + conf + 72, 99), 1, IRMAE_ERR_FORMAT, "unknown type 99");
+    BAD_CASE("conv k 9", wr32(cp + conf + 72 + 8, 9), 1, IRMAE_ERR_FORMAT, "invalid");
+    BAD_CASE("n_params", wr64(cp + trst - 16 - 8, a.n_params + 1), 1, IRMAE_ERR_FORMAT, "parameters stored");
+    BAD_CASE("negative step", wr64(cp + trst, (uint64_t)-1), 1, IRMAE_ERR_FORMAT, "negative");
+    BAD_CASE("negative batch", wr64(cp + trst + 48, (uint64_t)-5), 1, IRMAE_ERR_FORMAT, "negative");
+    /* max_batch 2^30: valid config, but the workspace would be ~2^30 x 1 KB */
+    BAD_CASE("max_batch 2^30", wr32(cp + conf + 28, 1u << 30), 1, IRMAE_ERR_LIMIT, "workspace");
+    BAD_CASE("max_batch 2^31-1", wr32(cp + conf + 28, 0x7FFFFFFFu), 1, IRMAE_ERR_LIMIT, "workspace");
+    BAD_CASE("image 30000x30000", (wr32(cp + conf + 4, 30000), wr32(cp + conf + 8, 30000)), 1, IRMAE_ERR_FORMAT, "invalid");
+    /* the same max_batch into an initialised model: MISMATCH, nothing allocated */
+    {
+        irmae_rng r = irmae_rng_seed(1);
+        irmae_model_init(&m, &cfg, &r);
+        memcpy(cp, buf, size);
+        wr32(cp + conf + 28, 1u << 30);
+        fix_crcs(cp, size);
+        rc = irmae_checkpoint_decode(cp, size, &m, NULL);
+        CHECK(rc == IRMAE_ERR_MISMATCH && strstr(irmae_error_detail(), "max_batch"), "max_batch into initialised: %d", rc);
+        irmae_model_free(&m);
+    }
+    /* a field changed and the CRCs recomputed is still a valid file */
+    memcpy(cp, buf, size);
+    wr64(cp + trst + 48, 3);
+    fix_crcs(cp, size);
+    memset(&m, 0, sizeof m);
+    memset(&ts, 0, sizeof ts);
+    rc = irmae_checkpoint_decode(cp, size, &m, &ts);
+    CHECK(rc == 0 && ts.batch == 3, "edited batch with fixed CRCs: rc %d %s", rc, irmae_error_detail());
+    irmae_model_free(&m);
+    /* files: read_config and load name the file */
+    write_file(path, cp, 40);
+    rc = irmae_checkpoint_read_config(path, &got);
+    CHECK(rc == IRMAE_ERR_TRUNCATED && strstr(irmae_error_detail(), path) && got.n == 0, "read_config truncated: %d %s", rc, irmae_error_detail());
+    memcpy(cp, buf, size);
+    cp[size / 2] ^= 4;
+    write_file(path, cp, size);
+    rc = irmae_checkpoint_read_config(path, &got);
+    CHECK(rc == 0 && cfg_equal(&got, &cfg), "read_config ignores a damaged tensor section: %d", rc);
+    memset(&m, 0, sizeof m);
+    rc = irmae_checkpoint_load(path, &m, NULL);
+    CHECK(rc == IRMAE_ERR_CHECKSUM && strstr(irmae_error_detail(), path) && m.params == NULL, "load damaged: %d %s", rc, irmae_error_detail());
+    rc = irmae_checkpoint_load(tmp_name("does-not-exist.ckpt"), &m, NULL);
+    CHECK(rc == IRMAE_ERR_IO && m.params == NULL, "load missing file: %d", rc);
+    rc = irmae_checkpoint_read_config(tmp_name("does-not-exist.ckpt"), &got);
+    CHECK(rc == IRMAE_ERR_IO, "read_config missing file: %d", rc);
+    write_file(path, "IRMAECKP\x02\0\0\0", 12);
+    rc = irmae_checkpoint_read_config(path, &got);
+    CHECK(rc == IRMAE_ERR_VERSION, "read_config version 2: %d", rc);
+    /* arguments */
+    CHECK(irmae_checkpoint_decode(buf, size, NULL, NULL) == IRMAE_ERR_ARG, "decode NULL model");
+    memset(&m, 0, sizeof m);
+    CHECK(irmae_checkpoint_decode(NULL, 5, &m, NULL) == IRMAE_ERR_ARG, "decode NULL data");
+    CHECK(irmae_checkpoint_decode(NULL, 0, &m, NULL) == IRMAE_ERR_TRUNCATED, "decode empty");
+    {
+        unsigned char *o = buf;
+        size_t on = 1;
+        CHECK(irmae_checkpoint_encode(&m, NULL, &o, &on) == IRMAE_ERR_ARG && o == NULL && on == 0, "encode uninitialised");
+        CHECK(irmae_checkpoint_encode(&a, NULL, NULL, &on) == IRMAE_ERR_ARG, "encode NULL out");
+    }
+    CHECK(irmae_checkpoint_save(path, &m, NULL) == IRMAE_ERR_ARG, "save uninitialised");
+    CHECK(irmae_checkpoint_save(NULL, &a, NULL) == IRMAE_ERR_ARG, "save NULL path");
+    ts.batch = -1;
+    CHECK(irmae_checkpoint_save(path, &a, &ts) == IRMAE_ERR_ARG, "save negative batch");
+    ts.batch = 0;
+    CHECK(irmae_export_safetensors(path, &m) == IRMAE_ERR_ARG, "export uninitialised");
+    for (i = 0; i < 2; i++) {
+        const char *p = i ? tmp_name("no/such/dir/x.safetensors") : tmp_name("no/such/dir/x.ckpt");
+        char t2[720];
+        rc = i ? irmae_export_safetensors(p, &a) : irmae_checkpoint_save(p, &a, NULL);
+        snprintf(t2, sizeof t2, "%s.tmp", p);
+        CHECK(rc == IRMAE_ERR_IO && strstr(irmae_error_detail(), p) && !file_exists(t2), "%s into a missing dir: %d %s",
+              i ? "export" : "save", rc, irmae_error_detail());
+    }
+#undef BAD_CASE
+    free(cp);
+    irmae_free_buffer(buf);
+    irmae_model_free(&a);
+}
+
+/* ---- resume ----------------------------------------------------------------- */
+
+#define RESUME_N 37
+#define RESUME_K 13
+#define RESUME_BATCH 8
+
+static void resume_setup(int kind, irmae_config *cfg, irmae_dataset *ds)
+{
+    *cfg = tiny_cfg(kind);
+    make_data(ds, 64, 1, 8, 8, 21);
+}
+
+/* --resume mode: load ckpt into a fresh model, train `steps`, save to out. */
+static int resume_child(int kind, const char *ckpt, int steps, const char *out)
+{
+    irmae_config cfg;
+    irmae_dataset ds;
+    irmae_model m;
+    irmae_train_state ts;
+    int rc;
+    resume_setup(kind, &cfg, &ds);
+    memset(&m, 0, sizeof m);
+    rc = irmae_checkpoint_load(ckpt, &m, &ts);
+    if (!rc) rc = cfg_equal(&m.cfg, &cfg) ? 0 : IRMAE_ERR_MISMATCH;
+    if (!rc) rc = train(&m, &ts, &ds, RESUME_BATCH, steps);
+    if (!rc) rc = irmae_checkpoint_save(out, &m, &ts);
+    if (rc) fprintf(stderr, "resume child: %s\n", irmae_error_detail());
+    irmae_model_free(&m);
+    irmae_dataset_free(&ds);
+    return rc ? 1 : 0;
+}
+
+static void test_resume(int kind)
+{
+    const char *name = kind == IRMAE_KIND_VAE ? "VAE" : "IRMAE l=2";
+    irmae_config cfg;
+    irmae_dataset ds;
+    irmae_model ref, m, m2;
+    irmae_train_state ts_ref, ts, ts2;
+    irmae_rng r;
+    const char *ck = tmp_name(kind ? "resume_vae.ckpt" : "resume_ae.ckpt");
+    const char *out = tmp_name(kind ? "resume_vae_out.ckpt" : "resume_ae_out.ckpt");
+    char cmd[2400];
+    int rc;
+    resume_setup(kind, &cfg, &ds);
+    /* straight */
+    r = irmae_rng_seed(7);
+    irmae_model_init(&ref, &cfg, &r);
+    ts_ref.epoch = 0; ts_ref.batch = 0; ts_ref.data_rng = irmae_rng_seed(99);
+    rc = train(&ref, &ts_ref, &ds, RESUME_BATCH, RESUME_N);
+    CHECK(rc == 0 && ref.step == RESUME_N && ts_ref.epoch == RESUME_N / 8 && ts_ref.batch == RESUME_N % 8,
+          "%s: straight run: rc %d step %lld epoch %lld batch %lld", name, rc, ref.step, ts_ref.epoch, ts_ref.batch);
+    /* k steps, save, free */
+    r = irmae_rng_seed(7);
+    irmae_model_init(&m, &cfg, &r);
+    ts.epoch = 0; ts.batch = 0; ts.data_rng = irmae_rng_seed(99);
+    rc = train(&m, &ts, &ds, RESUME_BATCH, RESUME_K);
+    rc = rc ? rc : irmae_checkpoint_save(ck, &m, &ts);
+    CHECK(rc == 0, "%s: first part: %s", name, irmae_error_detail());
+    irmae_model_free(&m);
+    /* load into a fresh model in this process */
+    memset(&m, 0, sizeof m);
+    rc = irmae_checkpoint_load(ck, &m, &ts);
+    rc = rc ? rc : train(&m, &ts, &ds, RESUME_BATCH, RESUME_N - RESUME_K);
+    CHECK(rc == 0 && model_equal(&ref, &m) && ts_equal(&ts_ref, &ts),
+          "%s: resumed in-process run differs from the straight run (rc %d)", name, rc);
+    irmae_model_free(&m);
+    /* negative controls: a different data order, or (VAE) a different model rng */
+    memset(&m, 0, sizeof m);
+    rc = irmae_checkpoint_load(ck, &m, &ts);
+    ts.data_rng = irmae_rng_seed(100);
+    rc = rc ? rc : train(&m, &ts, &ds, RESUME_BATCH, RESUME_N - RESUME_K);
+    CHECK(rc == 0 && memcmp(ref.params, m.params, ref.n_params * sizeof(float)) != 0,
+          "%s: control: another data order gave the same parameters", name);
+    irmae_model_free(&m);
+    if (kind == IRMAE_KIND_VAE) {
+        memset(&m, 0, sizeof m);
+        rc = irmae_checkpoint_load(ck, &m, &ts);
+        m.rng = irmae_rng_seed(5);
+        rc = rc ? rc : train(&m, &ts, &ds, RESUME_BATCH, RESUME_N - RESUME_K);
+        CHECK(rc == 0 && memcmp(ref.params, m.params, ref.n_params * sizeof(float)) != 0,
+              "%s: control: another sampling rng gave the same parameters", name);
+        irmae_model_free(&m);
+    }
+    /* a new process: this program with --resume */
+    remove(out);
+    snprintf(cmd, sizeof cmd, "\"%s\" --resume %d \"%s\" %d \"%s\"", g_argv0, kind, ck, RESUME_N - RESUME_K, out);
+    fflush(stdout);
+    rc = system(cmd);
+    CHECK(rc == 0, "%s: '%s' returned %d", name, cmd, rc);
+    memset(&m2, 0, sizeof m2);
+    rc = irmae_checkpoint_load(out, &m2, &ts2);
+    CHECK(rc == 0 && model_equal(&ref, &m2) && ts_equal(&ts_ref, &ts2),
+          "%s: run resumed in a new process differs from the straight run (rc %d %s)", name, rc, irmae_error_detail());
+    if (rc == 0) printf("%s: %d steps straight == %d + %d resumed (in-process and new process), %lu parameters bit-identical\n",
+                        name, RESUME_N, RESUME_K, RESUME_N - RESUME_K, (unsigned long)ref.n_params);
+    irmae_model_free(&m2);
+    irmae_model_free(&ref);
+    irmae_dataset_free(&ds);
+}
+
+/* ---- safetensors ------------------------------------------------------------ */
+
+/* Appends the expected tensors of one layer list to the sidecar (by the
+   PyTorch naming rules, from the config's specs) and their values to raw. */
+static void side_layers(FILE *side, FILE *raw, const irmae_model *m, int from, int to, const char *prefix, int *first)
+{
+    int i;
+    for (i = from; i < to; i++) {
+        const irmae_layer *L = &m->layers[i];
+        int t = L->spec.type, idx = i - from;
+        size_t k;
+        if (t != IRMAE_LAYER_CONV && t != IRMAE_LAYER_CONVT && t != IRMAE_LAYER_LINEAR) continue;
+        if (t == IRMAE_LAYER_LINEAR)
+            fprintf(side, "%s[\"%s.%d.weight\",[%d,%d]]", *first ? "" : ",", prefix, idx, L->out_c, L->in_c * L->in_h * L->in_w);
+        else if (t == IRMAE_LAYER_CONV)
+            fprintf(side, "%s[\"%s.%d.weight\",[%d,%d,%d,%d]]", *first ? "" : ",", prefix, idx, L->out_c, L->in_c, L->spec.k, L->spec.k);
+        else
+            fprintf(side, "%s[\"%s.%d.weight\",[%d,%d,%d,%d]]", *first ? "" : ",", prefix, idx, L->in_c, L->out_c, L->spec.k, L->spec.k);
+        *first = 0;
+        for (k = 0; k < L->n_w; k++) fwrite(&m->params[L->w_off + k], 4, 1, raw);
+        if (L->spec.bias) {
+            fprintf(side, ",[\"%s.%d.bias\",[%d]]", prefix, idx, L->out_c);
+            for (k = 0; k < L->n_b; k++) fwrite(&m->params[L->b_off + k], 4, 1, raw);
+        }
+    }
+}
+
+/* Python checks are queued and run at the end in one interpreter per
+   script (importing torch takes ~2 s): each job is one tab-separated line
+   of arguments; the script writes one result line per job, "ok" or "FAIL ...". */
+typedef struct py_job { char args[2200]; char label[96]; int expect_ok; } py_job;
+static py_job g_st_jobs[32], g_torch_jobs[16];
+static int g_nst = 0, g_ntorch = 0;
+
+static void py_queue(py_job *jobs, int *nj, int cap, int expect_ok, const char *label, const char *args)
+{
+    if (*nj >= cap) { CHECK(0, "too many python jobs"); return; }
+    snprintf(jobs[*nj].args, sizeof jobs[*nj].args, "%s", args);
+    snprintf(jobs[*nj].label, sizeof jobs[*nj].label, "%s", label);
+    jobs[*nj].expect_ok = expect_ok;
+    (*nj)++;
+}
+
+static void py_run(const char *script, py_job *jobs, int nj, const char *tag)
+{
+    char jobfile[700], resfile[720], cmd[2600], line[1200];
+    FILE *f;
+    int i, rc, got = 0, skipped = 0;
+    if (nj == 0) return;
+    snprintf(jobfile, sizeof jobfile, "%s", tmp_name(tag));
+    snprintf(resfile, sizeof resfile, "%s.results", jobfile);
+    remember(resfile);
+    f = fopen(jobfile, "w");
+    if (!f) { CHECK(0, "cannot write %s", jobfile); return; }
+    for (i = 0; i < nj; i++) fprintf(f, "%s\n", jobs[i].args);
+    fclose(f);
+    remove(resfile);
+    snprintf(cmd, sizeof cmd, "\"%s\" tests/%s --jobs \"%s\" \"%s\"", g_python, script, jobfile, resfile);
+    fflush(stdout);
+    rc = system(cmd);
+    (void)rc; /* the result file is what counts */
+    f = fopen(resfile, "r");
+    if (!f) { CHECK(0, "%s wrote no results (%s)", script, cmd); return; }
+    for (i = 0; i < nj && fgets(line, sizeof line, f); i++, got++) {
+        int ok = strncmp(line, "ok", 2) == 0;
+        if (strncmp(line, "SKIP", 4) == 0) { if (!skipped++) printf("%s", line); continue; }
+        if (jobs[i].expect_ok) {
+            CHECK(ok, "%s: %s", jobs[i].label, line);
+            if (ok && strlen(line) > 3) printf("%s: %s", jobs[i].label, line + 3);
+        } else {
+            CHECK(!ok && strncmp(line, "FAIL", 4) == 0, "%s: the checker did not notice (%s)", jobs[i].label, line);
+        }
+    }
+    fclose(f);
+    CHECK(got == nj, "%s: %d results for %d jobs", script, got, nj);
+}
+
+static void test_safetensors(const char *name, int id, const irmae_config *cfg, int count)
+{
+    irmae_model m;
+    irmae_train_state ts;
+    irmae_dataset ds;
+    char st[700], side[700], raw[700], xs[700], ys[700], zs[700], ck[700], args[2200], label[96], leaf[64];
+    FILE *fs, *fr;
+    float *y, *z, *w;
+    int first = 1, rc, j, n = cfg->n;
+    long long le = 1;
+#define TMP(var, what) (snprintf(leaf, sizeof leaf, "st%d_%s", id, what), snprintf(var, sizeof var, "%s", tmp_name(leaf)))
+    TMP(st, "m.safetensors"); TMP(side, "m.json"); TMP(raw, "m.raw"); TMP(xs, "x.f32");
+    TMP(ys, "y.f32"); TMP(zs, "z.f32"); TMP(ck, "m.ckpt");
+    if ((rc = trained_model(&m, &ts, cfg, 31, 3))) { CHECK(0, "%s: setup %s", name, irmae_error_detail()); return; }
+    rc = irmae_export_safetensors(st, &m);
+    CHECK(rc == 0, "%s: export: %s", name, irmae_error_detail());
+    CHECK(irmae_checkpoint_save(ck, &m, &ts) == 0, "%s: save", name);
+    /* the file starts with the header length and '{' */
+    {
+        FILE *f = fopen(st, "rb");
+        unsigned char h[9];
+        CHECK(f && fread(h, 1, 9, f) == 9 && rd64(h) % 8 == 0 && h[8] == '{', "%s: safetensors prefix", name);
+        if (f) fclose(f);
+    }
+    if (!g_have_numpy) { printf("SKIP: %s: safetensors and checkpoint cross-checks (no numpy in %s)\n", name, g_python); irmae_model_free(&m); return; }
+    if (*(const char *)&le != 1) { printf("SKIP: %s: the raw dumps are host-endian and this host is big-endian\n", name); irmae_model_free(&m); return; }
+    /* sidecar: expected metadata, tensor names and shapes in order; raw values */
+    fs = fopen(side, "w"); fr = fopen(raw, "wb");
+    if (!fs || !fr) { CHECK(0, "cannot write %s / %s", side, raw); if (fs) fclose(fs); if (fr) fclose(fr); irmae_model_free(&m); return; }
+    fprintf(fs, "{\"n\":\"%d\",\"l\":\"%d\",\"kind\":\"%s\",\"count\":%d,\"x\":\"%s\",\"y\":\"%s\",\"z\":\"%s\",\"tensors\":[",
+            n, cfg->l, cfg->kind == IRMAE_KIND_VAE ? "vae" : "ae", count, xs, ys, zs);
+    side_layers(fs, fr, &m, 0, m.n_enc, "encoder", &first);
+    for (j = 0; j < cfg->l; j++) {
+        fprintf(fs, ",[\"maps.%d.weight\",[%d,%d]]", j, n, n);
+        fwrite(m.params + m.maps_off + (size_t)j * n * n, 4, (size_t)n * n, fr);
+    }
+    side_layers(fs, fr, &m, m.n_enc, m.n_layers, "decoder", &first);
+    fprintf(fs, ",[\"collapsed.weight\",[%d,%d]]]}\n", n, n);
+    w = (float *)malloc(sizeof(float) * (size_t)n * n);
+    irmae_model_collapse(&m, w);
+    fwrite(w, 4, (size_t)n * n, fr);
+    free(w);
+    fclose(fs); fclose(fr);
+    /* input, codes and outputs for the PyTorch comparison */
+    make_data(&ds, count, cfg->in_c, cfg->in_h, cfg->in_w, 1234);
+    y = (float *)malloc(sizeof(float) * (size_t)count * cfg->in_c * cfg->in_h * cfg->in_w);
+    z = (float *)malloc(sizeof(float) * (size_t)count * n);
+    rc = irmae_model_encode(&m, ds.x, count, z);
+    rc = rc ? rc : irmae_model_decode(&m, z, count, y);
+    CHECK(rc == 0, "%s: encode/decode", name);
+    write_floats(xs, ds.x, (size_t)count * cfg->in_c * cfg->in_h * cfg->in_w);
+    write_floats(ys, y, (size_t)count * cfg->in_c * cfg->in_h * cfg->in_w);
+    write_floats(zs, z, (size_t)count * n);
+    irmae_dataset_free(&ds);
+
+    snprintf(label, sizeof label, "%s: safetensors_check.py st", name);
+    snprintf(args, sizeof args, "st\t%s\t%s\t%s", st, side, raw);
+    py_queue(g_st_jobs, &g_nst, 32, 1, label, args);
+    snprintf(label, sizeof label, "%s: safetensors_check.py ckpt", name);
+    snprintf(args, sizeof args, "ckpt\t%s\t%s", ck, raw);
+    py_queue(g_st_jobs, &g_nst, 32, 1, label, args);
+    snprintf(label, sizeof label, "%s: torch_check.py", name);
+    snprintf(args, sizeof args, "%s\t%s", st, side);
+    py_queue(g_torch_jobs, &g_ntorch, 16, 1, label, args);
+    if (id == 0) {
+        /* negative controls: one flipped bit of one weight, one wrong output */
+        char rawbad[700], ybad[700], sidebad[700];
+        FILE *fi = fopen(raw, "rb"), *fo;
+        int ch, k = 0;
+        TMP(rawbad, "bad.raw"); TMP(ybad, "bad_y.f32"); TMP(sidebad, "bad.json");
+        fo = fopen(rawbad, "wb");
+        if (fi && fo) while ((ch = getc(fi)) != EOF) putc(k++ == 40 ? ch ^ 1 : ch, fo);
+        if (fi) fclose(fi);
+        if (fo) fclose(fo);
+        y[3] += 1e-3f;
+        write_floats(ybad, y, (size_t)count * cfg->in_c * cfg->in_h * cfg->in_w);
+        fs = fopen(sidebad, "w");
+        if (fs) {
+            fprintf(fs, "{\"n\":\"%d\",\"l\":\"%d\",\"kind\":\"ae\",\"count\":%d,\"x\":\"%s\",\"y\":\"%s\",\"z\":\"%s\",\"tensors\":[]}\n",
+                    n, cfg->l, count, xs, ybad, zs);
+            fclose(fs);
+        }
+        snprintf(label, sizeof label, "%s: control, one flipped weight bit (st)", name);
+        snprintf(args, sizeof args, "st\t%s\t%s\t%s", st, side, rawbad);
+        py_queue(g_st_jobs, &g_nst, 32, 0, label, args);
+        snprintf(label, sizeof label, "%s: control, one flipped weight bit (ckpt)", name);
+        snprintf(args, sizeof args, "ckpt\t%s\t%s", ck, rawbad);
+        py_queue(g_st_jobs, &g_nst, 32, 0, label, args);
+        snprintf(label, sizeof label, "%s: control, an output off by 1e-3", name);
+        snprintf(args, sizeof args, "%s\t%s", st, sidebad);
+        py_queue(g_torch_jobs, &g_ntorch, 16, 0, label, args);
+    }
+#undef TMP
+    free(y); free(z);
+    irmae_model_free(&m);
+}
+
+/* ---- fuzz corpus -------------------------------------------------------------- */
+
+static void write_corpus(void)
+{
+    const char *env = getenv("IRMAE_CKPT_CORPUS");
+    char dir[600], path[700];
+    irmae_config cfgs[3];
+    const char *names[3] = { "micro.ckpt", "tiny_ae.ckpt", "tiny_vae.ckpt" };
+    int i, wrote = 0;
+    snprintf(dir, sizeof dir, "%s", env && *env ? env : "build/corpus_ckpt");
+    cfgs[0] = micro_cfg(); cfgs[1] = tiny_cfg(IRMAE_KIND_AE); cfgs[2] = tiny_cfg(IRMAE_KIND_VAE);
+    for (i = 0; i < 3; i++) {
+        irmae_model m;
+        irmae_train_state ts;
+        unsigned char *buf;
+        size_t size;
+        if (trained_model(&m, &ts, &cfgs[i], 40 + i, 2) == 0 && irmae_checkpoint_encode(&m, &ts, &buf, &size) == 0) {
+            snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+            wrote += write_file(path, buf, size);
+            irmae_free_buffer(buf);
+        }
+        irmae_model_free(&m);
+    }
+    if (wrote) printf("fuzz corpus: %d checkpoints written to %s/\n", wrote, dir);
+}
+
+int main(int argc, char **argv)
+{
+    const char *env = getenv("IRMAE_PYTHON"), *dir = getenv("IRMAE_TMPDIR");
+    char cmd[1400];
+    irmae_config c;
+    int i;
+    if (argc == 6 && strcmp(argv[1], "--resume") == 0)
+        return resume_child(atoi(argv[2]), argv[3], atoi(argv[4]), argv[5]);
+    snprintf(g_argv0, sizeof g_argv0, "%s", argv[0]);
+    snprintf(g_tmp, sizeof g_tmp, "%s/irmae_ckpt_%ld_", dir && *dir ? dir : "/tmp", TC_PID());
+    snprintf(g_python, sizeof g_python, "%s", env && *env ? env : "/usr/bin/python3");
+    snprintf(cmd, sizeof cmd, "\"%s\" -c \"import numpy\" > /dev/null 2>&1", g_python);
+    g_have_numpy = system(cmd) == 0;
+    if (!g_have_numpy) printf("SKIP: %s cannot import numpy; the Python cross-checks are not run\n", g_python);
+
+    c = micro_cfg();
+    test_roundtrip("micro", &c, 3);
+    c = tiny_cfg(IRMAE_KIND_AE);
+    test_roundtrip("tiny IRMAE", &c, 3);
+    c = tiny_cfg(IRMAE_KIND_VAE);
+    test_roundtrip("tiny VAE", &c, 3);
+    c = irmae_preset(IRMAE_PRESET_SHAPES);
+    c.l = 2; c.max_batch = 2;
+    test_roundtrip("shapes l=2", &c, 1);
+    test_mismatch();
+    c = micro_cfg();
+    test_truncation("micro", &c);
+    c = tiny_cfg(IRMAE_KIND_AE);
+    test_truncation("tiny", &c);
+    c = micro_cfg();
+    test_bitflips("micro", &c, 6000);
+    c = tiny_cfg(IRMAE_KIND_VAE);
+    test_bitflips("tiny VAE", &c, 3000);
+    test_bad_headers();
+    test_resume(IRMAE_KIND_AE);
+    test_resume(IRMAE_KIND_VAE);
+    c = tiny_cfg(IRMAE_KIND_AE);
+    test_safetensors("tiny", 0, &c, 5);
+    c = tiny_cfg(IRMAE_KIND_VAE);
+    test_safetensors("tiny VAE", 1, &c, 5);
+    c = micro_cfg();
+    c.l = 0;
+    test_safetensors("micro l=0", 2, &c, 3);
+    c = irmae_preset(IRMAE_PRESET_SHAPES);
+    c.l = 2; c.max_batch = 4;
+    test_safetensors("shapes l=2", 3, &c, 4);
+    c = irmae_preset(IRMAE_PRESET_MNIST);
+    c.l = 8; c.max_batch = 4;
+    test_safetensors("mnist l=8", 4, &c, 4);
+    py_run("safetensors_check.py", g_st_jobs, g_nst, "st_jobs.txt");
+    py_run("torch_check.py", g_torch_jobs, g_ntorch, "torch_jobs.txt");
+    write_corpus();
+    for (i = 0; i < g_nfiles; i++) {
+        char t[740];
+        size_t len = strlen(g_files[i]);
+        remove(g_files[i]);
+        if (len < 720) { memcpy(t, g_files[i], len); memcpy(t + len, ".tmp", 5); remove(t); }
+    }
+    printf("test_ckpt: %d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
