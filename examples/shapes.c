@@ -59,7 +59,7 @@ static const char *path(const options *o, const char *name)
 
 int main(int argc, char **argv)
 {
-    options o = {50000, 6, 2, 32, 2000, 1e-4f, 1, "demo-out"};
+    options o = {20000, 3, 2, 32, 2000, 5e-4f, 1, "demo-out"};
     irmae_rng rng;
     irmae_dataset train, val;
     irmae_config cfg;
