@@ -1520,11 +1520,60 @@ static void irmae__pack_b(float *dst, const float *b, int ldb, int tb, int p0, i
 }
 
 /* small products: no packing, i-p-j loops (vectorised over j) or dot products */
+#if defined(IRMAE__X86)
+/* The same loops with AVX2 + FMA: row updates 8 columns at a time, dot
+   products with 8 partial sums. */
+__attribute__((target("avx2,fma")))
+static void irmae__sgemm_small_avx2(int ta, int tb, int m, int n, int k, float alpha,
+                                    const float *a, int lda, const float *b, int ldb,
+                                    float beta, float *c, int ldc)
+{
+    int i, j, p;
+    for (i = 0; i < m; i++) {
+        float *ci = c + (size_t)i * ldc;
+        if (beta == 0.0f) for (j = 0; j < n; j++) ci[j] = 0.0f;
+        else if (beta != 1.0f) for (j = 0; j < n; j++) ci[j] *= beta;
+        if (!tb) {
+            for (p = 0; p < k; p++) {
+                float av = alpha * IRMAE__AT(a, lda, ta, i, p);
+                const float *bp = b + (size_t)p * ldb;
+                __m256 va = _mm256_set1_ps(av);
+                for (j = 0; j + 8 <= n; j += 8)
+                    _mm256_storeu_ps(ci + j, _mm256_fmadd_ps(va, _mm256_loadu_ps(bp + j), _mm256_loadu_ps(ci + j)));
+                for (; j < n; j++) ci[j] += av * bp[j];
+            }
+        } else {
+            for (j = 0; j < n; j++) {
+                const float *bj = b + (size_t)j * ldb;
+                float s = 0.0f, part[8];
+                __m256 acc = _mm256_setzero_ps();
+                p = 0;
+                if (!ta) {
+                    const float *ai = a + (size_t)i * lda;
+                    for (; p + 8 <= k; p += 8)
+                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(ai + p), _mm256_loadu_ps(bj + p), acc);
+                }
+                _mm256_storeu_ps(part, acc);
+                s = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+                for (; p < k; p++) s += IRMAE__AT(a, lda, ta, i, p) * bj[p];
+                ci[j] += alpha * s;
+            }
+        }
+    }
+}
+#endif
+
 static void irmae__sgemm_small(int ta, int tb, int m, int n, int k, float alpha,
                                const float *a, int lda, const float *b, int ldb,
                                float beta, float *c, int ldc)
 {
     int i, j, p;
+#if defined(IRMAE__X86)
+    if (irmae_simd_level() >= IRMAE_SIMD_AVX2) {
+        irmae__sgemm_small_avx2(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+#endif
     for (i = 0; i < m; i++) {
         float *ci = c + (size_t)i * ldc;
         if (beta == 0.0f) for (j = 0; j < n; j++) ci[j] = 0.0f;
@@ -1559,7 +1608,9 @@ IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
         irmae__sgemm_small(0, 0, m, n, 0, 0.0f, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    if ((double)m * n * k <= 32768.0) {
+    /* small products, and skinny ones with fewer rows than a micro-tile:
+       packing would cost more than it saves */
+    if ((double)m * n * k <= 32768.0 || m < 4) {
         irmae__sgemm_small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
