@@ -27,7 +27,7 @@ TESTS    = test_gemm test_conv test_model test_analysis test_pngw test_loaders t
 TEST_BINS = $(addprefix $(B)/,$(TESTS))
 EXAMPLES = $(B)/shapes
 
-.PHONY: all test demo bench fuzz clean check-cxx check-header test-asan test-neon
+.PHONY: all test demo bench fuzz clean check-cxx check-header test-asan test-neon test-valgrind
 SHELL = /bin/bash
 
 all: $(TEST_BINS) $(EXAMPLES)
@@ -68,6 +68,13 @@ test-asan: | $(B)
 	  $(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
 	    $(STD) $(WARN) tests/$$t.c -o $(B)/$$t-asan $(LDLIBS) || exit 1; done
 	@IRMAE_PYTHON=$(PYTHON) IRMAE_FAST=1 sh tests/run.sh $(addprefix $(B)/,$(addsuffix -asan,$(SAN_TESTS)))
+
+# A short training run under valgrind: no leaks, no invalid accesses
+# (built without OpenMP: libgomp's thread pool confuses the leak checker).
+test-valgrind: | $(B)
+	$(CC) -O1 -g $(STD) $(WARN) tests/vg_train.c -o $(B)/vg_train $(LDLIBS)
+	valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=1 \
+	  $(B)/vg_train
 
 # aarch64 (NEON) build of the kernel and model tests, run under qemu-user.
 ARM_CC ?= aarch64-linux-gnu-gcc

@@ -166,5 +166,6 @@ int main(int argc, char **argv)
     irmae_model_free(&ae); irmae_model_free(&ir);
     irmae_dataset_free(&train); irmae_dataset_free(&val);
     free(order); free(grid);
+    irmae_sgemm_release(); /* the GEMM's packing buffers of this thread */
     return 0;
 }
