@@ -25,7 +25,7 @@ FUZZ_SECONDS ?= 60
 
 TESTS    = test_gemm test_conv test_model test_analysis test_pngw test_loaders test_ckpt ckpt_kill
 TEST_BINS = $(addprefix $(B)/,$(TESTS))
-EXAMPLES = $(B)/shapes
+EXAMPLES = $(B)/shapes irmae $(B)/mnist
 
 .PHONY: all test demo bench fuzz clean check-cxx check-header test-asan test-neon test-valgrind
 SHELL = /bin/bash
@@ -41,6 +41,13 @@ $(B)/%: tests/%.c irmae.h | $(B)
 $(B)/shapes: examples/shapes.c irmae.h | $(B)
 	$(CC) $(ALLFLAGS) $< -o $@ $(LDLIBS)
 
+$(B)/mnist: examples/mnist.c irmae.h | $(B)
+	$(CC) $(ALLFLAGS) $< -o $@ $(LDLIBS)
+
+# the command-line tool (./irmae help)
+irmae: examples/irmae.c irmae.h
+	$(CC) $(ALLFLAGS) $< -o $@ $(LDLIBS)
+
 # The header must compile as C++ and link from two translation units.
 check-cxx: | $(B)
 	$(CXX) $(CFLAGS) -x c++ $(WARN) $(OMP) -DIRMAE_IMPLEMENTATION -fsyntax-only irmae.h
@@ -53,7 +60,7 @@ check-header: | $(B)
 	$(B)/tu_link
 
 test: all check-cxx check-header
-	@IRMAE_PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BINS)
+	@IRMAE_PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BINS) "sh tests/test_cli.sh ./irmae"
 
 demo: $(B)/shapes
 	OMP_PROC_BIND=true $(B)/shapes --out demo-out
@@ -98,4 +105,4 @@ fuzz: | $(B)
 	  test $${PIPESTATUS[0]:-0} -eq 0 || exit 1; done
 
 clean:
-	rm -rf $(B) demo-out
+	rm -rf $(B) demo-out irmae

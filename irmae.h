@@ -822,7 +822,7 @@ IRMAEDEF int irmae_frechet_distance(const float *a, int na, const float *b, int 
               4-byte tag, u64 payload length, payload,
               u32 CRC-32 of tag + length + payload:
        "CONF" i32 in_c, in_h, in_w, n, l, kind, out_act, max_batch, range_pm1;
-              f32 code_l1, code_l2, vae_beta, lr, beta1, beta2, eps;
+              f32 code_l1, code_l2, vae_beta, lr, beta1, beta2, eps, grad_clip;
               i32 n_enc, n_dec; then n_enc + n_dec layer specs (encoder
               first), each i32 type, out, k, stride, pad, bias, c, h, w;
               u64 parameter count (must equal the count the config implies)
@@ -4476,7 +4476,7 @@ static int irmae__inf_codes(irmae__inf *s, const irmae__inf_huff *lit, const irm
                                             7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13 };
     irmae__inf_out *o = s->o;
     int sym, rc;
-    unsigned extra;
+    unsigned extra = 0;
     size_t length, distance, i;
     unsigned char *d;
     const unsigned char *from;
@@ -4544,7 +4544,7 @@ static int irmae__inf_dynamic(irmae__inf *s)
 {
     static const unsigned char order[19] = { 16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15 };
     unsigned char lens[288 + 32];
-    unsigned hlit, hdist, hclen, v, rep;
+    unsigned hlit, hdist, hclen, v = 0, rep = 0;
     int i, n, sym, rc;
     unsigned char fill;
     if ((rc = irmae__inf_bits(s, 14, &v, "a dynamic block header")) != 0) return rc;
@@ -7042,9 +7042,9 @@ IRMAEDEF int irmae_model_interpolate(irmae_model *m, const float *xa, const floa
 #define IRMAE__CK_HEADER 20u
 #define IRMAE__CK_TRST_LEN 88u
 #define IRMAE__CK_NINT 9          /* int fields of the config before the floats */
-#define IRMAE__CK_NFLT 7          /* float fields */
+#define IRMAE__CK_NFLT 8          /* float fields */
 #define IRMAE__CK_NSPEC 9         /* int fields of a layer spec */
-#define IRMAE__CK_CONF_FIXED 72u  /* 9 ints, 7 floats, n_enc, n_dec */
+#define IRMAE__CK_CONF_FIXED 76u  /* 9 ints, 8 floats, n_enc, n_dec */
 #define IRMAE__CK_CONF_MAX (IRMAE__CK_CONF_FIXED + 4u * IRMAE__CK_NSPEC * 2u * IRMAE_MAX_LAYERS + 8u)
 #define IRMAE__CKW_CAP 65536
 
@@ -7053,7 +7053,7 @@ static const char irmae__ck_tags[5][5] = { "CONF", "TRST", "PARM", "ADMM", "ADMV
 static const char *const irmae__ck_int_names[IRMAE__CK_NINT] = {
     "in_c", "in_h", "in_w", "n", "l", "kind", "out_act", "max_batch", "range_pm1" };
 static const char *const irmae__ck_flt_names[IRMAE__CK_NFLT] = {
-    "code_l1", "code_l2", "vae_beta", "lr", "beta1", "beta2", "eps" };
+    "code_l1", "code_l2", "vae_beta", "lr", "beta1", "beta2", "eps", "grad_clip" };
 static const char *const irmae__ck_spec_names[IRMAE__CK_NSPEC] = {
     "type", "out", "k", "stride", "pad", "bias", "c", "h", "w" };
 
@@ -7071,7 +7071,7 @@ static float *irmae__ck_flt(irmae_config *c, int i)
     switch (i) {
     case 0: return &c->code_l1; case 1: return &c->code_l2; case 2: return &c->vae_beta;
     case 3: return &c->lr;      case 4: return &c->beta1;   case 5: return &c->beta2;
-    default: return &c->eps;
+    case 6: return &c->eps;     default: return &c->grad_clip;
     }
 }
 static int *irmae__ck_spec(irmae_layer_spec *s, int i)
@@ -7509,14 +7509,14 @@ static int irmae__ck_conf(const unsigned char *q, size_t len, size_t base, irmae
     if (len < IRMAE__CK_CONF_FIXED + 8u)
         return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: configuration at offset %lu has %lu bytes, at least %u needed",
                            (unsigned long)base, (unsigned long)len, IRMAE__CK_CONF_FIXED + 8u);
-    ne = irmae__ck_i32(irmae__ck_rd32(q + 64));
-    nd = irmae__ck_i32(irmae__ck_rd32(q + 68));
+    ne = irmae__ck_i32(irmae__ck_rd32(q + IRMAE__CK_CONF_FIXED - 8u));
+    nd = irmae__ck_i32(irmae__ck_rd32(q + IRMAE__CK_CONF_FIXED - 4u));
     if (ne > IRMAE_MAX_LAYERS || nd > IRMAE_MAX_LAYERS)
         return irmae__fail(IRMAE_ERR_LIMIT, "checkpoint: %d encoder / %d decoder layers at offset %lu, IRMAE_MAX_LAYERS is %d",
-                           ne, nd, (unsigned long)(base + 64), IRMAE_MAX_LAYERS);
+                           ne, nd, (unsigned long)(base + IRMAE__CK_CONF_FIXED - 8u), IRMAE_MAX_LAYERS);
     if (ne < 1 || nd < 1)
         return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: %d encoder / %d decoder layers at offset %lu",
-                           ne, nd, (unsigned long)(base + 64));
+                           ne, nd, (unsigned long)(base + IRMAE__CK_CONF_FIXED - 8u));
     want = IRMAE__CK_CONF_FIXED + 4u * IRMAE__CK_NSPEC * (size_t)(ne + nd) + 8u;
     if (len != want)
         return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: configuration at offset %lu has %lu bytes, %d + %d layers need %lu",

@@ -141,8 +141,8 @@ def check_checkpoint(path, raw_path):
         pos = end + 4
     check(pos == len(data), "%d bytes after the last section" % (len(data) - pos))
     conf = sections[b"CONF"]
-    n_enc, n_dec = struct.unpack("<ii", conf[64:72])
-    check(len(conf) == 72 + 36 * (n_enc + n_dec) + 8, "CONF length %d for %d + %d layers" % (len(conf), n_enc, n_dec))
+    n_enc, n_dec = struct.unpack("<ii", conf[68:76])  # after 9 i32 and 8 f32
+    check(len(conf) == 76 + 36 * (n_enc + n_dec) + 8, "CONF length %d for %d + %d layers" % (len(conf), n_enc, n_dec))
     (n_params,) = struct.unpack("<Q", conf[-8:])
     check(len(sections[b"TRST"]) == 88, "TRST length")
     for tag in (b"PARM", b"ADMM", b"ADMV"):

@@ -487,11 +487,11 @@ static void test_bad_headers(void)
     BAD_CASE("huge PARM length", wr64(cp + trst + 88 + 4 + 4, (uint64_t)-16), 1, IRMAE_ERR_FORMAT, "'PARM'");
     BAD_CASE("kind 7", wr32(cp + conf + 20, 7), 1, IRMAE_ERR_FORMAT, "kind 7");
     BAD_CASE("n 0", wr32(cp + conf + 12, 0), 1, IRMAE_ERR_FORMAT, "configuration is invalid");
-    BAD_CASE("n_enc 33", wr32(cp + conf + 64, 33), 1, IRMAE_ERR_LIMIT, "IRMAE_MAX_LAYERS");
-    BAD_CASE("n_enc 0", wr32(cp + conf + 64, 0), 1, IRMAE_ERR_FORMAT, "0 encoder");
-    BAD_CASE("n_enc 5", wr32(cp + conf + 64, 5), 1, IRMAE_ERR_FORMAT, "need");
-    BAD_CASE("layer type 99", wr32(cp + conf + 72, 99), 1, IRMAE_ERR_FORMAT, "unknown type 99");
-    BAD_CASE("conv k 9", wr32(cp + conf + 72 + 8, 9), 1, IRMAE_ERR_FORMAT, "invalid");
+    BAD_CASE("n_enc 33", wr32(cp + conf + 68, 33), 1, IRMAE_ERR_LIMIT, "IRMAE_MAX_LAYERS");
+    BAD_CASE("n_enc 0", wr32(cp + conf + 68, 0), 1, IRMAE_ERR_FORMAT, "0 encoder");
+    BAD_CASE("n_enc 5", wr32(cp + conf + 68, 5), 1, IRMAE_ERR_FORMAT, "need");
+    BAD_CASE("layer type 99", wr32(cp + conf + 76, 99), 1, IRMAE_ERR_FORMAT, "unknown type 99");
+    BAD_CASE("conv k 9", wr32(cp + conf + 76 + 8, 9), 1, IRMAE_ERR_FORMAT, "invalid");
     BAD_CASE("n_params", wr64(cp + trst - 16 - 8, a.n_params + 1), 1, IRMAE_ERR_FORMAT, "parameters stored");
     BAD_CASE("negative step", wr64(cp + trst, (uint64_t)-1), 1, IRMAE_ERR_FORMAT, "negative");
     BAD_CASE("negative batch", wr64(cp + trst + 48, (uint64_t)-5), 1, IRMAE_ERR_FORMAT, "negative");

@@ -1,0 +1,234 @@
+#!/bin/sh
+# test_cli.sh - end-to-end checks of the command-line tool on tiny data.
+#
+#   sh tests/test_cli.sh ./irmae          (from the repository root)
+#
+# Every subcommand runs on tiny data (shapes: 256 images, batch 32; MNIST: the
+# committed 100-image slice tests/data/mnist100-*, used for both train and
+# t10k). Checked: exit codes (0 ok, 1 runtime error, 2 usage error), the
+# outputs (PNG, CSV, SVG, safetensors), bit-exact resume (straight run vs
+# stop + resume, at an epoch end and mid-epoch, with a different thread
+# count), and the numeric guard (a NaN batch, or --lr 1e30, exits 1 and
+# leaves the last checkpoint byte-identical). Optional peer: $IRMAE_PYTHON
+# (default /usr/bin/python3) with pypng decodes the PNGs and parses SVG and
+# safetensors; without it those checks print SKIP and are not counted.
+# One line per check; the last line is "test_cli: N passed, M failed".
+
+CLI=${1:-./irmae}
+PY=${IRMAE_PYTHON:-/usr/bin/python3}
+DATA=tests/data
+# Idle OpenMP threads sleep instead of spinning: much faster on a busy machine.
+OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+export OMP_WAIT_POLICY
+unset IRMAE_TEST_POISON
+
+pass=0; fail=0; skip=0
+T=$(mktemp -d 2>/dev/null || { mkdir -p "/tmp/test_cli.$$" && echo "/tmp/test_cli.$$"; })
+trap 'rm -rf "$T"' EXIT INT TERM
+
+ok()   { pass=$((pass + 1)); echo "ok   $1"; }
+bad()  { fail=$((fail + 1)); echo "FAIL $1"; if [ -n "$2" ] && [ -f "$2" ]; then tail -n 8 "$2" | sed 's/^/     | /'; fi; }
+skp()  { skip=$((skip + 1)); echo "SKIP: $1"; }
+
+# expect NAME CODE cmd args... : runs the command (stdout in $T/out, stderr in
+# $T/err) and checks its exit status. Returns 0 when it matched.
+expect() {
+    name=$1; want=$2; shift 2
+    "$@" >"$T/out" 2>"$T/err"
+    got=$?
+    if [ "$got" -eq "$want" ]; then ok "$name (exit $got)"; return 0; fi
+    bad "$name: exit $got, expected $want" "$T/err"
+    return 1
+}
+
+# check NAME cmd args... : a condition that must hold.
+check() {
+    name=$1; shift
+    if "$@"; then ok "$name"; else bad "$name"; fi
+}
+
+have_py() { [ -x "$PY" ] && "$PY" -c "import $1" >/dev/null 2>&1; }
+
+png_signature() { [ "$(od -An -tx1 -N8 "$1" 2>/dev/null | tr -d ' \n')" = "89504e470d0a1a0a" ]; }
+
+# check_png NAME FILE WIDTH HEIGHT
+check_png() {
+    if ! png_signature "$2"; then bad "$1: $2 is not a PNG"; return; fi
+    ok "$1: PNG signature"
+    if have_py png; then
+        if "$PY" - "$2" "$3" "$4" <<'EOF' >"$T/py" 2>&1
+import sys, png
+w, h, rows, info = png.Reader(filename=sys.argv[1]).read()
+n = sum(1 for _ in rows)
+assert (w, h, n) == (int(sys.argv[2]), int(sys.argv[3]), h), (w, h, n)
+EOF
+        then ok "$1: decodes, $3 x $4"; else bad "$1: decode" "$T/py"; fi
+    else
+        skp "$1: no pypng in $PY, PNG not decoded"
+    fi
+}
+
+[ -x "$CLI" ] || { echo "test_cli: $CLI is not an executable"; echo "test_cli: 0 passed, 1 failed"; exit 1; }
+
+# ---------------------------------------------------------------- help, usage
+expect "help" 0 "$CLI" help
+for t in train spectrum reconstruct interpolate sample export classify frechet; do
+    expect "$t --help" 0 "$CLI" "$t" --help && \
+        check "$t --help lists flags" grep -q -- "--threads" "$T/out"
+done
+expect "train --help documents --resume" 0 "$CLI" help train && check "help train names --resume" grep -q -- "--resume" "$T/out"
+expect "no arguments" 2 "$CLI"
+expect "unknown task" 2 "$CLI" frobnicate
+expect "unknown flag" 2 "$CLI" train --frobnicate 3
+expect "missing value" 2 "$CLI" train --epochs
+expect "negative epochs" 2 "$CLI" train --epochs -1
+expect "unknown model kind" 2 "$CLI" train --model gan
+expect "bad number" 2 "$CLI" train --lr abc
+expect "number with junk" 2 "$CLI" train --batch 32x
+expect "flag of another task" 2 "$CLI" export --model x.ckpt --epochs 3
+expect "stray argument" 2 "$CLI" spectrum model.ckpt
+expect "unknown sample method" 2 "$CLI" sample --model x.ckpt --method magic
+expect "-l with ae" 2 "$CLI" train --model ae -l 2
+expect "vae with pm1" 2 "$CLI" train --model vae --range pm1
+expect "mnist without --dir" 2 "$CLI" train --data mnist
+expect "spectrum without --model" 2 "$CLI" spectrum
+check "usage errors name the help" grep -q -- "--help" "$T/err"
+expect "missing checkpoint" 1 "$CLI" export --model "$T/none.ckpt" --out "$T/x.safetensors"
+check "runtime error carries the detail" grep -q "cannot open" "$T/err"
+
+# ---------------------------------------------------------------- training, resume
+S="--data shapes --count 256 --batch 32 --heldout 64 --seed 7"
+expect "train 2 epochs straight" 0 "$CLI" train $S --epochs 2 --save-every 3 --out "$T/straight.ckpt"
+check "epoch lines report the rank" grep -q "rank@1%" "$T/err"
+expect "train 1 epoch" 0 "$CLI" train $S --epochs 1 --out "$T/e1.ckpt"
+cp "$T/e1.ckpt" "$T/resumed.ckpt"
+expect "resume to 2 epochs" 0 "$CLI" train $S --epochs 2 --resume "$T/resumed.ckpt"
+check "resume at an epoch end is bit-exact" cmp -s "$T/straight.ckpt" "$T/resumed.ckpt"
+expect "stop after 5 steps (mid-epoch)" 0 "$CLI" train $S --epochs 2 --save-every 3 --max-steps 5 --out "$T/mid.ckpt"
+expect "resume mid-epoch with 1 thread" 0 "$CLI" train $S --epochs 2 --resume "$T/mid.ckpt" --threads 1
+check "resume mid-epoch is bit-exact" cmp -s "$T/straight.ckpt" "$T/mid.ckpt"
+expect "resume with a conflicting flag" 2 "$CLI" train $S --epochs 3 --resume "$T/e1.ckpt" --n 16
+
+# the numeric guard: a NaN in the batch of step 11 (epoch 2, batch 3)
+cp "$T/e1.ckpt" "$T/poison.ckpt"; cp "$T/e1.ckpt" "$T/poison.bak"
+IRMAE_TEST_POISON=11; export IRMAE_TEST_POISON
+expect "NaN batch stops training" 1 "$CLI" train $S --epochs 2 --resume "$T/poison.ckpt"
+unset IRMAE_TEST_POISON
+check "guard message names the step" grep -q "step 11" "$T/err"
+check "checkpoint left byte-identical" cmp -s "$T/poison.ckpt" "$T/poison.bak"
+# mid-epoch saves every 2 steps, NaN at step 13: the file keeps step 12; resuming it finishes exactly
+cp "$T/e1.ckpt" "$T/crash.ckpt"
+IRMAE_TEST_POISON=13; export IRMAE_TEST_POISON
+expect "NaN after a mid-epoch save" 1 "$CLI" train $S --epochs 2 --save-every 2 --resume "$T/crash.ckpt"
+unset IRMAE_TEST_POISON
+expect "resume after the failure" 0 "$CLI" train $S --epochs 2 --resume "$T/crash.ckpt"
+check "crash + resume is bit-exact" cmp -s "$T/straight.ckpt" "$T/crash.ckpt"
+check "resume started mid-epoch" grep -q "batch 4 (step 12)" "$T/err"
+expect "lr 1e30 diverges" 1 "$CLI" train $S --epochs 1 --lr 1e30 --out "$T/diverge.ckpt"
+check "divergence is reported as non-finite" grep -q "non-finite" "$T/err"
+check "no checkpoint from a run that failed before saving" test ! -e "$T/diverge.ckpt"
+
+# other model kinds and pixel ranges
+expect "train ae + L1, [-1,1]" 0 "$CLI" train --count 64 --batch 16 --heldout 32 --epochs 1 --model ae --code-l1 0.01 --range pm1 --out "$T/ae.ckpt"
+expect "train vae" 0 "$CLI" train --count 64 --batch 16 --heldout 32 --epochs 1 --model vae --out "$T/vae.ckpt"
+
+# ---------------------------------------------------------------- analysis
+M="$T/straight.ckpt"
+expect "spectrum of two models" 0 "$CLI" spectrum --model "$M" --model "$T/ae.ckpt" --name irmae --name "ae+l1" --count 128 --csv "$T/s.csv" --svg "$T/s.svg"
+check "spectrum prints the ranks" grep -q "rank@1%=.*rank@0.1%=.*entropy_rank=" "$T/out"
+check "spectrum prints one line per model" test "$(grep -c 'rank@1%=' "$T/out")" -eq 2
+check "CSV: header and 32 numeric rows starting at 1" awk -F, '
+    NR == 1 { if ($1 != "index") bad = 1; nf = NF; next }
+    { if (NF != nf) bad = 1
+      for (i = 1; i <= NF; i++) if ($i !~ /^-?[0-9.]+([eE][-+]?[0-9]+)?$/) bad = 1
+      if (NR == 2 && ($2 != 1 || $3 != 1)) bad = 1
+      rows++ }
+    END { exit (bad || rows != 32) }' "$T/s.csv"
+if have_py xml.etree.ElementTree; then
+    check "SVG parses as XML" "$PY" -c 'import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); assert r.tag.endswith("svg"), r.tag' "$T/s.svg"
+else
+    check "SVG has <svg> and </svg>" grep -q "</svg>" "$T/s.svg"
+    skp "no python at $PY, SVG not parsed"
+fi
+expect "spectrum of a VAE" 0 "$CLI" spectrum --model "$T/vae.ckpt" --count 64
+
+expect "reconstruct" 0 "$CLI" reconstruct --model "$M" --count 10 --cols 8 --out "$T/rec.png"
+check_png "reconstruct grid" "$T/rec.png" 274 138
+expect "reconstruct [-1,1] model" 0 "$CLI" reconstruct --model "$T/ae.ckpt" --count 4 --out "$T/rec_pm1.png"
+check_png "reconstruct [-1,1] grid" "$T/rec_pm1.png" 138 70
+expect "interpolate" 0 "$CLI" interpolate --model "$M" --pairs 3 --steps 6 --out "$T/int.png"
+check_png "interpolate grid" "$T/int.png" 206 104
+for m in mvg gmm pca; do
+    expect "sample $m" 0 "$CLI" sample --model "$M" --method $m --fit 128 --count 16 --cols 8 --out "$T/sample_$m.png"
+    check_png "sample $m grid" "$T/sample_$m.png" 274 70
+done
+expect "sample gmm from the VAE" 0 "$CLI" sample --model "$T/vae.ckpt" --method gmm --k 2 --fit 64 --count 8 --out "$T/vae.png"
+
+expect "export" 0 "$CLI" export --model "$M" --out "$T/m.safetensors"
+st="$T/m.safetensors"
+hlen=$(od -An -tu8 -N8 "$st" | tr -d ' ')
+first=$(od -An -c -j8 -N1 "$st" | tr -d ' ')
+size=$(wc -c <"$st" | tr -d ' ')
+check "safetensors header length fits the file" test "$hlen" -gt 2 -a $((hlen % 8)) -eq 0 -a "$hlen" -lt "$size"
+check "safetensors header starts with {" test "$first" = "{"
+if have_py json; then
+    params=$(sed -n 's/.*, \([0-9]*\) parameters.*/\1/p' "$T/out")
+    check "safetensors header parses, offsets tile the file, $params parameters" "$PY" - "$st" "$params" <<'EOF'
+import sys, json, struct
+data = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", data[:8])[0]
+h = json.loads(data[8:8 + n])
+meta = h.pop("__metadata__")
+assert meta["n"] == "32" and meta["l"] == "2" and meta["range"] == "0,1", meta
+spans = sorted(tuple(v["data_offsets"]) for v in h.values())
+pos = 0
+for a, b in spans:
+    assert a == pos, (a, pos); pos = b
+assert 8 + n + pos == len(data), (8 + n + pos, len(data))
+count = 0
+for k, v in h.items():
+    size = 1
+    for d in v["shape"]: size *= d
+    assert v["dtype"] == "F32" and 4 * size == v["data_offsets"][1] - v["data_offsets"][0], k
+    if k != "collapsed.weight": count += size
+assert h["maps.1.weight"]["shape"] == [32, 32] and h["collapsed.weight"]["shape"] == [32, 32]
+assert count == int(sys.argv[2]), (count, sys.argv[2])
+EOF
+else
+    skp "no python at $PY, safetensors JSON not parsed"
+fi
+
+# ---------------------------------------------------------------- MNIST slice
+MN="$T/mnist"
+mkdir -p "$MN"
+for s in train t10k; do
+    cp "$DATA/mnist100-images-idx3-ubyte.gz" "$MN/$s-images-idx3-ubyte.gz"
+    cp "$DATA/mnist100-labels-idx1-ubyte.gz" "$MN/$s-labels-idx1-ubyte.gz"
+done
+expect "train on mnist (100 images)" 0 "$CLI" train --data mnist --dir "$MN" --epochs 1 --batch 32 --heldout 64 --out "$T/mnist.ckpt"
+for h in linear mlp; do
+    expect "classify $h head" 0 "$CLI" classify --model "$T/mnist.ckpt" --dir "$MN" --labels 50 --head $h --head-steps 300
+    acc=$(sed -n 's/^accuracy=\([0-9.]*\)$/\1/p' "$T/out")
+    check "classify $h prints accuracy=$acc in [0,100]" awk -v a="$acc" 'BEGIN { exit !(a != "" && a >= 0 && a <= 100) }'
+done
+expect "classify --supervised is a usage error" 2 "$CLI" classify --model "$T/mnist.ckpt" --dir "$MN" --supervised
+expect "classify on unlabelled images is refused" 2 "$CLI" classify --model "$T/mnist.ckpt" --data images --dir "$MN"
+expect "frechet" 0 "$CLI" frechet --model "$T/mnist.ckpt" --data mnist --dir "$MN" --count 50 --fit 100 --clf-epochs 2
+fd=$(sed -n 's/^frechet=\(.*\)$/\1/p' "$T/out")
+check "frechet prints a distance >= 0 ($fd)" awk -v a="$fd" 'BEGIN { exit !(a != "" && a + 0 >= 0 && a == a + 0) }'
+expect "mnist model on shapes data is a runtime error" 1 "$CLI" spectrum --model "$T/mnist.ckpt" --count 16
+
+# ---------------------------------------------------------------- a folder of PNGs
+IM="$T/images"
+mkdir -p "$IM"
+i=0
+while [ $i -lt 20 ]; do
+    "$CLI" sample --model "$T/vae.ckpt" --fit 16 --count 1 --cols 1 --seed $i --out "$IM/img$i.png" >/dev/null 2>&1 || break
+    i=$((i + 1))
+done
+check "made 20 PNG files" test $i -eq 20
+expect "train on a folder of PNGs" 0 "$CLI" train --data images --dir "$IM" --preset shapes --epochs 1 --batch 5 --heldout 8 --out "$T/images.ckpt"
+expect "spectrum on the held-out PNGs" 0 "$CLI" spectrum --model "$T/images.ckpt" --data images --dir "$IM"
+
+echo "test_cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
