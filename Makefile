@@ -27,7 +27,7 @@ TESTS    = test_gemm test_conv test_model test_analysis test_pngw test_loaders t
 TEST_BINS = $(addprefix $(B)/,$(TESTS))
 EXAMPLES = $(B)/shapes irmae $(B)/mnist
 
-.PHONY: all test demo bench fuzz clean check-cxx check-header test-asan test-neon test-valgrind
+.PHONY: all test demo bench bench-torch fuzz clean check-cxx check-header test-asan test-neon test-valgrind
 SHELL = /bin/bash
 
 all: $(TEST_BINS) $(EXAMPLES)
@@ -65,8 +65,20 @@ test: all check-cxx check-header
 demo: $(B)/shapes
 	OMP_PROC_BIND=true $(B)/shapes --out demo-out
 
-bench: all
-	@echo "bench: see bench/ (kernels issue)"
+# Benchmarks: measured FMA peak, sgemm on square sizes and on every GEMM
+# shape of a training step, training img/s and MFU for 1 and 2 threads.
+bench: | $(B)
+	$(CC) $(CFLAGS) $(STD) $(WARN) $(OMP) bench/bench.c -o $(B)/bench $(LDLIBS)
+	OMP_PROC_BIND=true $(B)/bench
+
+# The same models in PyTorch (Debian's python3-torch), in its best
+# configuration on this machine (see README).
+bench-torch:
+	@if $(PYTHON) -c 'import torch' 2>/dev/null; then \
+	  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
+	    GLIBC_TUNABLES=glibc.malloc.trim_threshold=4000000000:glibc.malloc.mmap_threshold=4000000000 \
+	    $(PYTHON) bench/torch_peer.py; \
+	else echo "SKIP: bench-torch needs python3-torch"; fi
 
 # Loaders and writers under AddressSanitizer + UndefinedBehaviorSanitizer.
 SAN_TESTS = test_loaders test_pngw test_model test_conv
