@@ -17,9 +17,11 @@
        IRMAE_BENCH_THREADS   thread counts, comma separated (default "1,2")
        IRMAE_SIMD            scalar|avx2|avx512|neon: restrict irmae's kernels (see irmae.h)
 
-   The benchmark only calls the public API. The GEMM shapes of a training
+   The benchmark calls only the public API (the memory estimate reads the
+   private IRMAE__KC/NC/MC macros when they exist, to size the GEMM packing
+   buffer; nothing else of the internals). The GEMM shapes of a training
    step are derived from the model's resolved layer list (m.layers) with the
-   lowering that parts/conv_impl.h and parts/model_impl.h use: im2col/col2im
+   lowering that irmae.h's convolution and model sections use: im2col/col2im
    convolutions with one GEMM per chunk of images (chunk size recovered from
    irmae_conv_workspace), 1x1 stride-1 convolutions with >= 64 positions as
    one GEMM per image, linear layers and the l maps as plain GEMMs. If the
@@ -409,7 +411,7 @@ static void add_shape(shapelist *L, int ta, int tb, int m, int n, int k, int bet
 }
 
 /* one conv/convT layer, pass 0 = forward, 1 = backward (din only if need_din);
-   mirrors irmae_conv2d_* / irmae_convt2d_* of parts/conv_impl.h */
+   mirrors irmae_conv2d_* / irmae_convt2d_* in irmae.h */
 static void collect_conv(shapelist *L, const irmae_layer *ly, int B, int pass, int need_din, const char *name)
 {
     irmae_conv_desc d;
