@@ -1458,10 +1458,45 @@ IRMAEDEF void irmae_sgemm_release(void)
 /* op(A)[i][p] and op(B)[p][j] */
 #define IRMAE__AT(a, lda, ta, i, p) ((ta) ? (a)[(size_t)(p) * (lda) + (i)] : (a)[(size_t)(i) * (lda) + (p)])
 
+#if defined(IRMAE__X86)
+/* The transposing copies of packing, 8 x 8 at a time with AVX2 shuffles:
+   d[q * ds + i] = s[i * ss + q] for q < 8 and i < rows (rows is 6 or 8:
+   exactly rows floats of each output row are written; missing input rows
+   are never read). Pure data movement: the packed panels are the same bits
+   as the scalar loops'. */
+__attribute__((target("avx2,fma")))
+static void irmae__transpose8_avx2(float *d, size_t ds, const float *s, size_t ss, int rows)
+{
+    __m256 r[8], t[8], u[8], o;
+    int i;
+    for (i = 0; i < 8; i++) r[i] = i < rows ? _mm256_loadu_ps(s + (size_t)i * ss) : _mm256_setzero_ps();
+    for (i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (i = 0; i < 2; i++) { /* u[4i + c]: columns c and c + 4 of rows 4i .. 4i + 3 */
+        u[4 * i + 0] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (i = 0; i < 8; i++) {
+        float *dq = d + (size_t)i * ds;
+        o = i < 4 ? _mm256_permute2f128_ps(u[i], u[i + 4], 0x20)
+                  : _mm256_permute2f128_ps(u[i - 4], u[i], 0x31);
+        if (rows == 8) _mm256_storeu_ps(dq, o);
+        else { /* 6 */
+            _mm_storeu_ps(dq, _mm256_castps256_ps128(o));
+            _mm_storel_pi((__m64 *)(void *)(dq + 4), _mm256_extractf128_ps(o, 1));
+        }
+    }
+}
+#endif
+
 /* pack rows [i0, i0+mc) x depth [p0, p0+kc) of op(A) into MR-row micro-panels:
    panel[p * mr + i] = op(A)[i0 + i][p0 + p]; loops read memory contiguously */
 static void irmae__pack_a(float *dst, const float *a, int lda, int ta, int i0, int mc,
-                          int p0, int kc, int mr)
+                          int p0, int kc, int mr, int vec)
 {
     int panels = (mc + mr - 1) / mr, ip;
     IRMAE__OMP(for schedule(static))
@@ -1475,8 +1510,17 @@ static void irmae__pack_a(float *dst, const float *a, int lda, int ta, int i0, i
                 for (; i < mr; i++) d[(size_t)p * mr + i] = 0.0f;
             }
         } else { /* a transpose, done in blocks of 16 depths to stay in L1 */
-            int pb, q;
-            for (pb = 0; pb < kc; pb += 16) {
+            int pb = 0, q;
+#if defined(IRMAE__X86)
+            if (vec && rows == 6 && mr == 6) { /* AVX2 panels: 8 depths x 6 rows at a time */
+                const float *src = a + (size_t)(i0 + ip * mr) * lda + p0;
+                for (; pb + 8 <= kc; pb += 8)
+                    irmae__transpose8_avx2(d + (size_t)pb * 6, 6, src + pb, (size_t)lda, 6);
+            }
+#else
+            (void)vec;
+#endif
+            for (; pb < kc; pb += 16) {
                 int qn = kc - pb < 16 ? kc - pb : 16;
                 for (i = 0; i < rows; i++) {
                     const float *src = a + (size_t)(i0 + ip * mr + i) * lda + p0 + pb;
@@ -1492,7 +1536,7 @@ static void irmae__pack_a(float *dst, const float *a, int lda, int ta, int i0, i
 /* pack depth [p0, p0+kc) x columns [j0, j0+nc) of op(B) into NR-column micro-panels:
    panel[p * nr + j] = op(B)[p0 + p][j0 + j] */
 static void irmae__pack_b(float *dst, const float *b, int ldb, int tb, int p0, int kc,
-                          int j0, int nc, int nr)
+                          int j0, int nc, int nr, int vec)
 {
     int panels = (nc + nr - 1) / nr, jp;
     IRMAE__OMP(for schedule(static))
@@ -1500,13 +1544,34 @@ static void irmae__pack_b(float *dst, const float *b, int ldb, int tb, int p0, i
         float *d = dst + (size_t)jp * nr * kc;
         int cols = nc - jp * nr < nr ? nc - jp * nr : nr, j, p;
         if (!tb) {
-            for (p = 0; p < kc; p++) {
-                memcpy(d + (size_t)p * nr, b + (size_t)(p0 + p) * ldb + j0 + jp * nr, (size_t)cols * sizeof(float));
-                for (j = cols; j < nr; j++) d[(size_t)p * nr + j] = 0.0f;
-            }
+            const float *src = b + (size_t)p0 * ldb + j0 + jp * nr;
+            /* full panels: fixed-size copies the compiler turns into vector moves
+               (a memcpy call per 48..128-byte row costs more than the copy) */
+            if (cols == 16 && nr == 16)
+                for (p = 0; p < kc; p++, src += ldb) memcpy(d + (size_t)p * 16, src, 16 * sizeof(float));
+            else if (cols == 12 && nr == 12)
+                for (p = 0; p < kc; p++, src += ldb) memcpy(d + (size_t)p * 12, src, 12 * sizeof(float));
+            else if (cols == 32 && nr == 32)
+                for (p = 0; p < kc; p++, src += ldb) memcpy(d + (size_t)p * 32, src, 32 * sizeof(float));
+            else
+                for (p = 0; p < kc; p++, src += ldb) {
+                    for (j = 0; j < cols; j++) d[(size_t)p * nr + j] = src[j];
+                    for (; j < nr; j++) d[(size_t)p * nr + j] = 0.0f;
+                }
         } else { /* op(B)[p][j] = b[j][p]: a transpose, in blocks of 16 depths */
-            int pb, q;
-            for (pb = 0; pb < kc; pb += 16) {
+            int pb = 0, q;
+#if defined(IRMAE__X86)
+            if (vec && cols == nr && nr % 8 == 0) { /* 8 depths x 8 columns at a time */
+                const float *src = b + (size_t)(j0 + jp * nr) * ldb + p0;
+                for (; pb + 8 <= kc; pb += 8)
+                    for (j = 0; j < nr; j += 8)
+                        irmae__transpose8_avx2(d + (size_t)pb * nr + j, (size_t)nr,
+                                               src + (size_t)j * ldb + pb, (size_t)ldb, 8);
+            }
+#else
+            (void)vec;
+#endif
+            for (; pb < kc; pb += 16) {
                 int qn = kc - pb < 16 ? kc - pb : 16;
                 for (j = 0; j < cols; j++) {
                     const float *src = b + (size_t)(j0 + jp * nr + j) * ldb + p0 + pb;
@@ -1602,7 +1667,7 @@ IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
 {
     irmae__gemm_path path;
     float *pa_all, *pb;
-    int jc, pc, ic, nthreads;
+    int jc, pc, ic, nthreads, vec;
     if (m <= 0 || n <= 0) return;
     if (k <= 0 || alpha == 0.0f) { /* C = beta * C */
         irmae__sgemm_small(0, 0, m, n, 0, 0.0f, a, lda, b, ldb, beta, c, ldc);
@@ -1626,6 +1691,7 @@ IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
     pb = irmae__gemm_buf;
     pa_all = irmae__gemm_buf + (size_t)IRMAE__KC * (IRMAE__NC + IRMAE__NR_MAX);
     path = irmae__gemm_select();
+    vec = path.level == IRMAE_SIMD_AVX2 || path.level == IRMAE_SIMD_AVX512; /* AVX-512 CPUs have AVX2 */
     (void)nthreads;
     for (jc = 0; jc < n; jc += IRMAE__NC) {
         int nc = n - jc < IRMAE__NC ? n - jc : IRMAE__NC;
@@ -1640,8 +1706,8 @@ IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
                 (void)par;
                 IRMAE__OMP(parallel if(par))
                 {
-                    if (ic == 0) irmae__pack_b(pb, b, ldb, trans_b, pc, kc, jc, nc, path.nr);
-                    irmae__pack_a(pa_all, a, lda, trans_a, ic, mc, pc, kc, path.mr);
+                    if (ic == 0) irmae__pack_b(pb, b, ldb, trans_b, pc, kc, jc, nc, path.nr, vec);
+                    irmae__pack_a(pa_all, a, lda, trans_a, ic, mc, pc, kc, path.mr, vec);
                     /* tile order: column panel outer, so each B micro-panel stays in L1 */
                     IRMAE__OMP(for schedule(static))
                     for (t = 0; t < tiles; t++) {

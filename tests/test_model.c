@@ -567,6 +567,8 @@ int main(void)
 {
     irmae_rng r = irmae_rng_seed(1234);
     irmae_config c;
+    static const int levels[] = {IRMAE_SIMD_SCALAR, IRMAE_SIMD_AVX2, IRMAE_SIMD_AVX512, IRMAE_SIMD_NEON};
+    int li;
     test_presets();
     check_activation("relu", irmae_relu_forward, irmae_relu_backward, &r);
     check_activation("tanh", irmae_tanh_forward, irmae_tanh_backward, &r);
@@ -575,21 +577,34 @@ int main(void)
     check_linear(3, 17, 5, 1, &r);
     check_linear(7, 100, 3, 0, &r);
     check_linear(33, 64, 65, 1, &r);
-    /* whole models: every parameter tensor and the input */
+    /* whole models: every parameter tensor and the input, on every kernel
+       path this CPU has (forced in turn; the others are reported skipped) */
+    for (li = 0; li < 4; li++) {
+    char tag[64];
+    if (irmae_simd_force(levels[li]) != levels[li]) {
+        printf("SKIP: model gradient checks on the %s path: not available on this CPU\n",
+               irmae_simd_name(levels[li]));
+        continue;
+    }
+    printf("  gradient checks on the %s path\n", irmae_simd_name(levels[li]));
+#define TAG(s) (snprintf(tag, sizeof tag, "%s [%s]", s, irmae_simd_name(levels[li])), tag)
     c = small_conv_config(IRMAE_KIND_AE, 0);
-    check_model_grads("AE", &c, 3, 1);
+    check_model_grads(TAG("AE"), &c, 3, 1);
     c = small_conv_config(IRMAE_KIND_AE, 3);
-    check_model_grads("IRMAE l=3", &c, 3, 2);
+    check_model_grads(TAG("IRMAE l=3"), &c, 3, 2);
     c = small_conv_config(IRMAE_KIND_AE, 0); c.code_l1 = 0.3f;
-    check_model_grads("AE+L1", &c, 2, 3);
+    check_model_grads(TAG("AE+L1"), &c, 2, 3);
     c = small_conv_config(IRMAE_KIND_AE, 0); c.code_l2 = 0.5f;
-    check_model_grads("AE+L2", &c, 2, 4);
+    check_model_grads(TAG("AE+L2"), &c, 2, 4);
     c = small_conv_config(IRMAE_KIND_VAE, 0); c.vae_beta = 0.7f;
-    check_model_grads("VAE", &c, 3, 5);
+    check_model_grads(TAG("VAE"), &c, 3, 5);
     c = small_allconv_config(2);
-    check_model_grads("IRMAE conv-only l=2", &c, 2, 6);
+    check_model_grads(TAG("IRMAE conv-only l=2"), &c, 2, 6);
     c = small_allconv_config(0); c.out_act = IRMAE_OUT_NONE;
-    check_model_grads("AE conv-only, no out_act", &c, 1, 7);
+    check_model_grads(TAG("AE conv-only, no out_act"), &c, 1, 7);
+#undef TAG
+    }
+    irmae_simd_force(IRMAE_SIMD_BEST);
     test_init_distribution();
     test_collapse();
     test_adam();
