@@ -400,6 +400,14 @@ IRMAEDEF int irmae_model_loss(irmae_model *m, const float *x, int batch, float *
 IRMAEDEF int irmae_model_encode(irmae_model *m, const float *x, int count, float *z);
 /* Encoder features e (count x n) before the linear maps (the VAE: the mean). */
 IRMAEDEF int irmae_model_features(irmae_model *m, const float *x, int count, float *e);
+/* Supervised training of the encoder (the paper's fully supervised
+   reference): with de = dL/de (batch x n) of some loss L on the features
+   e = irmae_model_features(x), zeroes the gradients and back-propagates de
+   through the encoder (the VAE: into the mean; the log-variance gets no
+   gradient). Decoder and map gradients stay 0; irmae_model_adam_step then
+   updates the model. The encoder's forward pass is recomputed here, so the
+   call depends only on its arguments. batch <= max_batch. */
+IRMAEDEF int irmae_model_features_backward(irmae_model *m, const float *x, int batch, const float *de);
 /* Images (count x C x H x W) decoded from codes z (count x n). */
 IRMAEDEF int irmae_model_decode(irmae_model *m, const float *z, int count, float *out);
 /* The l maps multiplied into one n x n matrix W = W_l ... W_1 (identity for
@@ -3197,6 +3205,30 @@ IRMAEDEF int irmae_model_forward_backward(irmae_model *m, const float *x, int B,
         }
     }
     return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_model_features_backward(irmae_model *m, const float *x, int B, const float *de)
+{
+    const float *e;
+    float *g, *gnext;
+    int i, rc, n;
+    if ((rc = irmae__check_batch(m, x, B, "features_backward"))) return rc;
+    if (!de) return irmae__fail(IRMAE_ERR_ARG, "features_backward: NULL gradient");
+    n = m->cfg.n;
+    if ((rc = irmae__encode_batch(m, x, B, &e))) return rc;
+    memset(m->grads, 0, m->n_params * sizeof(float));
+    g = m->grad_a; gnext = m->grad_b;
+    for (i = 0; i < B; i++) { /* d/de, laid out as the encoder output (the VAE's is [mu | logvar]) */
+        memcpy(g + (size_t)i * m->code_dim, de + (size_t)i * n, (size_t)n * sizeof(float));
+        if (m->code_dim > n) memset(g + (size_t)i * m->code_dim + n, 0, (size_t)(m->code_dim - n) * sizeof(float));
+    }
+    for (i = m->n_enc - 1; i >= 0; i--) {
+        const float *in = i == 0 ? x : irmae__act(m, i - 1, B);
+        if ((rc = irmae__layer_backward(m, &m->layers[i], i == 0 ? NULL : gnext, g, in, irmae__act(m, i, B), B)))
+            return rc;
+        { float *t = g; g = gnext; gnext = t; }
+    }
+    return irmae__grad_guard(m);
 }
 
 /* One Adam update of n parameters. The AVX2 version does the same float

@@ -211,7 +211,13 @@ for h in linear mlp; do
     acc=$(sed -n 's/^accuracy=\([0-9.]*\)$/\1/p' "$T/out")
     check "classify $h prints accuracy=$acc in [0,100]" awk -v a="$acc" 'BEGIN { exit !(a != "" && a >= 0 && a <= 100) }'
 done
-expect "classify --supervised is a usage error" 2 "$CLI" classify --model "$T/mnist.ckpt" --dir "$MN" --supervised
+expect "classify --supervised (encoder and head trained together)" 0 "$CLI" classify --model "$T/mnist.ckpt" \
+    --dir "$MN" --labels 50 --head linear --head-steps 60 --supervised
+tacc=$(sed -n 's/^train_accuracy=\([0-9.]*\)$/\1/p' "$T/out")
+acc=$(sed -n 's/^accuracy=\([0-9.]*\)$/\1/p' "$T/out")
+check "classify --supervised fits its 50 labelled images (train_accuracy=$tacc >= 90)" \
+    awk -v a="$tacc" 'BEGIN { exit !(a != "" && a >= 90 && a <= 100) }'
+check "classify --supervised prints accuracy=$acc in [0,100]" awk -v a="$acc" 'BEGIN { exit !(a != "" && a >= 0 && a <= 100) }'
 expect "classify on unlabelled images is refused" 2 "$CLI" classify --model "$T/mnist.ckpt" --data images --dir "$MN"
 expect "frechet" 0 "$CLI" frechet --model "$T/mnist.ckpt" --data mnist --dir "$MN" --count 50 --fit 100 --clf-epochs 2
 fd=$(sed -n 's/^frechet=\(.*\)$/\1/p' "$T/out")

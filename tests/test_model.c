@@ -211,6 +211,80 @@ static void check_model_grads(const char *name, const irmae_config *cfg, int B, 
     irmae_model_free(&m);
 }
 
+/* irmae_model_features_backward: for L = sum(de * features(x)), the encoder
+   gradients match central differences, the decoder and the maps get none. */
+static double feat_dot(irmae_model *m, const float *x, int B, const float *de, float *e)
+{
+    size_t i;
+    double s = 0.0;
+    if (irmae_model_features(m, x, B, e)) return NAN;
+    for (i = 0; i < (size_t)B * m->cfg.n; i++) s += (double)de[i] * e[i];
+    return s;
+}
+
+static void check_features_backward(const char *name, const irmae_config *cfg, int B, unsigned seed)
+{
+    irmae_rng r = irmae_rng_seed(seed);
+    irmae_model m;
+    size_t nx, ne, i, off, enc_end;
+    float *x, *de, *e, *g;
+    int L, bad = 0, checked = 0, nonzero_dec = 0, rc;
+    rc = irmae_model_init(&m, cfg, &r);
+    CHECK(rc == 0, "%s: init failed: %s", name, irmae_error_detail());
+    if (rc) return;
+    nx = (size_t)B * cfg->in_c * cfg->in_h * cfg->in_w;
+    ne = (size_t)B * cfg->n;
+    x = (float *)malloc(nx * 4); de = (float *)malloc(ne * 4); e = (float *)malloc(ne * 4);
+    g = (float *)malloc(m.n_params * 4);
+    for (i = 0; i < nx; i++) x[i] = irmae_rng_uniform(&r);
+    for (i = 0; i < ne; i++) de[i] = irmae_rng_uniform(&r) * 2.0f - 1.0f;
+    for (i = 0; i < m.n_params; i++) m.params[i] *= 2.0f;
+    for (i = 0; i < m.n_params; i++) m.grads[i] = 1.0f; /* must be overwritten, not added to */
+    rc = irmae_model_features_backward(&m, x, B, de);
+    CHECK(rc == 0, "%s: features_backward rc %d: %s", name, rc, irmae_error_detail());
+    memcpy(g, m.grads, m.n_params * 4);
+    enc_end = m.maps_off; /* encoder parameters come first, then the maps, then the decoder */
+    for (L = 0; L < m.n_enc; L++) {
+        int part;
+        for (part = 0; part < 2; part++) {
+            size_t cnt = part ? m.layers[L].n_b : m.layers[L].n_w, step;
+            off = part ? m.layers[L].b_off : m.layers[L].w_off;
+            if (!cnt) continue;
+            CHECK(off + cnt <= enc_end, "%s: encoder layer %d lies before the decoder", name, L);
+            step = cnt / 9 + 1;
+            for (i = 0; i < cnt; i += step) {
+                float *p = m.params + off + i, keep = *p;
+                double best = 1e30, an = g[off + i], h;
+                int k;
+                for (k = 0; k < 3; k++) { /* three step sizes: step past ReLU kinks */
+                    double fp, fm, num, err;
+                    h = 1e-2 / (double)(1 << (2 * k));
+                    *p = keep + (float)h; fp = feat_dot(&m, x, B, de, e);
+                    *p = keep - (float)h; fm = feat_dot(&m, x, B, de, e);
+                    *p = keep;
+                    num = (fp - fm) / (((double)(keep + (float)h)) - ((double)(keep - (float)h)));
+                    err = fabs(num - an) / (fabs(num) + fabs(an) + 1e-2);
+                    if (err < best) best = err;
+                }
+                checked++;
+                if (best > 2e-2) {
+                    bad++;
+                    printf("  %s features_backward layer %d %s[%lu]: analytic %.6g, rel err %.3g\n", name, L,
+                           part ? "bias" : "weight", (unsigned long)i, an, best);
+                }
+            }
+        }
+    }
+    for (i = enc_end; i < m.n_params; i++) nonzero_dec += g[i] != 0.0f;
+    CHECK(bad == 0 && checked > 0, "%s: features_backward: %d of %d encoder gradient entries disagree", name, bad, checked);
+    CHECK(nonzero_dec == 0, "%s: features_backward left %d non-zero decoder/map gradients", name, nonzero_dec);
+    printf("  %s: features_backward, %d encoder gradient entries checked\n", name, checked);
+    CHECK(irmae_model_features_backward(&m, x, m.cfg.max_batch + 1, de) == IRMAE_ERR_ARG, "%s: batch > max_batch", name);
+    CHECK(irmae_model_features_backward(&m, x, B, NULL) == IRMAE_ERR_ARG, "%s: NULL gradient", name);
+    free(x); free(de); free(e); free(g);
+    irmae_model_free(&m);
+}
+
 /* a small conv/convT network with odd sizes, strides and paddings */
 static irmae_config small_conv_config(int kind, int l)
 {
@@ -605,6 +679,10 @@ int main(void)
 #undef TAG
     }
     irmae_simd_force(IRMAE_SIMD_BEST);
+    c = small_conv_config(IRMAE_KIND_AE, 3);
+    check_features_backward("IRMAE l=3", &c, 3, 11);
+    c = small_conv_config(IRMAE_KIND_VAE, 0);
+    check_features_backward("VAE", &c, 2, 12);
     test_init_distribution();
     test_collapse();
     test_adam();
