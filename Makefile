@@ -5,6 +5,7 @@
 #   make bench      benchmarks (GEMM, training throughput)
 #   make fuzz       libFuzzer targets for the loaders, bounded time (needs clang)
 #   make mpi        ./irmae-mpi: the CLI built with mpicc -DIRMAE_MPI (train under mpirun)
+#   make bench-mpi  images/s with 1 and 2 MPI ranks
 #   make test-mpi   MPI tests (SKIP without mpicc/mpirun; OpenMPI: openmpi-bin libopenmpi-dev)
 # Variables: CC, CFLAGS, NO_OPENMP=1 (build without OpenMP), WERROR=1 (CI), MPICC.
 
@@ -31,7 +32,7 @@ TESTS    = test_gemm test_conv test_model test_analysis test_pngw test_loaders t
 TEST_BINS = $(addprefix $(B)/,$(TESTS))
 EXAMPLES = $(B)/shapes irmae $(B)/mnist
 
-.PHONY: all test demo bench bench-torch fuzz clean check-cxx check-header test-asan test-neon test-valgrind mpi test-mpi
+.PHONY: all test demo bench bench-torch fuzz clean check-cxx check-header test-asan test-neon test-valgrind mpi test-mpi bench-mpi
 SHELL = /bin/bash
 
 all: $(TEST_BINS) $(EXAMPLES)
@@ -139,6 +140,13 @@ test-mpi: $(B)/ckpt_diff irmae
 	  $(MAKE) --no-print-directory irmae-mpi $(B)/test_mpi_lib && \
 	  $(MPICXX) $(CFLAGS) -x c++ $(WARN) $(OMP) -DIRMAE_MPI -DIRMAE_IMPLEMENTATION -fsyntax-only irmae.h || exit 1; fi
 	@sh tests/run.sh "sh tests/test_mpi.sh"
+
+# Data-parallel throughput with 1 and 2 ranks, one OpenMP thread each.
+BENCH_MPI_STEPS ?= 20
+bench-mpi: | $(B)
+	$(MPICC) $(CFLAGS) $(STD) $(WARN) $(OMP) bench/bench_mpi.c -o $(B)/bench_mpi $(LDLIBS)
+	@for np in 1 2; do OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+	  mpirun --oversubscribe -np $$np $(B)/bench_mpi $(BENCH_MPI_STEPS) || exit 1; done
 
 clean:
 	rm -rf $(B) demo-out irmae irmae-mpi

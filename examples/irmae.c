@@ -244,6 +244,7 @@ static const char *g_prog = "irmae";
 /* MPI: this process's rank and the number of ranks (0 and 1 without MPI). */
 static int g_rank = 0, g_size = 1;
 static int g_quiet; /* set on ranks > 0 once errors are collective (rank 0 reports them) */
+static char g_last_msg[1024]; /* the last runtime error message (MPI: rank 0 repeats a failed rank's) */
 #ifdef IRMAE_MPI
 static MPI_Comm g_comm;
 #endif
@@ -274,12 +275,11 @@ static int usage_error(const char *fmt, ...)
 static int fail_msg(const char *fmt, ...)
 {
     va_list ap;
-    if (g_quiet) return 1;
-    fprintf(stderr, "%s %s: ", g_prog, task_name());
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(g_last_msg, sizeof g_last_msg, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    if (g_quiet) return 1;
+    fprintf(stderr, "%s %s: %s\n", g_prog, task_name(), g_last_msg);
     return 1;
 }
 
@@ -288,8 +288,9 @@ static int fail_msg(const char *fmt, ...)
 static int fail_lib(int rc, const char *what)
 {
     const char *d = irmae_error_detail();
+    snprintf(g_last_msg, sizeof g_last_msg, "%s: %s", what, *d ? d : irmae_error_string(rc));
     if (g_quiet) return 1;
-    fprintf(stderr, "%s %s: %s: %s\n", g_prog, task_name(), what, *d ? d : irmae_error_string(rc));
+    fprintf(stderr, "%s %s: %s\n", g_prog, task_name(), g_last_msg);
     return 1;
 }
 
@@ -861,8 +862,15 @@ static int task_train(options *o)
 agree:
     status = all_agree(status, &first);
     if (status) {
-        if (g_size > 1 && g_rank == 0 && first != 0)
-            fprintf(stderr, "%s train: rank %d failed (its message is above); every rank stops\n", g_prog, first);
+#ifdef IRMAE_MPI
+        if (g_size > 1 && first > 0) { /* rank 0 repeats the message: output of the other ranks can be cut short */
+            MPI_Bcast(g_last_msg, (int)sizeof g_last_msg, MPI_CHAR, first, g_comm);
+            g_last_msg[sizeof g_last_msg - 1] = 0;
+            if (g_rank == 0)
+                fprintf(stderr, "%s train: rank %d of %d failed: %s; every rank stops\n", g_prog, first, g_size,
+                        status == 2 ? "usage error" : g_last_msg);
+        }
+#endif
         goto done;
     }
     g_quiet = g_rank != 0; /* from here on every error is collective: rank 0 reports it */
