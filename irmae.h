@@ -42,6 +42,8 @@
        IRMAE_MAX_IMAGE_DIM     largest PNG width/height accepted (default 32768)
        IRMAE_MAX_IMAGE_PIXELS  largest PNG pixel count accepted (default 2^28)
        IRMAE_MAX_ALLOC         largest single allocation a loader makes (2^31 B)
+       IRMAE_MPI               data-parallel training over MPI (includes <mpi.h>;
+                               build with mpicc): irmae_model_train_step_mpi()
 
    Version 0.1.0. MIT licence at the end of this file.
 */

@@ -580,7 +580,9 @@ static int mnist_file(char *buf, size_t cap, const char *dir, const char *base)
 static int load_split(irmae_dataset *ds, const options *o, const irmae_config *cfg, int split, int count)
 {
     int rc;
+#ifdef IRMAE_MPI
     options hooked;
+#endif
     memset(ds, 0, sizeof *ds);
 #ifdef IRMAE_MPI
     { /* test hook (see the top of this file): this rank cannot read its data */
@@ -594,7 +596,6 @@ static int load_split(irmae_dataset *ds, const options *o, const irmae_config *c
         }
     }
 #endif
-    (void)hooked;
     if (!strcmp(o->data, "shapes")) {
         irmae_rng r = stream(o->seed, split == SPLIT_TRAIN ? STREAM_SHAPES_TRAIN : STREAM_SHAPES_HELDOUT);
         if (cfg->in_c != 3 || cfg->in_h != 32 || cfg->in_w != 32)
