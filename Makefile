@@ -4,7 +4,10 @@
 #   make demo       train AE vs IRMAE on synthetic shapes, print both spectra
 #   make bench      benchmarks (GEMM, training throughput)
 #   make fuzz       libFuzzer targets for the loaders, bounded time (needs clang)
-# Variables: CC, CFLAGS, NO_OPENMP=1 (build without OpenMP), WERROR=1 (CI).
+#   make mpi        ./irmae-mpi: the CLI built with mpicc -DIRMAE_MPI (train under mpirun)
+#   make bench-mpi  images/s with 1 and 2 MPI ranks
+#   make test-mpi   MPI tests (SKIP without mpicc/mpirun; OpenMPI: openmpi-bin libopenmpi-dev)
+# Variables: CC, CFLAGS, NO_OPENMP=1 (build without OpenMP), WERROR=1 (CI), MPICC.
 
 CC      ?= cc
 CXX     ?= c++
@@ -21,13 +24,15 @@ ALLFLAGS = $(CFLAGS) $(STD) $(WARN) $(OMP)
 LDLIBS   = -lm
 B        = build
 PYTHON  ?= /usr/bin/python3
+MPICC   ?= mpicc
+MPICXX  ?= mpicxx
 FUZZ_SECONDS ?= 60
 
 TESTS    = test_gemm test_conv test_model test_analysis test_pngw test_loaders test_ckpt ckpt_kill
 TEST_BINS = $(addprefix $(B)/,$(TESTS))
 EXAMPLES = $(B)/shapes irmae $(B)/mnist
 
-.PHONY: all test demo bench bench-torch fuzz clean check-cxx check-header test-asan test-neon test-valgrind
+.PHONY: all test demo bench bench-torch fuzz clean check-cxx check-header test-asan test-neon test-valgrind mpi test-mpi bench-mpi
 SHELL = /bin/bash
 
 all: $(TEST_BINS) $(EXAMPLES)
@@ -116,5 +121,32 @@ fuzz: | $(B)
 	    grep -E "stat::number_of_executed_units|ERROR|SUMMARY|crash|leak" ; \
 	  test $${PIPESTATUS[0]:-0} -eq 0 || exit 1; done
 
+# MPI (optional): the CLI whose train runs data-parallel under mpirun, the
+# library's MPI test, and the MPI block compiled as C++. Without mpicc the
+# test prints SKIP.
+mpi: irmae-mpi
+
+irmae-mpi: examples/irmae.c irmae.h
+	$(MPICC) $(ALLFLAGS) -DIRMAE_MPI $< -o $@ $(LDLIBS)
+
+$(B)/test_mpi_lib: tests/test_mpi_lib.c irmae.h | $(B)
+	$(MPICC) $(ALLFLAGS) $< -o $@ $(LDLIBS)
+
+$(B)/ckpt_diff: tests/ckpt_diff.c irmae.h | $(B)
+	$(CC) $(ALLFLAGS) $< -o $@ $(LDLIBS)
+
+test-mpi: $(B)/ckpt_diff irmae
+	@if command -v $(MPICC) >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory irmae-mpi $(B)/test_mpi_lib && \
+	  $(MPICXX) $(CFLAGS) -x c++ $(WARN) $(OMP) -DIRMAE_MPI -DIRMAE_IMPLEMENTATION -fsyntax-only irmae.h || exit 1; fi
+	@sh tests/run.sh "sh tests/test_mpi.sh"
+
+# Data-parallel throughput with 1 and 2 ranks, one OpenMP thread each.
+BENCH_MPI_STEPS ?= 20
+bench-mpi: | $(B)
+	$(MPICC) $(CFLAGS) $(STD) $(WARN) $(OMP) bench/bench_mpi.c -o $(B)/bench_mpi $(LDLIBS)
+	@for np in 1 2; do OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+	  mpirun --oversubscribe -np $$np $(B)/bench_mpi $(BENCH_MPI_STEPS) || exit 1; done
+
 clean:
-	rm -rf $(B) demo-out irmae
+	rm -rf $(B) demo-out irmae irmae-mpi

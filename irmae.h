@@ -42,6 +42,8 @@
        IRMAE_MAX_IMAGE_DIM     largest PNG width/height accepted (default 32768)
        IRMAE_MAX_IMAGE_PIXELS  largest PNG pixel count accepted (default 2^28)
        IRMAE_MAX_ALLOC         largest single allocation a loader makes (2^31 B)
+       IRMAE_MPI               data-parallel training over MPI (includes <mpi.h>;
+                               build with mpicc): irmae_model_train_step_mpi()
 
    Version 0.1.0. MIT licence at the end of this file.
 */
@@ -69,6 +71,16 @@
 
 #ifndef IRMAE_MAX_LAYERS
 #define IRMAE_MAX_LAYERS 32
+#endif
+
+#ifdef IRMAE_MPI /* data-parallel training over MPI (see "MPI" in the model section) */
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1 /* the C API only, also from C++ */
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#define MPICH_SKIP_MPICXX 1
+#endif
+#include <mpi.h>
 #endif
 
 #ifdef __cplusplus
@@ -413,6 +425,52 @@ IRMAEDEF int irmae_model_decode(irmae_model *m, const float *z, int count, float
 /* The l maps multiplied into one n x n matrix W = W_l ... W_1 (identity for
    l = 0), so that z = W e. */
 IRMAEDEF int irmae_model_collapse(const irmae_model *m, float *w);
+
+#ifdef IRMAE_MPI
+/* ---- MPI: data-parallel training (build with mpicc -DIRMAE_MPI) ---------
+   Every rank holds the same model and takes its own contiguous slice of every
+   global batch (irmae_mpi_shard: sizes differ by at most one when the batch
+   is not divisible by the number of ranks; a rank may get 0 images). Each
+   rank computes the gradient of ITS mean loss, weighs it by
+   local_batch / global_batch, and the weighted gradients are summed over the
+   ranks, so the sum is the gradient of the global-batch mean. The sum has a
+   fixed order: irmae_mpi_allreduce_sum() moves data with MPI_Alltoallv and
+   MPI_Allgatherv (no arithmetic inside MPI) and adds the contributions in
+   rank order 0, 1, .., N-1 in double, so the result depends on (N, count)
+   only, never on timing or on the MPI library's choice of algorithm, and
+   every rank gets the same bits. The numeric guard and gradient clipping then
+   run on the summed (identical) gradients, so every rank takes the same
+   decision and the same Adam step. Errors on any rank (a NaN in one rank's
+   loss, a failed allocation) are exchanged before the gradient sum: every
+   rank returns the code of the lowest failing rank, and its detail reads
+   "rank r of N: <that rank's detail>"; no rank is left waiting. */
+
+/* The slice of a global batch of `global_batch` images that rank `rank` of
+   `size` trains on: images [*offset, *offset + *count). */
+IRMAEDEF void irmae_mpi_shard(int global_batch, int rank, int size, int *offset, int *count);
+/* buf[0..count) <- the sum over the ranks of comm of their buf, in rank order
+   (see above); collective. Memory: one temporary of about count floats.
+   Errors: IRMAE_ERR_LIMIT (count > INT_MAX), IRMAE_ERR_NOMEM, IRMAE_ERR_IO
+   (an MPI call failed). */
+IRMAEDEF int irmae_mpi_allreduce_sum(float *buf, size_t count, MPI_Comm comm);
+/* Collective agreement on a status: every rank passes its own rc and gets
+   back the rc of the lowest rank whose rc is not 0 (0 if none); *first_rank
+   (may be NULL) gets that rank (-1 if none). When some rank failed, the
+   detail of every rank becomes "rank r of N: <detail of rank r>". */
+IRMAEDEF int irmae_mpi_agree(int rc, MPI_Comm comm, int *first_rank);
+/* forward_backward over the ranks of comm: x holds this rank's shard
+   (irmae_mpi_shard(global_batch, rank, size)) of the global batch; on
+   return every rank holds the same gradients of the global-batch mean loss
+   (after the guard and clipping, as irmae_model_forward_backward), *loss
+   (may be NULL) the global mean loss. Collective: every rank must call it
+   with the same global_batch. The VAE's noise is drawn per global image, as
+   one process would. */
+IRMAEDEF int irmae_model_forward_backward_mpi(irmae_model *m, const float *x, int global_batch,
+                                              MPI_Comm comm, float *loss);
+/* forward_backward_mpi + adam_step (the same step on every rank). */
+IRMAEDEF int irmae_model_train_step_mpi(irmae_model *m, const float *x, int global_batch,
+                                        MPI_Comm comm, float *loss);
+#endif /* IRMAE_MPI */
 /* ======================================================================== */
 /* Data sets                                                                */
 /* ======================================================================== */
@@ -3109,7 +3167,8 @@ static int irmae__grad_guard(irmae_model *m)
     return IRMAE_OK;
 }
 
-IRMAEDEF int irmae_model_forward_backward(irmae_model *m, const float *x, int B, float *loss, float *dx)
+/* guard = 0: no numeric guard / clipping (the MPI version runs it after the sum). */
+static int irmae__forward_backward(irmae_model *m, const float *x, int B, float *loss, float *dx, int guard)
 {
     const float *e, *y;
     float *z, *g, *gnext, *dz;
@@ -3192,7 +3251,7 @@ IRMAEDEF int irmae_model_forward_backward(irmae_model *m, const float *x, int B,
         if ((rc = irmae__layer_backward(m, &m->layers[i], din, g, in, irmae__act(m, i, B), B))) return rc;
         { float *t = g; g = gnext; gnext = t; }
     }
-    if ((rc = irmae__grad_guard(m))) return rc;
+    if (guard && (rc = irmae__grad_guard(m))) return rc;
     if (dx) { /* x is also the target: add d recon / d target */
         size_t count = (size_t)B * irmae__layer_out_size(&m->layers[m->n_layers - 1]), k;
         double inv = 1.0 / (double)count;
@@ -3205,6 +3264,11 @@ IRMAEDEF int irmae_model_forward_backward(irmae_model *m, const float *x, int B,
         }
     }
     return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_model_forward_backward(irmae_model *m, const float *x, int B, float *loss, float *dx)
+{
+    return irmae__forward_backward(m, x, B, loss, dx, 1);
 }
 
 IRMAEDEF int irmae_model_features_backward(irmae_model *m, const float *x, int B, const float *de)
@@ -3418,6 +3482,171 @@ IRMAEDEF int irmae_model_collapse(const irmae_model *m, float *w)
     irmae__free(tmp);
     return IRMAE_OK;
 }
+#ifdef IRMAE_MPI
+/* ---------------------------------------------------------------------- */
+/* MPI: data-parallel training (only with -DIRMAE_MPI)                    */
+/* ---------------------------------------------------------------------- */
+
+IRMAEDEF void irmae_mpi_shard(int global_batch, int rank, int size, int *offset, int *count)
+{
+    long long b = global_batch > 0 ? global_batch : 0, s = size > 0 ? size : 1, r = rank;
+    long long lo = b * r / s, hi = b * (r + 1) / s;
+    if (offset) *offset = (int)lo;
+    if (count) *count = (int)(hi - lo);
+}
+
+/* Chunk r of `count` items split over `size` ranks: [off, off + len). */
+static void irmae__mpi_chunk(size_t count, int r, int size, int *off, int *len)
+{
+    uint64_t lo = (uint64_t)count * (uint64_t)r / (uint64_t)size;
+    uint64_t hi = (uint64_t)count * (uint64_t)(r + 1) / (uint64_t)size;
+    *off = (int)lo;
+    *len = (int)(hi - lo);
+}
+
+/* Reduce-scatter + allgather with the arithmetic done here, in rank order:
+   rank r owns chunk r; MPI_Alltoallv brings it every rank's copy of chunk r
+   (received in rank order), rank r adds them in double in the order 0..N-1,
+   then MPI_Allgatherv hands every rank all the summed chunks. Per rank this
+   sends and receives 2 (N - 1) / N x count floats, as a ring allreduce does. */
+IRMAEDEF int irmae_mpi_allreduce_sum(float *buf, size_t count, MPI_Comm comm)
+{
+    int size = 1, rank = 0, r, my_off, my_len, ok, mpi_ok = 1;
+    int *scount = NULL, *sdisp, *rcount, *rdisp;
+    float *tmp = NULL;
+    if (MPI_Comm_size(comm, &size) != MPI_SUCCESS || MPI_Comm_rank(comm, &rank) != MPI_SUCCESS)
+        return irmae__fail(IRMAE_ERR_IO, "mpi_allreduce_sum: MPI_Comm_size/rank failed");
+    if (size == 1 || count == 0) return IRMAE_OK;
+    if (!buf) return irmae__fail(IRMAE_ERR_ARG, "mpi_allreduce_sum: NULL buffer");
+    if (count > (size_t)INT_MAX) return irmae__fail(IRMAE_ERR_LIMIT, "mpi_allreduce_sum: %lu floats (> INT_MAX)",
+                                                     (unsigned long)count);
+    irmae__mpi_chunk(count, rank, size, &my_off, &my_len);
+    scount = (int *)irmae__alloc((size_t)size * 4, sizeof(int));
+    tmp = (float *)irmae__alloc((size_t)size * (size_t)(my_len > 0 ? my_len : 1), sizeof(float));
+    ok = scount && tmp ? IRMAE_OK : irmae__fail(IRMAE_ERR_NOMEM, "mpi_allreduce_sum: %d ranks x %d floats", size, my_len);
+    if ((ok = irmae_mpi_agree(ok, comm, NULL))) { /* all ranks stop, or none */
+        irmae__free(scount); irmae__free(tmp);
+        return ok;
+    }
+    sdisp = scount + size; rcount = sdisp + size; rdisp = rcount + size;
+    for (r = 0; r < size; r++) {
+        irmae__mpi_chunk(count, r, size, &sdisp[r], &scount[r]); /* my copy of chunk r goes to rank r */
+        rcount[r] = my_len;                                       /* rank r's copy of my chunk */
+        rdisp[r] = r * my_len;
+    }
+    if (MPI_Alltoallv(buf, scount, sdisp, MPI_FLOAT, tmp, rcount, rdisp, MPI_FLOAT, comm) != MPI_SUCCESS) mpi_ok = 0;
+    if (mpi_ok) {
+        ptrdiff_t j, len = my_len;
+        IRMAE__OMP(parallel for schedule(static) if(len > IRMAE__PAR_MIN))
+        for (j = 0; j < len; j++) {
+            double s = 0.0;
+            int q;
+            for (q = 0; q < size; q++) s += (double)tmp[(size_t)q * (size_t)len + (size_t)j];
+            buf[(size_t)my_off + (size_t)j] = (float)s;
+        }
+        /* the counts and displacements of every chunk are scount / sdisp */
+        if (MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, scount, sdisp, MPI_FLOAT, comm) != MPI_SUCCESS)
+            mpi_ok = 0;
+    }
+    irmae__free(scount); irmae__free(tmp);
+    return mpi_ok ? IRMAE_OK : irmae__fail(IRMAE_ERR_IO, "mpi_allreduce_sum: an MPI collective failed");
+}
+
+/* Every rank's detail becomes "rank first of N: <the detail of rank first>" (collective). */
+static void irmae__mpi_share_detail(int first, MPI_Comm comm)
+{
+    int size = 1;
+    char one[sizeof irmae__detail];
+    MPI_Comm_size(comm, &size);
+    memcpy(one, irmae__detail, sizeof one);
+    MPI_Bcast(one, (int)sizeof one, MPI_CHAR, first, comm);
+    one[sizeof one - 1] = 0;
+    snprintf(irmae__detail, sizeof irmae__detail, "rank %d of %d: %s", first, size, one);
+}
+
+/* No allocation here, so this cannot fail on one rank and not on another:
+   MIN-reduce of (rc ? rank : N) finds the lowest failing rank, which then
+   broadcasts its rc and its detail. Integer MIN is exact, so the answer is
+   the same on every rank whatever the reduction algorithm. */
+IRMAEDEF int irmae_mpi_agree(int rc, MPI_Comm comm, int *first_rank)
+{
+    int size = 1, rank = 0, enc, first = 0;
+    if (first_rank) *first_rank = -1;
+    if (MPI_Comm_size(comm, &size) != MPI_SUCCESS || MPI_Comm_rank(comm, &rank) != MPI_SUCCESS)
+        return irmae__fail(IRMAE_ERR_IO, "mpi_agree: MPI_Comm_size/rank failed");
+    enc = rc != 0 ? rank : size;
+    if (MPI_Allreduce(&enc, &first, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS)
+        return irmae__fail(IRMAE_ERR_IO, "mpi_agree: MPI_Allreduce failed");
+    if (first >= size) return IRMAE_OK;
+    MPI_Bcast(&rc, 1, MPI_INT, first, comm);
+    irmae__mpi_share_detail(first, comm);
+    if (first_rank) *first_rank = first;
+    return rc;
+}
+
+IRMAEDEF int irmae_model_forward_backward_mpi(irmae_model *m, const float *x, int B, MPI_Comm comm, float *loss)
+{
+    int size = 1, rank = 0, off = 0, lb = 0, rc = IRMAE_OK, r;
+    double mine[3], *all;
+    irmae_rng rng0;
+    if (!m || !m->params) return irmae__fail(IRMAE_ERR_ARG, "forward_backward_mpi: model not initialised");
+    if (MPI_Comm_size(comm, &size) != MPI_SUCCESS || MPI_Comm_rank(comm, &rank) != MPI_SUCCESS)
+        return irmae__fail(IRMAE_ERR_IO, "forward_backward_mpi: MPI_Comm_size/rank failed");
+    all = (double *)irmae__alloc((size_t)size * 3, sizeof(double));
+    rng0 = m->rng;
+    irmae_mpi_shard(B, rank, size, &off, &lb);
+    if (!all) rc = irmae__fail(IRMAE_ERR_NOMEM, "forward_backward_mpi: %d ranks", size);
+    else if (B <= 0 || B > m->cfg.max_batch)
+        rc = irmae__fail(IRMAE_ERR_ARG, "forward_backward_mpi: global batch %d not in [1, %d]", B, m->cfg.max_batch);
+    else if (lb > 0) {
+        if (irmae__is_vae(m)) { /* the noise of images 0..off-1 belongs to the ranks before */
+            size_t k, skip = 2 * (size_t)off * (size_t)m->cfg.n; /* irmae_rng_normal takes 2 draws */
+            for (k = 0; k < skip; k++) irmae_rng_u64(&m->rng);
+        }
+        rc = irmae__forward_backward(m, x, lb, NULL, NULL, 0);
+    } else {
+        memset(m->grads, 0, m->n_params * sizeof(float));
+        m->last_loss = m->last_recon = m->last_reg = 0.0;
+    }
+    /* any failure anywhere (a NaN loss on one rank, memory) stops every rank here */
+    if ((rc = irmae_mpi_agree(rc, comm, NULL))) { irmae__free(all); return rc; }
+    if (lb > 0 && lb != B) { /* gradient of (lb / B) x my mean loss */
+        float w = (float)((double)lb / (double)B);
+        ptrdiff_t j, np = (ptrdiff_t)m->n_params;
+        IRMAE__OMP(parallel for schedule(static) if(np > IRMAE__PAR_MIN))
+        for (j = 0; j < np; j++) m->grads[j] *= w;
+    }
+    /* the global mean loss: weighted local means added in rank order, the same bits everywhere */
+    mine[0] = m->last_loss * lb / B; mine[1] = m->last_recon * lb / B; mine[2] = m->last_reg * lb / B;
+    if (MPI_Allgather(mine, 3, MPI_DOUBLE, all, 3, MPI_DOUBLE, comm) != MPI_SUCCESS) {
+        irmae__free(all);
+        return irmae__fail(IRMAE_ERR_IO, "forward_backward_mpi: MPI_Allgather failed");
+    }
+    m->last_loss = m->last_recon = m->last_reg = 0.0;
+    for (r = 0; r < size; r++) {
+        m->last_loss += all[(size_t)r * 3];
+        m->last_recon += all[(size_t)r * 3 + 1];
+        m->last_reg += all[(size_t)r * 3 + 2];
+    }
+    irmae__free(all);
+    if (loss) *loss = (float)m->last_loss;
+    if (irmae__is_vae(m)) { /* every rank ends where one process would: after the noise of all B images */
+        size_t k, skip = 2 * (size_t)B * (size_t)m->cfg.n;
+        m->rng = rng0;
+        for (k = 0; k < skip; k++) irmae_rng_u64(&m->rng);
+    }
+    if ((rc = irmae_mpi_allreduce_sum(m->grads, m->n_params, comm))) return rc;
+    /* the same gradients on every rank: the same norm, the same guard decision, the same clipping */
+    return irmae__grad_guard(m);
+}
+
+IRMAEDEF int irmae_model_train_step_mpi(irmae_model *m, const float *x, int global_batch, MPI_Comm comm, float *loss)
+{
+    int rc = irmae_model_forward_backward_mpi(m, x, global_batch, comm, loss);
+    if (rc) return rc;
+    return irmae_model_adam_step(m);
+}
+#endif /* IRMAE_MPI */
 /* ---------------------------------------------------------------------- */
 /* Data sets                                                              */
 /* ---------------------------------------------------------------------- */

@@ -29,8 +29,22 @@
    same as in the first run. N steps straight and k steps + resume give
    bit-identical checkpoints.
 
+   Several machines (MPI): built with mpicc -DIRMAE_MPI (make mpi ->
+   ./irmae-mpi), `mpirun -np N ./irmae-mpi train <the same flags>` trains
+   one model data-parallel: every rank loads the data and draws the same
+   shuffle, takes its slice of every global batch of --batch images, and
+   the gradients are summed over the ranks in a fixed order (irmae.h, "MPI").
+   Rank 0 alone prints progress, computes the held-out rank and writes the
+   checkpoint; every rank reads --resume (the train state is global, so a
+   run can resume with a different N). Any rank failing during set-up (data,
+   checkpoint) or a step stops every rank with exit status 1. Only train runs
+   on several ranks; the other tasks run as one process.
+
    For tests only: the environment variable IRMAE_TEST_POISON=S puts a NaN
-   into the minibatch of optimizer step S, to exercise the numeric guard. */
+   into the minibatch of optimizer step S, to exercise the numeric guard;
+   in the MPI build, IRMAE_MPI_TEST_FAIL_RANK=R makes rank R fail to load
+   its training data (mnist/images: it reads a folder that does not exist;
+   shapes: a plain error), to exercise the collective error exit. */
 #define _POSIX_C_SOURCE 200809L
 #define IRMAE_IMPLEMENTATION
 #include "../irmae.h"
@@ -45,6 +59,9 @@
 #include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#ifdef IRMAE_MPI
+#include <mpi.h>
 #endif
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
@@ -225,6 +242,13 @@ static const task_def TASKS[] = {
 #define N_TASKS ((int)(sizeof TASKS / sizeof TASKS[0]))
 
 static const char *g_prog = "irmae";
+/* MPI: this process's rank and the number of ranks (0 and 1 without MPI). */
+static int g_rank = 0, g_size = 1;
+static int g_quiet; /* set on ranks > 0 once errors are collective (rank 0 reports them) */
+static char g_last_msg[1024]; /* the last runtime error message (MPI: rank 0 repeats a failed rank's) */
+#ifdef IRMAE_MPI
+static MPI_Comm g_comm;
+#endif
 static const task_def *g_task;
 static unsigned char g_given[N_FLAGS];
 
@@ -238,6 +262,7 @@ static const char *task_name(void) { return g_task ? g_task->name : ""; }
 static int usage_error(const char *fmt, ...)
 {
     va_list ap;
+    if (g_rank != 0) return 2; /* the same flags on every rank: rank 0 speaks for all */
     fprintf(stderr, "%s%s%s: ", g_prog, g_task ? " " : "", task_name());
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
@@ -251,11 +276,11 @@ static int usage_error(const char *fmt, ...)
 static int fail_msg(const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "%s %s: ", g_prog, task_name());
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(g_last_msg, sizeof g_last_msg, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    if (g_quiet) return 1;
+    fprintf(stderr, "%s %s: %s\n", g_prog, task_name(), g_last_msg);
     return 1;
 }
 
@@ -264,7 +289,9 @@ static int fail_msg(const char *fmt, ...)
 static int fail_lib(int rc, const char *what)
 {
     const char *d = irmae_error_detail();
-    fprintf(stderr, "%s %s: %s: %s\n", g_prog, task_name(), what, *d ? d : irmae_error_string(rc));
+    snprintf(g_last_msg, sizeof g_last_msg, "%s: %s", what, *d ? d : irmae_error_string(rc));
+    if (g_quiet) return 1;
+    fprintf(stderr, "%s %s: %s\n", g_prog, task_name(), g_last_msg);
     return 1;
 }
 
@@ -434,7 +461,7 @@ static int parse_flags(int argc, char **argv, int first, options *o)
     for (i = first; i < argc; i++) {
         const char *a = argv[i], *eq, *v;
         int f;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { print_task_help(stdout, g_task); return -1; }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { if (g_rank == 0) print_task_help(stdout, g_task); return -1; }
         if (a[0] != '-') return usage_error("unexpected argument '%s' (flags start with -)", a);
         eq = strchr(a, '=');
         f = find_flag(a, eq ? (size_t)(eq - a) : strlen(a));
@@ -554,7 +581,22 @@ static int mnist_file(char *buf, size_t cap, const char *dir, const char *base)
 static int load_split(irmae_dataset *ds, const options *o, const irmae_config *cfg, int split, int count)
 {
     int rc;
+#ifdef IRMAE_MPI
+    options hooked;
+#endif
     memset(ds, 0, sizeof *ds);
+#ifdef IRMAE_MPI
+    { /* test hook (see the top of this file): this rank cannot read its data */
+        const char *fr = getenv("IRMAE_MPI_TEST_FAIL_RANK");
+        if (fr && *fr && atoi(fr) == g_rank && split == SPLIT_TRAIN) {
+            if (!strcmp(o->data, "shapes"))
+                return fail_msg("cannot make the training data (test hook IRMAE_MPI_TEST_FAIL_RANK=%s)", fr);
+            hooked = *o;
+            hooked.dir = "/nonexistent/IRMAE_MPI_TEST_FAIL_RANK";
+            o = &hooked;
+        }
+    }
+#endif
     if (!strcmp(o->data, "shapes")) {
         irmae_rng r = stream(o->seed, split == SPLIT_TRAIN ? STREAM_SHAPES_TRAIN : STREAM_SHAPES_HELDOUT);
         if (cfg->in_c != 3 || cfg->in_h != 32 || cfg->in_w != 32)
@@ -582,8 +624,9 @@ static int load_split(irmae_dataset *ds, const options *o, const irmae_config *c
         n = ds->n;
         hold = n / 10;
         if (hold == 0) {
-            fprintf(stderr, "%s %s: note: only %d images, too few to hold a tenth out; "
-                            "the held-out set is the training set\n", g_prog, task_name(), n);
+            if (g_rank == 0)
+                fprintf(stderr, "%s %s: note: only %d images, too few to hold a tenth out; "
+                                "the held-out set is the training set\n", g_prog, task_name(), n);
         } else if (split == SPLIT_TRAIN) {
             ds->n = n - hold;
         } else {
@@ -718,6 +761,33 @@ static int heldout_rank(irmae_model *m, const irmae_dataset *held, double *entro
     return r;
 }
 
+/* MPI: every rank passes its status and gets the first failing rank's
+   (0 if none); without MPI the status itself. */
+static int all_agree(int status, int *first)
+{
+#ifdef IRMAE_MPI
+    if (g_size > 1) return irmae_mpi_agree(status, g_comm, first);
+#endif
+    if (first) *first = status ? 0 : -1;
+    return status;
+}
+
+/* Rank 0 writes the checkpoint; every rank learns whether it worked. */
+static int save_checkpoint(const char *out, const irmae_model *m, const irmae_train_state *ts)
+{
+    int rc = g_rank == 0 ? irmae_checkpoint_save(out, m, ts) : 0;
+    return all_agree(rc, NULL);
+}
+
+/* One optimizer step on the global batch (this rank's slice x of lb images). */
+static int train_step(irmae_model *m, const float *x, int batch, float *loss)
+{
+#ifdef IRMAE_MPI
+    if (g_size > 1) return irmae_model_train_step_mpi(m, x, batch, g_comm, loss);
+#endif
+    return irmae_model_train_step(m, x, batch, loss);
+}
+
 static int task_train(options *o)
 {
     irmae_config cfg;
@@ -726,7 +796,7 @@ static int task_train(options *o)
     irmae_dataset train, held;
     irmae_rng data_rng;
     progress pr;
-    int status = 0, rc, batch, spe, *perm = NULL, stop = 0;
+    int status = 0, rc, batch = 0, spe = 0, *perm = NULL, stop = 0, off = 0, lb = 0, first;
     float *xb = NULL;
     const char *out = o->out ? o->out : o->resume ? o->resume : "model.ckpt";
     const char *poison_env = getenv("IRMAE_TEST_POISON");
@@ -737,49 +807,84 @@ static int task_train(options *o)
     memset(&train, 0, sizeof train);
     memset(&held, 0, sizeof held);
     memset(&ts, 0, sizeof ts);
-    if ((rc = check_data_flags(o))) return rc;
+    memset(&cur, 0, sizeof cur);
+    memset(&data_rng, 0, sizeof data_rng);
+    /* Set-up: a failure on any rank goes to `agree`, where every rank learns of it. */
+    if ((status = check_data_flags(o))) goto agree;
     if (!o->resume && !given("--batch")) o->batch = 32;
     if (o->resume) {
         irmae_config stored;
-        if ((rc = irmae_checkpoint_read_config(o->resume, &stored))) return fail_lib(rc, "reading the checkpoint");
+        if ((rc = irmae_checkpoint_read_config(o->resume, &stored))) { status = fail_lib(rc, "reading the checkpoint"); goto agree; }
         if (!given("--batch")) o->batch = stored.max_batch;
         if (!given("--model")) o->kind = stored.kind == IRMAE_KIND_VAE ? "vae" : stored.l ? "irmae" : "ae";
-        if ((rc = check_resume_flags(o, &stored))) return rc;
-    } else if ((rc = build_config(o, &cfg))) {
-        return rc;
+        if ((status = check_resume_flags(o, &stored))) goto agree;
+    } else if ((status = build_config(o, &cfg))) {
+        goto agree;
     }
     if (!strcmp(o->data, "shapes") && !o->count) o->count = 50000;
-    if (!strcmp(o->data, "shapes") && o->count < o->batch)
-        return usage_error("--count %d is smaller than one batch (%d)", o->count, o->batch);
+    if (!strcmp(o->data, "shapes") && o->count < o->batch) {
+        status = usage_error("--count %d is smaller than one batch (%d)", o->count, o->batch);
+        goto agree;
+    }
     set_threads(o);
 
     /* the model: fresh from the flags, or the checkpoint */
     if (o->resume) {
-        if (load_model(&m, o->resume, &ts)) return 1;
+        if (load_model(&m, o->resume, &ts)) { status = 1; goto agree; }
         m.cfg.grad_clip = o->grad_clip; /* not stored in checkpoints */
         data_rng = ts.data_rng;
-        fprintf(stderr, "resuming %s at epoch %lld, batch %lld (step %lld)\n", o->resume, ts.epoch, ts.batch, m.step);
+        if (g_rank == 0)
+            fprintf(stderr, "resuming %s at epoch %lld, batch %lld (step %lld)\n", o->resume, ts.epoch, ts.batch, m.step);
     } else {
         irmae_rng r = stream(o->seed, STREAM_INIT);
-        TRY(irmae_model_init(&m, &cfg, &r), "building the model");
+        if ((rc = irmae_model_init(&m, &cfg, &r))) { status = fail_lib(rc, "building the model"); goto agree; }
         data_rng = stream(o->seed, STREAM_ORDER);
     }
     batch = m.cfg.max_batch;
+    /* this rank's slice [off, off + lb) of every global batch (all of it with one process) */
+#ifdef IRMAE_MPI
+    irmae_mpi_shard(batch, g_rank, g_size, &off, &lb);
+#else
+    lb = batch;
+#endif
 
-    if (load_split(&train, o, &m.cfg, SPLIT_TRAIN, o->count)) { status = 1; goto done; }
-    if (o->heldout > 0 && load_split(&held, o, &m.cfg, SPLIT_HELDOUT, o->heldout)) { status = 1; goto done; }
+    if (load_split(&train, o, &m.cfg, SPLIT_TRAIN, o->count)) { status = 1; goto agree; }
+    /* the held-out rank is rank 0's job */
+    if (o->heldout > 0 && g_rank == 0 && load_split(&held, o, &m.cfg, SPLIT_HELDOUT, o->heldout)) { status = 1; goto agree; }
     spe = train.n / batch;
-    CHECK(spe > 0, "%d training images are fewer than one batch of %d", train.n, batch);
-    CHECK(ts.batch <= spe, "the checkpoint stopped at batch %lld of an epoch, but this data set has %d batches "
-          "per epoch (resume with the same --data, --dir, --count, --seed as the first run)", ts.batch, spe);
+    if (spe <= 0) { status = fail_msg("%d training images are fewer than one batch of %d", train.n, batch); goto agree; }
+    if (ts.batch > spe) {
+        status = fail_msg("the checkpoint stopped at batch %lld of an epoch, but this data set has %d batches "
+                          "per epoch (resume with the same --data, --dir, --count, --seed as the first run)", ts.batch, spe);
+        goto agree;
+    }
     perm = (int *)calloc((size_t)train.n, sizeof(int));
-    xb = alloc_floats((size_t)batch, (size_t)m.cfg.in_c * m.cfg.in_h * m.cfg.in_w);
-    CHECK(perm && xb, "out of memory");
+    xb = alloc_floats((size_t)(lb > 0 ? lb : 1), (size_t)m.cfg.in_c * m.cfg.in_h * m.cfg.in_w);
+    if (!perm || !xb) status = fail_msg("out of memory");
+agree:
+    status = all_agree(status, &first);
+    if (status) {
+#ifdef IRMAE_MPI
+        if (g_size > 1 && first > 0) { /* rank 0 repeats the message: output of the other ranks can be cut short */
+            MPI_Bcast(g_last_msg, (int)sizeof g_last_msg, MPI_CHAR, first, g_comm);
+            g_last_msg[sizeof g_last_msg - 1] = 0;
+            if (g_rank == 0)
+                fprintf(stderr, "%s train: rank %d of %d failed: %s; every rank stops\n", g_prog, first, g_size,
+                        status == 2 ? "usage error" : g_last_msg);
+        }
+#endif
+        goto done;
+    }
+    g_quiet = g_rank != 0; /* from here on every error is collective: rank 0 reports it */
 
-    fprintf(stderr, "train: %s, %d images %dx%dx%d in [%s], %s n=%d l=%d, %lu parameters, batch %d, lr %g, "
-            "%d epochs, %d steps/epoch, checkpoint %s\n", o->data, train.n, m.cfg.in_c, m.cfg.in_h, m.cfg.in_w,
-            m.cfg.range_pm1 ? "-1,1" : "0,1", kind_name(&m.cfg), m.cfg.n, m.cfg.l, (unsigned long)m.n_params,
-            batch, m.cfg.lr, o->epochs, spe, out);
+    if (g_rank == 0) {
+        fprintf(stderr, "train: %s, %d images %dx%dx%d in [%s], %s n=%d l=%d, %lu parameters, batch %d, lr %g, "
+                "%d epochs, %d steps/epoch, checkpoint %s", o->data, train.n, m.cfg.in_c, m.cfg.in_h, m.cfg.in_w,
+                m.cfg.range_pm1 ? "-1,1" : "0,1", kind_name(&m.cfg), m.cfg.n, m.cfg.l, (unsigned long)m.n_params,
+                batch, m.cfg.lr, o->epochs, spe, out);
+        if (g_size > 1) fprintf(stderr, ", %d MPI ranks (%d images per rank and step)", g_size, lb);
+        fputc('\n', stderr);
+    }
 
     memset(&pr, 0, sizeof pr);
     pr.t0 = pr.last = now();
@@ -795,29 +900,33 @@ static int task_train(options *o)
         int b = epoch == ts.epoch ? (int)ts.batch : 0, done_here = 0, rank;
         double loss_sum = 0.0, ent = 0.0, t_epoch = now();
         if (o->max_steps > 0 && m.step >= o->max_steps) break;
-        TRY(irmae_shuffle(perm, train.n, &r), "shuffling");
+        TRY(irmae_shuffle(perm, train.n, &r), "shuffling"); /* the same permutation on every rank */
         for (; b < spe; b++) {
             float loss = 0.0f;
-            TRY(irmae_dataset_gather(&train, perm + (size_t)b * batch, batch, xb), "gathering a batch");
-            if (poison > 0 && m.step + 1 == poison) xb[0] = (float)NAN;
-            rc = irmae_model_train_step(&m, xb, batch, &loss);
+            rc = lb > 0 ? irmae_dataset_gather(&train, perm + (size_t)b * batch + off, lb, xb) : 0;
+            rc = all_agree(rc, NULL);
+            if (rc) { status = fail_lib(rc, "gathering a batch"); goto done; }
+            if (poison > 0 && m.step + 1 == poison && off == 0 && lb > 0) xb[0] = (float)NAN; /* global image 0 */
+            rc = train_step(&m, xb, batch, &loss);
             if (rc) {
-                if (pr.tty) fputc('\n', stderr);
-                fprintf(stderr, "%s train: epoch %lld, batch %d: %s\n", g_prog, epoch + 1, b + 1,
-                        *irmae_error_detail() ? irmae_error_detail() : irmae_error_string(rc));
-                fprintf(stderr, "%s train: stopped; %s was not overwritten (it holds the last good state, if any)\n",
-                        g_prog, out);
+                if (g_rank == 0) { /* the error is the same on every rank */
+                    if (pr.tty) fputc('\n', stderr);
+                    fprintf(stderr, "%s train: epoch %lld, batch %d: %s\n", g_prog, epoch + 1, b + 1,
+                            *irmae_error_detail() ? irmae_error_detail() : irmae_error_string(rc));
+                    fprintf(stderr, "%s train: stopped; %s was not overwritten (it holds the last good state, if any)\n",
+                            g_prog, out);
+                }
                 status = 1;
                 goto done;
             }
             steps_run++; pr.done++; done_here++;
             loss_sum += loss;
-            progress_show(&pr, epoch, o->epochs, b + 1, spe, loss_sum / done_here, 0);
+            if (g_rank == 0) progress_show(&pr, epoch, o->epochs, b + 1, spe, loss_sum / done_here, 0);
             if (b + 1 < spe) { /* mid-epoch saves; the epoch end saves below */
                 int limit = o->max_steps > 0 && m.step >= o->max_steps;
                 if (limit || (o->save_every > 0 && m.step % o->save_every == 0)) {
                     cur.epoch = epoch; cur.batch = b + 1; cur.data_rng = data_rng;
-                    TRY(irmae_checkpoint_save(out, &m, &cur), "saving the checkpoint");
+                    TRY(save_checkpoint(out, &m, &cur), "saving the checkpoint");
                 }
                 if (limit) { stop = 1; break; }
             }
@@ -825,21 +934,24 @@ static int task_train(options *o)
         if (stop) break;
         data_rng = r; /* the next epoch starts from the state after this shuffle */
         cur.epoch = epoch + 1; cur.batch = 0; cur.data_rng = data_rng;
-        TRY(irmae_checkpoint_save(out, &m, &cur), "saving the checkpoint");
-        rank = heldout_rank(&m, &held, &ent);
-        if (pr.tty) fputs("\r\033[K", stderr); /* clear the progress line */
-        fprintf(stderr, "epoch %lld/%d  mean loss %.6f  ", epoch + 1, o->epochs, done_here ? loss_sum / done_here : 0.0);
-        if (rank >= 0) fprintf(stderr, "rank@1%% %d  entropy rank %.2f (%d held-out)  ", rank, ent, held.n);
-        fprintf(stderr, "%.1f s\n", now() - t_epoch);
+        TRY(save_checkpoint(out, &m, &cur), "saving the checkpoint");
+        if (g_rank == 0) {
+            rank = heldout_rank(&m, &held, &ent);
+            if (pr.tty) fputs("\r\033[K", stderr); /* clear the progress line */
+            fprintf(stderr, "epoch %lld/%d  mean loss %.6f  ", epoch + 1, o->epochs, done_here ? loss_sum / done_here : 0.0);
+            if (rank >= 0) fprintf(stderr, "rank@1%% %d  entropy rank %.2f (%d held-out)  ", rank, ent, held.n);
+            fprintf(stderr, "%.1f s\n", now() - t_epoch);
+        }
     }
     if (steps_run == 0 && !stop) { /* nothing left to train: still leave a checkpoint at --out */
         cur.epoch = ts.epoch; cur.batch = ts.batch; cur.data_rng = data_rng;
-        if (!o->resume || strcmp(out, o->resume)) TRY(irmae_checkpoint_save(out, &m, &cur), "saving the checkpoint");
-        fprintf(stderr, "nothing to do: the checkpoint is at epoch %lld of %d\n", ts.epoch, o->epochs);
+        if (!o->resume || strcmp(out, o->resume)) TRY(save_checkpoint(out, &m, &cur), "saving the checkpoint");
+        if (g_rank == 0) fprintf(stderr, "nothing to do: the checkpoint is at epoch %lld of %d\n", ts.epoch, o->epochs);
     }
-    if (stop && pr.tty) fputc('\n', stderr);
-    printf("saved %s: %s, step %lld, %lld steps in %.1f s%s\n", out, kind_name(&m.cfg), m.step, steps_run,
-           now() - t_start, stop ? " (stopped by --max-steps)" : "");
+    if (stop && pr.tty && g_rank == 0) fputc('\n', stderr);
+    if (g_rank == 0)
+        printf("saved %s: %s, step %lld, %lld steps in %.1f s%s\n", out, kind_name(&m.cfg), m.step, steps_run,
+               now() - t_start, stop ? " (stopped by --max-steps)" : "");
 done:
     free(perm);
     free(xb);
@@ -1490,17 +1602,17 @@ done:
 /* main                                                                     */
 /* ======================================================================== */
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
     options o;
     int rc;
-    if (argc < 2) { print_help(stderr); return 2; }
+    if (argc < 2) { if (g_rank == 0) print_help(stderr); return 2; }
     if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         if (argc > 2) {
             g_task = find_task(argv[2]);
             if (!g_task) return usage_error("unknown task '%s'", argv[2]);
-            print_task_help(stdout, g_task);
-        } else {
+            if (g_rank == 0) print_task_help(stdout, g_task);
+        } else if (g_rank == 0) {
             print_help(stdout);
         }
         return 0;
@@ -1509,6 +1621,8 @@ int main(int argc, char **argv)
     if (!g_task) return usage_error("unknown task '%s'", argv[1]);
     rc = parse_flags(argc, argv, 2, &o);
     if (rc) return rc < 0 ? 0 : rc;
+    if (g_size > 1 && g_task->mask != T_TRAIN)
+        return usage_error("only train runs on several MPI ranks; run %s as one process (without mpirun)", g_task->name);
     switch (g_task->mask) {
     case T_TRAIN: return task_train(&o);
     case T_SPECTRUM: return task_spectrum(&o);
@@ -1519,4 +1633,25 @@ int main(int argc, char **argv)
     case T_CLASSIFY: return task_classify(&o);
     default: return task_frechet(&o);
     }
+}
+
+int main(int argc, char **argv)
+{
+#ifdef IRMAE_MPI
+    static char prog[64];
+    int status;
+    MPI_Init(&argc, &argv);
+    g_comm = MPI_COMM_WORLD;
+    MPI_Comm_rank(g_comm, &g_rank);
+    MPI_Comm_size(g_comm, &g_size);
+    if (g_size > 1) { /* messages say which rank wrote them */
+        snprintf(prog, sizeof prog, "irmae (rank %d of %d)", g_rank, g_size);
+        g_prog = prog;
+    }
+    status = run(argc, argv);
+    MPI_Finalize();
+    return status;
+#else
+    return run(argc, argv);
+#endif
 }
