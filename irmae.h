@@ -2038,12 +2038,50 @@ static void irmae__conv_range(int *lo, int *hi, int off, int s, int n_in, int n_
     *lo = a; *hi = b;
 }
 
+#if defined(IRMAE__X86)
+/* Stride-2 rows of im2col / col2im with AVX2: 8 outputs from two loads and
+   a shuffle. `avail` floats are addressable from src (im2col) or dst
+   (col2im) within the image row; groups that would touch more are done by
+   the scalar tail, so nothing outside the row is read or written. */
+__attribute__((target("avx2,fma")))
+static void irmae__gather2_avx2(float *dst, const float *src, int n, int avail)
+{
+    int i = 0;
+    for (; i + 8 <= n && 2 * i + 16 <= avail; i += 8) { /* dst[i] = src[2 i] */
+        __m256 a = _mm256_loadu_ps(src + 2 * i), b = _mm256_loadu_ps(src + 2 * i + 8);
+        __m256 e = _mm256_shuffle_ps(a, b, 0x88); /* a0 a2 b0 b2 | a4 a6 b4 b6 */
+        _mm256_storeu_ps(dst + i, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
+    }
+    for (; i < n; i++) dst[i] = src[2 * i];
+}
+
+__attribute__((target("avx2,fma")))
+static void irmae__scatter2_add_avx2(float *dst, const float *src, int n, int avail)
+{
+    int i = 0;
+    const __m256 z = _mm256_setzero_ps();
+    for (; i + 8 <= n && 2 * i + 16 <= avail; i += 8) { /* dst[2 i] += src[i] */
+        __m256 v = _mm256_loadu_ps(src + i);
+        __m256 q = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0xD8)); /* s0 s1 s4 s5 | s2 s3 s6 s7 */
+        __m256 lo = _mm256_unpacklo_ps(q, z), hi = _mm256_unpackhi_ps(q, z);    /* s0 0 s1 0 .. s3 0 | s4 0 .. s7 0 */
+        /* odd positions get + 0.0f: the same value (a -0.0f becomes +0.0f) */
+        _mm256_storeu_ps(dst + 2 * i, _mm256_add_ps(_mm256_loadu_ps(dst + 2 * i), lo));
+        _mm256_storeu_ps(dst + 2 * i + 8, _mm256_add_ps(_mm256_loadu_ps(dst + 2 * i + 8), hi));
+    }
+    for (; i < n; i++) dst[2 * i] += src[i];
+}
+#define IRMAE__CONV_VEC() (irmae_simd_level() >= IRMAE_SIMD_AVX2)
+#else
+#define IRMAE__CONV_VEC() 0
+#endif
+
 /* col [kc, ld] (columns n P .. n P + P - 1 for image n < imgs) <- patches of
    x (imgs images of the image side). Each thread owns whole rows of col. */
 static void irmae__im2col(float *col, size_t ld, const float *x, int imgs, const irmae__cgeom *g)
 {
     int r;
-    const int kk = g->k * g->k;
+    const int kk = g->k * g->k, vec = IRMAE__CONV_VEC();
+    (void)vec;
     IRMAE__OMP(parallel for schedule(static) if ((size_t)g->kc * ld >= IRMAE__CONV_PAR_MIN))
     for (r = 0; r < g->kc; r++) {
         const int c = r / kk, ki = (r / g->k) % g->k, kj = r % g->k, off = kj - g->p;
@@ -2065,6 +2103,11 @@ static void irmae__im2col(float *col, size_t ld, const float *x, int imgs, const
                     if (hi > lo) memcpy(dst + lo, row + (lo + off), (size_t)(hi - lo) * sizeof(float));
                 } else {
                     const int s = g->s;
+#if defined(IRMAE__X86)
+                    if (s == 2 && vec) {
+                        if (hi > lo) irmae__gather2_avx2(dst + lo, row + 2 * lo + off, hi - lo, g->wx - (2 * lo + off));
+                    } else
+#endif
                     for (ow = lo; ow < hi; ow++) dst[ow] = row[ow * s + off];
                 }
                 for (ow = hi; ow < g->wy; ow++) dst[ow] = 0.0f;
@@ -2080,7 +2123,8 @@ static void irmae__col2im(float *x, const float *col, size_t ld, int imgs, const
                           const float *bias)
 {
     int t;
-    const int planes = imgs * g->cx;
+    const int planes = imgs * g->cx, vec = IRMAE__CONV_VEC();
+    (void)vec;
     IRMAE__OMP(parallel for schedule(static) if ((size_t)g->kc * ld >= IRMAE__CONV_PAR_MIN))
     for (t = 0; t < planes; t++) {
         const int n = t / g->cx, c = t % g->cx;
@@ -2108,6 +2152,11 @@ static void irmae__col2im(float *x, const float *col, size_t ld, int imgs, const
                         for (ow = 0; ow < len; ow++) rr[ow] += ss[ow];
                     } else {
                         const int s = g->s;
+#if defined(IRMAE__X86)
+                        if (s == 2 && vec)
+                            irmae__scatter2_add_avx2(row + 2 * lo + off, src + lo, hi - lo, g->wx - (2 * lo + off));
+                        else
+#endif
                         for (ow = lo; ow < hi; ow++) row[ow * s + off] += src[ow];
                     }
                 }

@@ -633,8 +633,19 @@ int main(void)
 {
     irmae_rng rng = irmae_rng_seed(20260517);
     double t0 = now();
+    static const int levels[] = {IRMAE_SIMD_SCALAR, IRMAE_SIMD_AVX2, IRMAE_SIMD_AVX512, IRMAE_SIMD_NEON};
+    int li;
     test_invalid();
-    test_random_shapes(&rng);
+    /* every kernel path this CPU has, forced in turn */
+    for (li = 0; li < 4; li++) {
+        if (irmae_simd_force(levels[li]) != levels[li]) {
+            printf("SKIP: conv shapes on the %s path: not available on this CPU\n", irmae_simd_name(levels[li]));
+            continue;
+        }
+        printf("path %s: ", irmae_simd_name(levels[li]));
+        test_random_shapes(&rng);
+    }
+    irmae_simd_force(IRMAE_SIMD_BEST);
     printf("  (%.1f s)\n", now() - t0);
     test_presets(&rng);
     printf("  (%.1f s)\n", now() - t0);
