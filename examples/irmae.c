@@ -230,7 +230,7 @@ static const flag_def FLAGS[] = {
 typedef struct task_def { const char *name; unsigned mask; const char *summary; } task_def;
 static const task_def TASKS[] = {
     {"train", T_TRAIN, "train a model on shapes, MNIST or a folder of PNGs; checkpoints, exact resume"},
-    {"spectrum", T_SPECTRUM, "normalised singular values of the code covariance; rank@1%, rank@0.1%, entropy rank; CSV, SVG"},
+    {"spectrum", T_SPECTRUM, "normalised singular values of the code covariance; rank@1%, rank@0.1%, entropy rank, reconstruction MSE; CSV, SVG"},
     {"reconstruct", T_RECON, "held-out images and their reconstructions as a PNG grid"},
     {"interpolate", T_INTERP, "decode (1 - t) z_a + t z_b between pairs of held-out images, PNG grid"},
     {"sample", T_SAMPLE, "fit mvg / gmm / pca to held-out codes, decode samples, PNG grid"},
@@ -965,6 +965,30 @@ done:
 /* spectrum, reconstruct, interpolate, sample, export                       */
 /* ======================================================================== */
 
+/* Mean squared reconstruction error (decode(encode(x)) vs x, per pixel, in
+   the model's pixel range) over a set, in chunks of 256 images. */
+static int recon_mse(irmae_model *m, const irmae_dataset *set, double *mse)
+{
+    size_t per = (size_t)m->cfg.in_c * m->cfg.in_h * m->cfg.in_w, k;
+    float *z = alloc_floats(256, (size_t)m->cfg.n), *y = alloc_floats(256, per);
+    double sum = 0.0;
+    int i, rc = 0;
+    *mse = 0.0;
+    if (!z || !y) { free(z); free(y); return fail_msg("out of memory"); }
+    for (i = 0; i < set->n && !rc; i += 256) {
+        int cnt = set->n - i < 256 ? set->n - i : 256;
+        const float *x = set->x + (size_t)i * per;
+        if ((rc = irmae_model_encode(m, x, cnt, z)) || (rc = irmae_model_decode(m, z, cnt, y))) {
+            rc = fail_lib(rc, "reconstructing the held-out images");
+            break;
+        }
+        for (k = 0; k < (size_t)cnt * per; k++) sum += ((double)y[k] - x[k]) * ((double)y[k] - x[k]);
+    }
+    *mse = set->n ? sum / ((double)set->n * (double)per) : 0.0;
+    free(z); free(y);
+    return rc;
+}
+
 static int task_spectrum(const options *o)
 {
     irmae_spectrum spec[MAX_MODELS];
@@ -974,6 +998,7 @@ static int task_spectrum(const options *o)
     irmae_dataset held;
     irmae_config held_cfg;
     int i, rc, status = 0, got = 0;
+    double mse = 0.0;
 
     memset(spec, 0, sizeof spec);
     memset(&m, 0, sizeof m);
@@ -997,8 +1022,10 @@ static int task_spectrum(const options *o)
         TRY(irmae_model_spectrum(&m, held.x, held.n, &spec[i]), "computing the spectrum");
         got = i + 1;
         sp[i] = &spec[i];
-        printf("%s: %s n=%d l=%d  rank@1%%=%d  rank@0.1%%=%d  entropy_rank=%.3f  (%d held-out images)\n", names[i],
-               kind_name(&m.cfg), m.cfg.n, m.cfg.l, spec[i].rank_1pct, spec[i].rank_01pct, spec[i].entropy_rank, held.n);
+        if (recon_mse(&m, &held, &mse)) { status = 1; goto done; }
+        printf("%s: %s n=%d l=%d  rank@1%%=%d  rank@0.1%%=%d  entropy_rank=%.3f  mse=%.6f  (%d held-out images)\n",
+               names[i], kind_name(&m.cfg), m.cfg.n, m.cfg.l, spec[i].rank_1pct, spec[i].rank_01pct,
+               spec[i].entropy_rank, mse, held.n);
         irmae_model_free(&m);
     }
     if (o->csv) {

@@ -153,6 +153,11 @@ fi
 expect "spectrum of a VAE" 0 "$CLI" spectrum --model "$T/vae.ckpt" --count 64
 
 expect "reconstruct" 0 "$CLI" reconstruct --model "$M" --count 10 --cols 8 --out "$T/rec.png"
+rmse=$(sed -n 's/.*: mse=\([0-9.e+-]*\);.*/\1/p' "$T/out")
+expect "spectrum of the same 10 held-out images" 0 "$CLI" spectrum --model "$M" --count 10
+smse=$(sed -n 's/.*  mse=\([0-9.e+-]*\)  .*/\1/p' "$T/out")
+check "spectrum's mse ($smse) is reconstruct's mse ($rmse) on the same images" \
+    awk -v a="$smse" -v b="$rmse" 'BEGIN { exit !(a != "" && b != "" && a > 0 && (a - b < 1e-6) && (b - a < 1e-6)) }'
 check_png "reconstruct grid" "$T/rec.png" 274 138
 expect "reconstruct [-1,1] model" 0 "$CLI" reconstruct --model "$T/ae.ckpt" --count 4 --out "$T/rec_pm1.png"
 check_png "reconstruct [-1,1] grid" "$T/rec_pm1.png" 138 70
