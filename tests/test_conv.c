@@ -638,6 +638,13 @@ int main(void)
     test_invalid();
     /* every kernel path this CPU has, forced in turn */
     for (li = 0; li < 4; li++) {
+        /* IRMAE_TEST_QUICK (emulators): the best path only; the scalar path is
+           checked natively by the IRMAE_NO_SIMD build */
+        if (getenv("IRMAE_TEST_QUICK") && levels[li] != irmae_simd_force(IRMAE_SIMD_BEST)) {
+            printf("SKIP: conv shapes on the %s path: IRMAE_TEST_QUICK checks the best path only\n",
+                   irmae_simd_name(levels[li]));
+            continue;
+        }
         if (irmae_simd_force(levels[li]) != levels[li]) {
             printf("SKIP: conv shapes on the %s path: not available on this CPU\n", irmae_simd_name(levels[li]));
             continue;
