@@ -150,8 +150,8 @@ int main(int argc, char **argv)
     CHECK(irmae_checkpoint_save(path, &ref, &ref_ts) == 0, "initial save: %s", irmae_error_detail());
     t0 = now();
     /* under an emulator ($IRMAE_TEST_EXEC) a child starts, steps and saves ~40x
-       slower: kill delays x 40, at least 20 rounds */
-    if (getenv("IRMAE_TEST_EXEC") && *getenv("IRMAE_TEST_EXEC")) { slow = 40; rounds_min = 20; }
+       slower: kill delays x 40, at least 12 rounds */
+    if (getenv("IRMAE_TEST_EXEC") && *getenv("IRMAE_TEST_EXEC")) { slow = 40; rounds_min = 12; }
     if (getenv("IRMAE_TEST_SLOW") && atol(getenv("IRMAE_TEST_SLOW")) > 0) slow = atol(getenv("IRMAE_TEST_SLOW"));
     for (round = 0; round < ROUNDS_MAX && (round < rounds_min || now() - t0 < 10.0) && now() - t0 < TIME_BUDGET * (slow > 1 ? 4 : 1); round++) {
         pid_t pid;
