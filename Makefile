@@ -7,6 +7,10 @@
 #   make mpi        ./irmae-mpi: the CLI built with mpicc -DIRMAE_MPI (train under mpirun)
 #   make bench-mpi  images/s with 1 and 2 MPI ranks
 #   make test-mpi   MPI tests (SKIP without mpicc/mpirun; OpenMPI: openmpi-bin libopenmpi-dev)
+#   make install PREFIX=/usr/local [DESTDIR=]   irmae.h + irmae.pc; make uninstall
+#   make test-windows / test-s390x / test-neon   cross builds run under wine / qemu
+#   make test-install  pkg-config, CMake add_subdirectory and FetchContent users
+#   make test-options  IRMAE_STATIC, IRMAE_NO_SIMD, no OpenMP, custom allocator, 2 TUs
 # Variables: CC, CFLAGS, NO_OPENMP=1 (build without OpenMP), WERROR=1 (CI), MPICC.
 
 CC      ?= cc
@@ -32,7 +36,8 @@ TESTS    = test_gemm test_conv test_model test_analysis test_pngw test_loaders t
 TEST_BINS = $(addprefix $(B)/,$(TESTS))
 EXAMPLES = $(B)/shapes irmae $(B)/mnist
 
-.PHONY: all test demo bench bench-torch fuzz clean check-cxx check-header test-asan test-neon test-valgrind mpi test-mpi bench-mpi
+.PHONY: all test demo bench bench-torch fuzz clean check-cxx check-header test-asan test-neon test-valgrind \
+        install uninstall test-install test-windows test-s390x test-options mpi test-mpi bench-mpi
 SHELL = /bin/bash
 
 all: $(TEST_BINS) $(EXAMPLES)
@@ -117,12 +122,61 @@ test-valgrind: | $(B)
 	valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=1 \
 	  $(B)/vg_train
 
-# aarch64 (NEON) build of the kernel and model tests, run under qemu-user.
+# Cross builds (static, no OpenMP) run under an emulator. Every test program
+# runs, with IRMAE_TEST_QUICK=1 (smaller sizes where a test allows it);
+# IRMAE_TEST_EXEC tells the tests that re-execute themselves (test_ckpt,
+# ckpt_kill) to go through the emulator. test_cli.sh drives a native binary
+# through a shell script and is reported as skipped.
+CROSS_TESTS = $(TESTS)
+CROSS_FLAGS = $(CFLAGS) $(STD) $(WARN) -static
+CLI_SKIP = "sh tests/skip.sh test_cli"
+
+# aarch64 (NEON) under qemu-user.
 ARM_CC ?= aarch64-linux-gnu-gcc
-test-neon: | $(B)
-	$(ARM_CC) $(CFLAGS) $(STD) $(WARN) -static tests/test_gemm.c -o $(B)/test_gemm-arm64 -lm
-	$(ARM_CC) $(CFLAGS) $(STD) $(WARN) -static tests/test_conv.c -o $(B)/test_conv-arm64 -lm
-	@IRMAE_TEST_QUICK=1 sh tests/run.sh "qemu-aarch64 $(B)/test_gemm-arm64" "qemu-aarch64 $(B)/test_conv-arm64"
+$(B)/arm64/%: tests/%.c irmae.h
+	@mkdir -p $(@D)
+	$(ARM_CC) $(CROSS_FLAGS) $< -o $@ -lm
+test-neon: $(addprefix $(B)/arm64/,$(CROSS_TESTS))
+	@IRMAE_TEST_QUICK=1 IRMAE_TEST_EXEC=qemu-aarch64 IRMAE_PYTHON=$(PYTHON) sh tests/run.sh \
+	  $(foreach t,$(CROSS_TESTS),"qemu-aarch64 $(B)/arm64/$(t)") \
+	  $(CLI_SKIP)" the shell-driven CLI test runs natively (make test), not under qemu-aarch64"
+
+# Big-endian: s390x under qemu-user. Besides the suite (which loads the
+# committed x86-64 checkpoint tests/data/xendian.ckpt and checks that this
+# host writes the same bytes), the s390x build writes its own reference files
+# and the native build loads them.
+S390X_CC ?= s390x-linux-gnu-gcc
+$(B)/s390x/%: tests/%.c irmae.h
+	@mkdir -p $(@D)
+	$(S390X_CC) $(CROSS_FLAGS) $< -o $@ -lm
+test-s390x: $(addprefix $(B)/s390x/,$(CROSS_TESTS)) $(B)/test_ckpt
+	qemu-s390x $(B)/s390x/test_ckpt --write-xendian $(B)/s390x
+	@IRMAE_TEST_QUICK=1 IRMAE_TEST_EXEC=qemu-s390x IRMAE_PYTHON=$(PYTHON) sh tests/run.sh \
+	  $(foreach t,$(CROSS_TESTS),"qemu-s390x $(B)/s390x/$(t)") \
+	  "$(B)/test_ckpt --xendian $(B)/s390x" \
+	  $(CLI_SKIP)" the shell-driven CLI test runs natively (make test), not under qemu-s390x"
+
+# Windows: mingw-w64, -Werror, OpenMP, static; the suite runs under Wine.
+# The Python peers are Linux programs the .exe cannot start: those checks
+# print SKIP. ckpt_kill (fork/SIGKILL) prints SKIP on Windows.
+MINGW_CC ?= x86_64-w64-mingw32-gcc
+WINE ?= $(firstword $(wildcard /usr/lib/wine/wine64 /usr/bin/wine64 /usr/bin/wine) wine64)
+WIN_ENV = WINEPREFIX=$(abspath $(B))/wineprefix WINEDEBUG=-all
+WIN_FLAGS = $(CFLAGS) $(STD) $(WARN) -Werror -fopenmp -static
+$(B)/win/%.exe: tests/%.c irmae.h
+	@mkdir -p $(@D)
+	$(MINGW_CC) $(WIN_FLAGS) $< -o $@ -lm
+$(B)/win/ex_%.exe: examples/%.c irmae.h
+	@mkdir -p $(@D)
+	$(MINGW_CC) $(WIN_FLAGS) $< -o $@ -lm
+test-windows: $(foreach t,$(TESTS),$(B)/win/$(t).exe) $(foreach e,shapes mnist irmae,$(B)/win/ex_$(e).exe)
+	$(MINGW_CC) $(WIN_FLAGS) -c tests/tu_impl.c -o $(B)/win/tu_impl.o
+	$(MINGW_CC) $(WIN_FLAGS) -c tests/tu_user.c -o $(B)/win/tu_user.o
+	$(MINGW_CC) $(WIN_FLAGS) $(B)/win/tu_impl.o $(B)/win/tu_user.o -o $(B)/win/tu_link.exe -lm
+	$(MINGW_CC) $(WIN_FLAGS) -DIRMAE_STATIC -DIRMAE_NO_SIMD -c tests/tu_impl.c -o $(B)/win/tu_static.o
+	@$(WIN_ENV) sh tests/run.sh "$(WINE) $(B)/win/tu_link.exe" \
+	  $(foreach t,$(TESTS),"$(WINE) $(B)/win/$(t).exe") \
+	  $(CLI_SKIP)" a POSIX shell script (mktemp, pipes, exit codes); the examples (CLI included) are only built for Windows"
 
 # libFuzzer targets (clang); each runs FUZZ_SECONDS on a seed corpus made of
 # the committed test files. Without libFuzzer, fuzz_main.c replays files.
@@ -164,6 +218,38 @@ bench-mpi: | $(B)
 	$(MPICC) $(CFLAGS) $(STD) $(WARN) $(OMP) bench/bench_mpi.c -o $(B)/bench_mpi $(LDLIBS)
 	@for np in 1 2; do OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
 	  mpirun --oversubscribe -np $$np $(B)/bench_mpi $(BENCH_MPI_STEPS) || exit 1; done
+
+# Compile-time options, each built with -Werror and run: IRMAE_STATIC in two
+# files linked together, IRMAE_NO_SIMD, no OpenMP, a custom allocator
+# (check-header's two translation units count every call).
+test-options: | $(B)
+	$(CC) $(ALLFLAGS) -Werror -c tests/tu_static_a.c -o $(B)/opt_static_a.o
+	$(CC) $(ALLFLAGS) -Werror -c tests/tu_static_b.c -o $(B)/opt_static_b.o
+	@if nm -g $(B)/opt_static_a.o $(B)/opt_static_b.o | grep -i ' [TDBR] irmae'; then \
+	  echo "IRMAE_STATIC: the symbols above are exported"; exit 1; fi
+	$(CC) $(ALLFLAGS) $(B)/opt_static_a.o $(B)/opt_static_b.o -o $(B)/opt_static $(LDLIBS)
+	$(CC) $(CFLAGS) $(STD) $(WARN) -Werror -DIRMAE_NO_SIMD tests/test_gemm.c -o $(B)/opt_nosimd $(LDLIBS)
+	$(CC) $(CFLAGS) $(STD) $(WARN) -Werror tests/test_conv.c -o $(B)/opt_noomp $(LDLIBS)
+	$(MAKE) --no-print-directory check-header
+	@IRMAE_TEST_QUICK=1 sh tests/run.sh $(B)/opt_static $(B)/opt_nosimd $(B)/opt_noomp
+
+# make install PREFIX=... DESTDIR=...: the header and a pkg-config file.
+PREFIX ?= /usr/local
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(PREFIX)/lib/pkgconfig
+VERSION = $(shell sed -n 's/^.define IRMAE_VERSION_\(MAJOR\|MINOR\|PATCH\) //p' irmae.h | paste -sd.)
+install:
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 irmae.h $(DESTDIR)$(INCLUDEDIR)/irmae.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	  irmae.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/irmae.pc
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/irmae.h $(DESTDIR)$(PKGCONFIGDIR)/irmae.pc
+
+# The three ways a project uses irmae.h, each built and run from outside:
+# pkg-config after make install, CMake add_subdirectory, CMake FetchContent.
+test-install:
+	@sh tests/outside/run.sh "$(CC)"
 
 clean:
 	rm -rf $(B) demo-out irmae irmae-mpi

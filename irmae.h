@@ -1073,7 +1073,11 @@ IRMAEDEF int irmae_model_interpolate(irmae_model *m, const float *xa, const floa
 #endif
 
 #ifdef _OPENMP
+#if defined(_MSC_VER) && !defined(__clang__)
+#define IRMAE__PRAGMA(x) __pragma(x) /* MSVC before VS 2019 16.6 has no _Pragma */
+#else
 #define IRMAE__PRAGMA(x) _Pragma(#x)
+#endif
 #define IRMAE__OMP(x) IRMAE__PRAGMA(omp x)
 static int irmae__nthreads(void) { return omp_get_max_threads(); }
 #else
@@ -1331,13 +1335,39 @@ static void irmae__ukernel_scalar(int kc, const float *pa, const float *pb,
                 (beta == 0.0f ? 0.0f : beta * c[(size_t)i * ldc + j]);
 }
 
-#if !defined(IRMAE_NO_SIMD) && (defined(__GNUC__) || defined(__clang__)) && \
-    (defined(__x86_64__) || defined(__i386__))
+/* x86 SIMD: GCC/clang compile each kernel for its ISA (target attribute) and
+   ask the CPU with __builtin_cpu_supports; MSVC compiles the intrinsics
+   without attributes and asks with __cpuid/__cpuidex/_xgetbv. */
+#if !defined(IRMAE_NO_SIMD) && (((defined(__GNUC__) || defined(__clang__)) && \
+    (defined(__x86_64__) || defined(__i386__))) || (defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))))
 #define IRMAE__X86 1
 #include <immintrin.h>
+#if defined(__GNUC__) || defined(__clang__)
+#define IRMAE__TARGET(isa) __attribute__((target(isa)))
+#define IRMAE__CPU_HAS(isa) __builtin_cpu_supports(isa)
+#else
+#include <intrin.h>
+#define IRMAE__TARGET(isa)
+#define IRMAE__CPU_HAS(isa) irmae__cpu_has(isa)
+/* "avx2", "fma", "avx512f": CPUID bits, and the OS saves the registers */
+static int irmae__cpu_has(const char *isa)
+{
+    int r1[4], r7[4];
+    unsigned long long xcr0;
+    __cpuid(r1, 1);
+    if (!(r1[2] & (1 << 27))) return 0;                 /* OSXSAVE */
+    xcr0 = _xgetbv(0);
+    if ((xcr0 & 6) != 6) return 0;                       /* XMM + YMM state */
+    __cpuidex(r7, 7, 0);
+    if (!strcmp(isa, "fma")) return (r1[2] >> 12) & 1;
+    if (!strcmp(isa, "avx2")) return (r7[1] >> 5) & 1;
+    if (!strcmp(isa, "avx512f")) return ((r7[1] >> 16) & 1) && (xcr0 & 0xE6) == 0xE6;
+    return 0;
+}
+#endif
 
 /* AVX2 + FMA micro-kernel, 6 x 16: 12 ymm accumulators. */
-__attribute__((target("avx2,fma")))
+IRMAE__TARGET("avx2,fma")
 static void irmae__ukernel_avx2(int kc, const float *pa, const float *pb,
                                 float *c, int ldc, float alpha, float beta)
 {
@@ -1375,7 +1405,7 @@ static void irmae__ukernel_avx2(int kc, const float *pa, const float *pb,
 }
 
 /* AVX-512 micro-kernel, 12 x 32: 24 zmm accumulators. */
-__attribute__((target("avx512f")))
+IRMAE__TARGET("avx512f")
 static void irmae__ukernel_avx512(int kc, const float *pa, const float *pb,
                                   float *c, int ldc, float alpha, float beta)
 {
@@ -1446,8 +1476,8 @@ typedef struct irmae__gemm_path { int level, mr, nr; irmae__ukernel kernel; } ir
 static int irmae__simd_cpu_best(void)
 {
 #if defined(IRMAE__X86)
-    if (__builtin_cpu_supports("avx512f")) return IRMAE_SIMD_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return IRMAE_SIMD_AVX2;
+    if (IRMAE__CPU_HAS("avx512f")) return IRMAE_SIMD_AVX512;
+    if (IRMAE__CPU_HAS("avx2") && IRMAE__CPU_HAS("fma")) return IRMAE_SIMD_AVX2;
     return IRMAE_SIMD_SCALAR;
 #elif defined(IRMAE__NEON)
     return IRMAE_SIMD_NEON;
@@ -1530,7 +1560,7 @@ IRMAEDEF void irmae_sgemm_release(void)
    exactly rows floats of each output row are written; missing input rows
    are never read). Pure data movement: the packed panels are the same bits
    as the scalar loops'. */
-__attribute__((target("avx2,fma")))
+IRMAE__TARGET("avx2,fma")
 static void irmae__transpose8_avx2(float *d, size_t ds, const float *s, size_t ss, int rows)
 {
     __m256 r[8], t[8], u[8], o;
@@ -1553,7 +1583,7 @@ static void irmae__transpose8_avx2(float *d, size_t ds, const float *s, size_t s
         if (rows == 8) _mm256_storeu_ps(dq, o);
         else { /* 6 */
             _mm_storeu_ps(dq, _mm256_castps256_ps128(o));
-            _mm_storel_pi((__m64 *)(void *)(dq + 4), _mm256_extractf128_ps(o, 1));
+            _mm_store_sd((double *)(void *)(dq + 4), _mm_castps_pd(_mm256_extractf128_ps(o, 1)));
         }
     }
 }
@@ -1654,7 +1684,7 @@ static void irmae__pack_b(float *dst, const float *b, int ldb, int tb, int p0, i
 #if defined(IRMAE__X86)
 /* The same loops with AVX2 + FMA: row updates 8 columns at a time, dot
    products with 8 partial sums. */
-__attribute__((target("avx2,fma")))
+IRMAE__TARGET("avx2,fma")
 static void irmae__sgemm_small_avx2(int ta, int tb, int m, int n, int k, float alpha,
                                     const float *a, int lda, const float *b, int ldb,
                                     float beta, float *c, int ldc)
@@ -2043,7 +2073,7 @@ static void irmae__conv_range(int *lo, int *hi, int off, int s, int n_in, int n_
    a shuffle. `avail` floats are addressable from src (im2col) or dst
    (col2im) within the image row; groups that would touch more are done by
    the scalar tail, so nothing outside the row is read or written. */
-__attribute__((target("avx2,fma")))
+IRMAE__TARGET("avx2,fma")
 static void irmae__gather2_avx2(float *dst, const float *src, int n, int avail)
 {
     int i = 0;
@@ -2055,7 +2085,7 @@ static void irmae__gather2_avx2(float *dst, const float *src, int n, int avail)
     for (; i < n; i++) dst[i] = src[2 * i];
 }
 
-__attribute__((target("avx2,fma")))
+IRMAE__TARGET("avx2,fma")
 static void irmae__scatter2_add_avx2(float *dst, const float *src, int n, int avail)
 {
     int i = 0;
@@ -2624,7 +2654,7 @@ IRMAEDEF int irmae_linear_backward(float *din, float *dw, float *db, const float
 /* ReLU on AVX2 when the dispatcher allows it; max(x, 0) returns 0 for NaN
    like the scalar comparison below, so both paths give the same bits. */
 #if defined(IRMAE__X86)
-__attribute__((target("avx2")))
+IRMAE__TARGET("avx2")
 static void irmae__relu_fwd_avx2(float *out, const float *in, size_t n)
 {
     size_t i = 0;
@@ -2632,7 +2662,7 @@ static void irmae__relu_fwd_avx2(float *out, const float *in, size_t n)
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_max_ps(_mm256_loadu_ps(in + i), z));
     for (; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
 }
-__attribute__((target("avx2")))
+IRMAE__TARGET("avx2")
 static void irmae__relu_bwd_avx2(float *din, const float *dout, const float *out, size_t n)
 {
     size_t i = 0;
@@ -3350,7 +3380,7 @@ IRMAEDEF int irmae_model_features_backward(irmae_model *m, const float *x, int B
 typedef struct irmae__adam_k { float lr, b1, b2, s1, s2, eps, inv_bc2; } irmae__adam_k;
 
 #if defined(IRMAE__X86)
-__attribute__((target("avx2")))
+IRMAE__TARGET("avx2")
 static void irmae__adam_avx2(float *p, const float *g, float *mm, float *vv, size_t n, const irmae__adam_k *k)
 {
     size_t i = 0;

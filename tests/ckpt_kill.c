@@ -134,6 +134,8 @@ int main(int argc, char **argv)
     irmae_rng kr = irmae_rng_seed(2718);
     int perm[NIMG], round, bad_load = 0, bad_order = 0, bad_state = 0, bad_exit = 0, tmp_seen = 0, advanced = 0;
     long long prev = 0, max_jump = 0;
+    long slow = 1;
+    int rounds_min = ROUNDS_MIN;
     float *x;
     double t0, t_sleep = 0.0;
     if (argc == 3 && strcmp(argv[1], "--child") == 0) return child(argv[2]);
@@ -147,10 +149,14 @@ int main(int argc, char **argv)
     fresh(&ref, &ref_ts);
     CHECK(irmae_checkpoint_save(path, &ref, &ref_ts) == 0, "initial save: %s", irmae_error_detail());
     t0 = now();
-    for (round = 0; round < ROUNDS_MAX && (round < ROUNDS_MIN || now() - t0 < 10.0) && now() - t0 < TIME_BUDGET; round++) {
+    /* under an emulator ($IRMAE_TEST_EXEC) a child starts, steps and saves ~40x
+       slower: kill delays x 40, at least 12 rounds */
+    if (getenv("IRMAE_TEST_EXEC") && *getenv("IRMAE_TEST_EXEC")) { slow = 40; rounds_min = 12; }
+    if (getenv("IRMAE_TEST_SLOW") && atol(getenv("IRMAE_TEST_SLOW")) > 0) slow = atol(getenv("IRMAE_TEST_SLOW"));
+    for (round = 0; round < ROUNDS_MAX && (round < rounds_min || now() - t0 < 10.0) && now() - t0 < TIME_BUDGET * (slow > 1 ? 4 : 1); round++) {
         pid_t pid;
         int status = 0, rc;
-        long ms = 3 + (long)(irmae_rng_u64(&kr) % 98);
+        long ms = (3 + (long)(irmae_rng_u64(&kr) % 98)) * slow;
         struct timespec d;
         fflush(stdout);
         pid = fork();
@@ -158,13 +164,20 @@ int main(int argc, char **argv)
         if (pid == 0) {
             /* single-threaded, as the parent (a tiny model: OpenMP threads
                only add contention, badly so on a loaded machine) */
-            char *args[4];
+            /* $IRMAE_TEST_EXEC names an emulator to run the child under
+               (qemu-s390x: the emulated binary cannot exec itself natively) */
+            char *args[5], *emu = getenv("IRMAE_TEST_EXEC");
             setenv("OMP_NUM_THREADS", "1", 1);
-            args[0] = argv[0]; args[1] = (char *)"--child"; args[2] = path; args[3] = NULL;
-            execv(argv[0], args);
+            if (emu && *emu) {
+                args[0] = emu; args[1] = argv[0]; args[2] = (char *)"--child"; args[3] = path; args[4] = NULL;
+                execvp(emu, args);
+            } else {
+                args[0] = argv[0]; args[1] = (char *)"--child"; args[2] = path; args[3] = NULL;
+                execv(argv[0], args);
+            }
             _exit(127);
         }
-        d.tv_sec = 0; d.tv_nsec = ms * 1000000L;
+        d.tv_sec = ms / 1000; d.tv_nsec = (ms % 1000) * 1000000L;
         nanosleep(&d, NULL);
         t_sleep += (double)ms / 1000.0;
         kill(pid, SIGKILL);
@@ -195,7 +208,7 @@ int main(int argc, char **argv)
         prev = m.step;
         irmae_model_free(&m);
     }
-    CHECK(round >= ROUNDS_MIN, "only %d rounds in %.1f s", round, now() - t0);
+    CHECK(round >= rounds_min, "only %d rounds in %.1f s", round, now() - t0);
     CHECK(bad_exit == 0, "%d children were not killed by SIGKILL", bad_exit);
     CHECK(bad_load == 0, "%d of %d checkpoints did not load after a kill", bad_load, round);
     CHECK(bad_order == 0, "%d times the step went backwards", bad_order);

@@ -234,6 +234,14 @@ static int write_floats(const char *path, const float *x, size_t n)
     return ok;
 }
 
+/* Appends n floats to f as little-endian float32, whatever the host order. */
+static void fput_floats(FILE *f, const float *x, size_t n)
+{
+    unsigned char b[4];
+    size_t i;
+    for (i = 0; i < n; i++) { uint32_t u; memcpy(&u, &x[i], 4); wr32(b, u); fwrite(b, 1, 4, f); }
+}
+
 /* ---- tests ------------------------------------------------------------------ */
 
 static void test_roundtrip(const char *name, const irmae_config *cfg, int steps)
@@ -655,7 +663,16 @@ static void test_resume(int kind)
     }
     /* a new process: this program with --resume */
     remove(out);
-    snprintf(cmd, sizeof cmd, "\"%s\" --resume %d \"%s\" %d \"%s\"", g_argv0, kind, ck, RESUME_N - RESUME_K, out);
+    /* $IRMAE_TEST_EXEC prefixes the command (an emulator: "qemu-s390x") */
+    /* cmd.exe strips the first and the last quote of a command line that
+       starts with one: the whole line gets an extra pair on Windows */
+#if defined(_WIN32)
+#define Q_OPEN "\""
+#else
+#define Q_OPEN ""
+#endif
+    snprintf(cmd, sizeof cmd, Q_OPEN "%s%s\"%s\" --resume %d \"%s\" %d \"%s\"" Q_OPEN, getenv("IRMAE_TEST_EXEC") ? getenv("IRMAE_TEST_EXEC") : "",
+             getenv("IRMAE_TEST_EXEC") ? " " : "", g_argv0, kind, ck, RESUME_N - RESUME_K, out);
     fflush(stdout);
     rc = system(cmd);
     CHECK(rc == 0, "%s: '%s' returned %d", name, cmd, rc);
@@ -680,7 +697,6 @@ static void side_layers(FILE *side, FILE *raw, const irmae_model *m, int from, i
     for (i = from; i < to; i++) {
         const irmae_layer *L = &m->layers[i];
         int t = L->spec.type, idx = i - from;
-        size_t k;
         if (t != IRMAE_LAYER_CONV && t != IRMAE_LAYER_CONVT && t != IRMAE_LAYER_LINEAR) continue;
         if (t == IRMAE_LAYER_LINEAR)
             fprintf(side, "%s[\"%s.%d.weight\",[%d,%d]]", *first ? "" : ",", prefix, idx, L->out_c, L->in_c * L->in_h * L->in_w);
@@ -689,10 +705,10 @@ static void side_layers(FILE *side, FILE *raw, const irmae_model *m, int from, i
         else
             fprintf(side, "%s[\"%s.%d.weight\",[%d,%d,%d,%d]]", *first ? "" : ",", prefix, idx, L->in_c, L->out_c, L->spec.k, L->spec.k);
         *first = 0;
-        for (k = 0; k < L->n_w; k++) fwrite(&m->params[L->w_off + k], 4, 1, raw);
+        fput_floats(raw, m->params + L->w_off, L->n_w);
         if (L->spec.bias) {
             fprintf(side, ",[\"%s.%d.bias\",[%d]]", prefix, idx, L->out_c);
-            for (k = 0; k < L->n_b; k++) fwrite(&m->params[L->b_off + k], 4, 1, raw);
+            fput_floats(raw, m->params + L->b_off, L->n_b);
         }
     }
 }
@@ -756,7 +772,6 @@ static void test_safetensors(const char *name, int id, const irmae_config *cfg, 
     FILE *fs, *fr;
     float *y, *z, *w;
     int first = 1, rc, j, n = cfg->n;
-    long long le = 1;
 #define TMP(var, what) (snprintf(leaf, sizeof leaf, "st%d_%s", id, what), snprintf(var, sizeof var, "%s", tmp_name(leaf)))
     TMP(st, "m.safetensors"); TMP(side, "m.json"); TMP(raw, "m.raw"); TMP(xs, "x.f32");
     TMP(ys, "y.f32"); TMP(zs, "z.f32"); TMP(ck, "m.ckpt");
@@ -772,7 +787,6 @@ static void test_safetensors(const char *name, int id, const irmae_config *cfg, 
         if (f) fclose(f);
     }
     if (!g_have_numpy) { printf("SKIP: %s: safetensors and checkpoint cross-checks (no numpy in %s)\n", name, g_python); irmae_model_free(&m); return; }
-    if (*(const char *)&le != 1) { printf("SKIP: %s: the raw dumps are host-endian and this host is big-endian\n", name); irmae_model_free(&m); return; }
     /* sidecar: expected metadata, tensor names and shapes in order; raw values */
     fs = fopen(side, "w"); fr = fopen(raw, "wb");
     if (!fs || !fr) { CHECK(0, "cannot write %s / %s", side, raw); if (fs) fclose(fs); if (fr) fclose(fr); irmae_model_free(&m); return; }
@@ -781,13 +795,13 @@ static void test_safetensors(const char *name, int id, const irmae_config *cfg, 
     side_layers(fs, fr, &m, 0, m.n_enc, "encoder", &first);
     for (j = 0; j < cfg->l; j++) {
         fprintf(fs, ",[\"maps.%d.weight\",[%d,%d]]", j, n, n);
-        fwrite(m.params + m.maps_off + (size_t)j * n * n, 4, (size_t)n * n, fr);
+        fput_floats(fr, m.params + m.maps_off + (size_t)j * n * n, (size_t)n * n);
     }
     side_layers(fs, fr, &m, m.n_enc, m.n_layers, "decoder", &first);
     fprintf(fs, ",[\"collapsed.weight\",[%d,%d]]]}\n", n, n);
     w = (float *)malloc(sizeof(float) * (size_t)n * n);
     irmae_model_collapse(&m, w);
-    fwrite(w, 4, (size_t)n * n, fr);
+    fput_floats(fr, w, (size_t)n * n);
     free(w);
     fclose(fs); fclose(fr);
     /* input, codes and outputs for the PyTorch comparison */
@@ -870,6 +884,145 @@ static void write_corpus(void)
     if (wrote) printf("fuzz corpus: %d checkpoints written to %s/\n", wrote, dir);
 }
 
+
+/* ---- byte order: files committed from x86-64, compared on every host ------ */
+
+/* tests/data/xendian.ckpt and tests/data/xendian.safetensors were written on
+   x86-64 by `build/test_ckpt --write-xendian tests/data`. The model in them
+   holds no computed value: every parameter, Adam moment, the step and the
+   rng words are bit patterns hashed from their index, so every host (any
+   byte order, any FLT_EVAL_METHOD) rebuilds exactly the same state. A host
+   that read or wrote a multi-byte field in its own byte order would get
+   other values on load, and other bytes on save. */
+static uint32_t xe_bits(uint64_t i, uint32_t salt)
+{
+    uint64_t z = i * 0x9E3779B97F4A7C15ull + salt;
+    uint32_t u;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    u = (uint32_t)(z >> 32);
+    if (((u >> 23) & 0xFFu) == 0xFFu) u &= ~(1u << 23); /* no infinity or NaN */
+    return u;
+}
+static float xe_float(uint64_t i, uint32_t salt)
+{
+    uint32_t u = xe_bits(i, salt);
+    float f;
+    if (salt == 3) u &= 0x7FFFFFFFu; /* Adam's v is >= 0 */
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static int xe_make(irmae_model *m, irmae_train_state *ts)
+{
+    irmae_config c = tiny_cfg(IRMAE_KIND_AE);
+    irmae_rng r = irmae_rng_seed(8);
+    size_t i;
+    int k, rc;
+    c.code_l1 = 0.25f; c.code_l2 = 1.0f / 1024.0f; c.grad_clip = 3.5f; c.max_batch = 5;
+    memset(m, 0, sizeof *m);
+    if ((rc = irmae_model_init(m, &c, &r)) != 0) return rc;
+    for (i = 0; i < m->n_params; i++) {
+        /* the maps get small multiples of 1/2: their product, the exported
+           collapsed.weight, is exact whatever the kernel or the evaluation
+           method; everything else is arbitrary bits */
+        int in_maps = i >= m->maps_off && i < m->maps_off + (size_t)c.l * c.n * c.n;
+        m->params[i] = in_maps ? (float)((int)(xe_bits(i, 1) % 7u) - 3) * 0.5f : xe_float(i, 1);
+        m->adam_m[i] = xe_float(i, 2);
+        m->adam_v[i] = xe_float(i, 3);
+    }
+    m->step = 0x0123456789ABll;
+    for (k = 0; k < 4; k++) {
+        m->rng.s[k] = ((uint64_t)xe_bits((uint64_t)k, 4) << 32) | xe_bits((uint64_t)k, 5);
+        ts->data_rng.s[k] = ((uint64_t)xe_bits((uint64_t)k, 6) << 32) | xe_bits((uint64_t)k, 7);
+    }
+    ts->epoch = 0x11223344556ll;
+    ts->batch = 0x0708090A;
+    return 0;
+}
+
+static unsigned char *read_bytes(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *p = NULL;
+    long len;
+    *n = 0;
+    if (!f) return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        p = (unsigned char *)malloc((size_t)len + 1);
+        if (p && fread(p, 1, (size_t)len, f) == (size_t)len) *n = (size_t)len;
+        else { free(p); p = NULL; }
+    }
+    fclose(f);
+    return p;
+}
+
+/* 1 if the two files hold the same bytes; says where they first differ. */
+static int same_bytes(const char *a, const char *b)
+{
+    size_t na, nb, i;
+    unsigned char *pa = read_bytes(a, &na), *pb = read_bytes(b, &nb);
+    int ok = pa && pb && na == nb && memcmp(pa, pb, na) == 0;
+    if (pa && pb && !ok) {
+        for (i = 0; i < na && i < nb && pa[i] == pb[i]; i++) {}
+        printf("  %s (%lu bytes) and %s (%lu bytes) first differ at byte %lu\n", a, (unsigned long)na, b, (unsigned long)nb, (unsigned long)i);
+    }
+    free(pa); free(pb);
+    return ok;
+}
+
+static int xe_write(const char *dir)
+{
+    irmae_model m;
+    irmae_train_state ts;
+    char p[700];
+    int rc = xe_make(&m, &ts);
+    if (!rc) { snprintf(p, sizeof p, "%s/xendian.ckpt", dir); rc = irmae_checkpoint_save(p, &m, &ts); }
+    if (!rc) { snprintf(p, sizeof p, "%s/xendian.safetensors", dir); rc = irmae_export_safetensors(p, &m); }
+    if (rc) printf("--write-xendian %s: %s\n", dir, irmae_error_detail());
+    irmae_model_free(&m);
+    return rc ? 1 : 0;
+}
+
+/* Loads dir/xendian.ckpt (written on some host) and checks every value
+   against the hashed patterns; checks that this host writes the very same
+   bytes (checkpoint and safetensors) from the same state. */
+static void test_xendian(const char *dir)
+{
+    irmae_model want, got;
+    irmae_train_state wts, gts;
+    char ck[700], st[700];
+    const char *ck2 = tmp_name("xe.ckpt"), *st2 = tmp_name("xe.safetensors");
+    size_t i, bad = 0;
+    union { uint32_t u; unsigned char b[4]; } probe;
+    probe.u = 0x01020304u;
+    printf("byte order: this host is %s-endian; reference files from %s/\n", probe.b[0] == 1 ? "big" : "little", dir);
+    snprintf(ck, sizeof ck, "%s/xendian.ckpt", dir);
+    snprintf(st, sizeof st, "%s/xendian.safetensors", dir);
+    memset(&wts, 0, sizeof wts);
+    if (xe_make(&want, &wts)) { CHECK(0, "xendian: model init: %s", irmae_error_detail()); return; }
+    memset(&got, 0, sizeof got);
+    CHECK(irmae_checkpoint_load(ck, &got, &gts) == 0, "xendian: load %s: %s", ck, irmae_error_detail());
+    if (got.params) {
+        for (i = 0; i < want.n_params && i < got.n_params; i++)
+            if (memcmp(&got.params[i], &want.params[i], 4) || memcmp(&got.adam_m[i], &want.adam_m[i], 4) ||
+                memcmp(&got.adam_v[i], &want.adam_v[i], 4)) bad++;
+        CHECK(got.n_params == want.n_params && bad == 0, "xendian: %lu of %lu parameters / moments differ from the patterns",
+              (unsigned long)bad, (unsigned long)want.n_params);
+        CHECK(cfg_equal(&got.cfg, &want.cfg) && memcmp(&got.cfg.grad_clip, &want.cfg.grad_clip, 4) == 0,
+              "xendian: configuration differs");
+        CHECK(got.step == want.step && memcmp(&got.rng, &want.rng, sizeof got.rng) == 0 && ts_equal(&gts, &wts),
+              "xendian: step %lld, rng or train state differ", got.step);
+        CHECK(model_equal(&got, &want), "xendian: loaded model equals the pattern model");
+        /* load + save reproduces the file */
+        CHECK(irmae_checkpoint_save(ck2, &got, &gts) == 0 && same_bytes(ck, ck2), "xendian: re-saving %s gives other bytes", ck);
+    }
+    CHECK(irmae_checkpoint_save(ck2, &want, &wts) == 0 && same_bytes(ck, ck2), "xendian: this host's checkpoint differs from %s", ck);
+    CHECK(irmae_export_safetensors(st2, &want) == 0 && same_bytes(st, st2), "xendian: this host's safetensors differs from %s", st);
+    irmae_model_free(&got);
+    irmae_model_free(&want);
+}
+
 int main(int argc, char **argv)
 {
     const char *env = getenv("IRMAE_PYTHON"), *dir = getenv("IRMAE_TMPDIR");
@@ -880,11 +1033,21 @@ int main(int argc, char **argv)
         return resume_child(atoi(argv[2]), argv[3], atoi(argv[4]), argv[5]);
     snprintf(g_argv0, sizeof g_argv0, "%s", argv[0]);
     snprintf(g_tmp, sizeof g_tmp, "%s/irmae_ckpt_%ld_", dir && *dir ? dir : "/tmp", TC_PID());
+    /* --write-xendian DIR: write the byte-order reference files into DIR;
+       --xendian DIR: only check reference files from DIR (another host's) */
+    if (argc == 3 && strcmp(argv[1], "--write-xendian") == 0) return xe_write(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "--xendian") == 0) {
+        test_xendian(argv[2]);
+        for (i = 0; i < g_nfiles; i++) remove(g_files[i]);
+        printf("test_ckpt: %d passed, %d failed\n", passed, failed);
+        return failed ? 1 : 0;
+    }
     snprintf(g_python, sizeof g_python, "%s", env && *env ? env : "/usr/bin/python3");
     snprintf(cmd, sizeof cmd, "\"%s\" -c \"import numpy\" > /dev/null 2>&1", g_python);
     g_have_numpy = system(cmd) == 0;
     if (!g_have_numpy) printf("SKIP: %s cannot import numpy; the Python cross-checks are not run\n", g_python);
 
+    test_xendian("tests/data");
     c = micro_cfg();
     test_roundtrip("micro", &c, 3);
     c = tiny_cfg(IRMAE_KIND_AE);

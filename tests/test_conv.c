@@ -656,7 +656,10 @@ int main(void)
     printf("  (%.1f s)\n", now() - t0);
     test_presets(&rng);
     printf("  (%.1f s)\n", now() - t0);
-    test_chunks(&rng);
+    /* IRMAE_TEST_QUICK=1 (emulators): the 288 x 288 chunking shapes and the
+       timing line (minutes of emulated double-precision reference) are not run */
+    if (getenv("IRMAE_TEST_QUICK")) printf("SKIP: chunked 288x288 shapes (IRMAE_TEST_QUICK: too slow under an emulator)\n");
+    else test_chunks(&rng);
     printf("  (%.1f s)\n", now() - t0);
     test_finite_diff(0, 2, 3, 7, 6, 4, 3, 2, 1, &rng);
     test_finite_diff(1, 2, 3, 4, 5, 2, 3, 2, 1, &rng);
@@ -668,7 +671,8 @@ int main(void)
     test_adjoint(2, 8, 32, 32, 3, 1, 1, 0, &rng);
     test_threads(&rng);
     printf("worst |fast - ref| / tolerance: %.3g\n", g_worst);
-    timing(&rng, 0, 32, 16, 64, 4, 2, 1);
+    if (getenv("IRMAE_TEST_QUICK")) printf("SKIP: timing line (IRMAE_TEST_QUICK)\n");
+    else timing(&rng, 0, 32, 16, 64, 4, 2, 1);
     printf("test_conv: %d passed, %d failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;
 }

@@ -1098,6 +1098,11 @@ static float torch_bilinear(const float *src, int ih, int iw, int oh, int ow, in
            ly * ((1 - lx) * src[y1 * iw + x0] + lx * src[y1 * iw + x1]);
 }
 
+/* v / 255 rounded to a float. Returning it rounds away excess precision
+   (FLT_EVAL_METHOD 1 on s390x evaluates float expressions in double, so an
+   inline (float)v / 255.0f compared with a stored float may differ). */
+static float div255(int v) { return (float)v / 255.0f; }
+
 static void test_mnist_slice(void)
 {
     static const int hist100[10] = { 6, 14, 11, 12, 17, 6, 11, 9, 4, 10 };
@@ -1121,7 +1126,7 @@ static void test_mnist_slice(void)
     CHECK(rc == 0 && ds.n == 100 && ds.c == 1 && ds.h == 28 && ds.w == 28 && ds.labels, "mnist_load 28x28");
     ok = rc == 0 && xi.data;
     for (k = 0; ok && k < 100 * 784; k++)
-        if (ds.x[k] != (float)xi.data[k] / 255.0f) ok = 0;
+        if (ds.x[k] != div255(xi.data[k])) ok = 0;
     for (i = 0; ok && i < 100; i++) if (ds.labels[i] != xl.data[i]) ok = 0;
     CHECK(ok, "28x28 values are v / 255 exactly, labels as in the file");
     rc = irmae_mnist_load(&dpm, im, lb, 0, 0, 1);
@@ -1273,11 +1278,11 @@ static void test_images(void)
         int src = order[i];
         const float *im = irmae_dataset_image(&ds, i);
         if (src == 4) {
-            if (im[0 * 320 + 3 * 20 + 5] != (float)(5 + 30) / 255.0f || im[1 * 320 + 3 * 20 + 5] != 15.0f / 255.0f ||
-                im[2 * 320 + 3 * 20 + 5] != 21.0f / 255.0f) ok = 0;
+            if (im[0 * 320 + 3 * 20 + 5] != div255(5 + 30) || im[1 * 320 + 3 * 20 + 5] != div255(15) ||
+                im[2 * 320 + 3 * 20 + 5] != div255(21)) ok = 0;
         } else {
             for (ch = 0; ch < 3; ch++)
-                if (im[ch * 320 + 7] != (float)(ch == 0 ? 10 * src : ch == 1 ? 20 * src + 5 : 30 * src + 7) / 255.0f) ok = 0;
+                if (im[ch * 320 + 7] != div255(ch == 0 ? 10 * src : ch == 1 ? 20 * src + 5 : 30 * src + 7)) ok = 0;
         }
     }
     CHECK(ok, "files in name order, CHW planes, v / 255");

@@ -1029,7 +1029,11 @@ static void test_bad_args(void)
     rc = irmae_png_write(bad, px, 2, 2, 1);
     CHECK(rc == IRMAE_ERR_IO && strstr(irmae_error_detail(), bad) != NULL, "png_write bad dir: rc %d, '%s'", rc, irmae_error_detail());
     {
+#if defined(_WIN32)
+        FILE *f = NULL; /* Windows has no /dev/full (Wine maps the name to a plain file) */
+#else
         FILE *f = fopen("/dev/full", "wb");
+#endif
         if (f) {
             unsigned char *big = (unsigned char *)calloc(256 * 256 * 3, 1);
             int i;
@@ -1039,7 +1043,7 @@ static void test_bad_args(void)
             CHECK(rc == IRMAE_ERR_IO && strstr(irmae_error_detail(), "/dev/full"), "png_write /dev/full: rc %d", rc);
             free(big);
         } else {
-            printf("SKIP: no /dev/full; the write-error check is not run\n");
+            printf("SKIP: no /dev/full (Windows or no such device); the write-error check is not run\n");
         }
     }
 }

@@ -27,6 +27,6 @@ int main(void)
     irmae_sgemm_release();
     T(tu_allocs > 0 && tu_allocs == tu_frees);
     printf("custom allocator: %lu blocks allocated, %lu freed\n", (unsigned long)tu_allocs, (unsigned long)tu_frees);
-    printf("check-header: %d passed, %d failed\n", passed, failed);
+    printf("test_header: %d passed, %d failed\n", passed, failed);
     return failed != 0;
 }
