@@ -241,8 +241,12 @@ VERSION = $(shell sed -n 's/^.define IRMAE_VERSION_\(MAJOR\|MINOR\|PATCH\) //p' 
 install:
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 irmae.h $(DESTDIR)$(INCLUDEDIR)/irmae.h
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
-	  irmae.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/irmae.pc
+	@# pkg-config file: a single header, nothing to link but libm; OpenMP is
+	@# optional (add -fopenmp to compile and link flags to use every core)
+	printf '%s\n' '# irmae.h: define IRMAE_IMPLEMENTATION in one file; -fopenmp optional' \
+	  'prefix=$(PREFIX)' 'includedir=$(INCLUDEDIR)' '' 'Name: irmae' \
+	  'Description: Implicit Rank-Minimizing Autoencoders in one C header' \
+	  'Version: $(VERSION)' 'Cflags: -I$${includedir}' 'Libs: -lm' > $(DESTDIR)$(PKGCONFIGDIR)/irmae.pc
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/irmae.h $(DESTDIR)$(PKGCONFIGDIR)/irmae.pc
 
