@@ -380,6 +380,8 @@ typedef struct irmae_model {
     float *grad_a, *grad_b;          /* ping-pong activation gradients */
     float *work;                     /* convolution workspace */
     void *work_norm;                 /* per-block partial sums of the gradient norm */
+    float *sum_work;                 /* MPI builds: the gradient sum's receive buffer, */
+    size_t sum_work_cap;             /* allocated at the first step, then reused */
     size_t max_act;                  /* largest per-image activation (floats) */
     /* last step's loss terms (mean over the batch) */
     double last_loss, last_recon, last_reg;
@@ -449,7 +451,8 @@ IRMAEDEF int irmae_model_collapse(const irmae_model *m, float *w);
    `size` trains on: images [*offset, *offset + *count). */
 IRMAEDEF void irmae_mpi_shard(int global_batch, int rank, int size, int *offset, int *count);
 /* buf[0..count) <- the sum over the ranks of comm of their buf, in rank order
-   (see above); collective. Memory: one temporary of about count floats.
+   (see above); collective. Memory: one temporary of about count floats
+   (irmae_model_forward_backward_mpi keeps its own in the model instead).
    Errors: IRMAE_ERR_LIMIT (count > INT_MAX), IRMAE_ERR_NOMEM, IRMAE_ERR_IO
    (an MPI call failed). */
 IRMAEDEF int irmae_mpi_allreduce_sum(float *buf, size_t count, MPI_Comm comm);
@@ -2981,6 +2984,7 @@ IRMAEDEF void irmae_model_free(irmae_model *m)
     irmae__free(m->params); irmae__free(m->grads); irmae__free(m->adam_m); irmae__free(m->adam_v);
     irmae__free(m->acts); irmae__free(m->codes); irmae__free(m->vae_eps);
     irmae__free(m->grad_a); irmae__free(m->grad_b); irmae__free(m->work); irmae__free(m->work_norm);
+    irmae__free(m->sum_work);
     memset(m, 0, sizeof *m);
 }
 
@@ -3588,11 +3592,14 @@ static void irmae__mpi_chunk(size_t count, int r, int size, int *off, int *len)
    (received in rank order), rank r adds them in double in the order 0..N-1,
    then MPI_Allgatherv hands every rank all the summed chunks. Per rank this
    sends and receives 2 (N - 1) / N x count floats, as a ring allreduce does. */
-IRMAEDEF int irmae_mpi_allreduce_sum(float *buf, size_t count, MPI_Comm comm)
+/* The sum with a caller-kept receive buffer (*work, *cap floats; grown here
+   when too small, so a training loop allocates it once). */
+static int irmae__mpi_sum(float *buf, size_t count, MPI_Comm comm, float **work, size_t *cap)
 {
     int size = 1, rank = 0, r, my_off, my_len, ok, mpi_ok = 1;
     int *scount = NULL, *sdisp, *rcount, *rdisp;
-    float *tmp = NULL;
+    float *tmp;
+    size_t need;
     if (MPI_Comm_size(comm, &size) != MPI_SUCCESS || MPI_Comm_rank(comm, &rank) != MPI_SUCCESS)
         return irmae__fail(IRMAE_ERR_IO, "mpi_allreduce_sum: MPI_Comm_size/rank failed");
     if (size == 1 || count == 0) return IRMAE_OK;
@@ -3600,11 +3607,17 @@ IRMAEDEF int irmae_mpi_allreduce_sum(float *buf, size_t count, MPI_Comm comm)
     if (count > (size_t)INT_MAX) return irmae__fail(IRMAE_ERR_LIMIT, "mpi_allreduce_sum: %lu floats (> INT_MAX)",
                                                      (unsigned long)count);
     irmae__mpi_chunk(count, rank, size, &my_off, &my_len);
-    scount = (int *)irmae__alloc((size_t)size * 4, sizeof(int));
-    tmp = (float *)irmae__alloc((size_t)size * (size_t)(my_len > 0 ? my_len : 1), sizeof(float));
+    need = (size_t)size * (size_t)(my_len > 0 ? my_len : 1);
+    if (*cap < need) {
+        irmae__free(*work);
+        *work = (float *)irmae__alloc(need, sizeof(float));
+        *cap = *work ? need : 0;
+    }
+    tmp = *work;
+    scount = (int *)irmae__alloc((size_t)size * 4, sizeof(int)); /* 16 bytes a rank: from the heap, no page faults */
     ok = scount && tmp ? IRMAE_OK : irmae__fail(IRMAE_ERR_NOMEM, "mpi_allreduce_sum: %d ranks x %d floats", size, my_len);
     if ((ok = irmae_mpi_agree(ok, comm, NULL))) { /* all ranks stop, or none */
-        irmae__free(scount); irmae__free(tmp);
+        irmae__free(scount);
         return ok;
     }
     sdisp = scount + size; rcount = sdisp + size; rdisp = rcount + size;
@@ -3627,8 +3640,17 @@ IRMAEDEF int irmae_mpi_allreduce_sum(float *buf, size_t count, MPI_Comm comm)
         if (MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, scount, sdisp, MPI_FLOAT, comm) != MPI_SUCCESS)
             mpi_ok = 0;
     }
-    irmae__free(scount); irmae__free(tmp);
+    irmae__free(scount);
     return mpi_ok ? IRMAE_OK : irmae__fail(IRMAE_ERR_IO, "mpi_allreduce_sum: an MPI collective failed");
+}
+
+IRMAEDEF int irmae_mpi_allreduce_sum(float *buf, size_t count, MPI_Comm comm)
+{
+    float *work = NULL;
+    size_t cap = 0;
+    int rc = irmae__mpi_sum(buf, count, comm, &work, &cap);
+    irmae__free(work);
+    return rc;
 }
 
 /* Every rank's detail becomes "rank first of N: <the detail of rank first>" (collective). */
@@ -3714,7 +3736,7 @@ IRMAEDEF int irmae_model_forward_backward_mpi(irmae_model *m, const float *x, in
         m->rng = rng0;
         for (k = 0; k < skip; k++) irmae_rng_u64(&m->rng);
     }
-    if ((rc = irmae_mpi_allreduce_sum(m->grads, m->n_params, comm))) return rc;
+    if ((rc = irmae__mpi_sum(m->grads, m->n_params, comm, &m->sum_work, &m->sum_work_cap))) return rc;
     /* the same gradients on every rank: the same norm, the same guard decision, the same clipping */
     return irmae__grad_guard(m);
 }
