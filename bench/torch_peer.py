@@ -49,18 +49,22 @@ class Reshape(nn.Module):
         return x.view(x.shape[0], *self.shape)
 
 
+def stem(in_c):
+    """The encoders' four (4, 2, 1) convolutions in_c -> 32 -> 64 -> 128 -> 256, each + ReLU."""
+    layers, c = [], in_c
+    for out in (32, 64, 128, 256):
+        layers += [nn.Conv2d(c, out, 4, 2, 1), nn.ReLU()]
+        c = out
+    return layers
+
+
 class IRMAE(nn.Module):
     def __init__(self, preset, l):
         super().__init__()
         relu = nn.ReLU
         if preset == "mnist":
             n = 128
-            self.enc = nn.Sequential(
-                nn.Conv2d(1, 32, 4, 2, 1), relu(),
-                nn.Conv2d(32, 64, 4, 2, 1), relu(),
-                nn.Conv2d(64, 128, 4, 2, 1), relu(),
-                nn.Conv2d(128, 256, 4, 2, 1), relu(),
-                nn.Flatten(), nn.Linear(1024, n))
+            self.enc = nn.Sequential(*stem(1), nn.Flatten(), nn.Linear(1024, n))
             self.dec = nn.Sequential(
                 nn.Linear(n, 128 * 8 * 8), relu(), Reshape(128, 8, 8),
                 nn.ConvTranspose2d(128, 64, 4, 2, 1), relu(),
@@ -69,12 +73,7 @@ class IRMAE(nn.Module):
             self.in_shape = (1, 32, 32)
         elif preset == "shapes":
             n = 32
-            self.enc = nn.Sequential(
-                nn.Conv2d(3, 32, 4, 2, 1), relu(),
-                nn.Conv2d(32, 64, 4, 2, 1), relu(),
-                nn.Conv2d(64, 128, 4, 2, 1), relu(),
-                nn.Conv2d(128, 256, 4, 2, 1), relu(),
-                nn.Conv2d(256, n, 2, 1, 0), nn.Flatten())
+            self.enc = nn.Sequential(*stem(3), nn.Conv2d(256, n, 2, 1, 0), nn.Flatten())
             self.dec = nn.Sequential(
                 Reshape(n, 1, 1),
                 nn.ConvTranspose2d(n, 256, 2, 1, 0), relu(),
