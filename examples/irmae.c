@@ -1348,21 +1348,31 @@ static void mlp_backward_adam(mlp *net, const float *x, int B, float lr, float *
     }
 }
 
+/* The next minibatch of rows of x (count x d) and their labels into xb, yb:
+   consecutive entries of perm, reshuffled when fewer than batch are left
+   (*pos = count on the first call). */
+static void draw_batch(const float *x, const int *labels, int count, size_t d, int batch, int *perm, int *pos,
+                       irmae_rng *rng, float *xb, int *yb)
+{
+    int i;
+    if (*pos + batch > count) { irmae_shuffle(perm, count, rng); *pos = 0; }
+    for (i = 0; i < batch; i++) {
+        memcpy(xb + (size_t)i * d, x + (size_t)perm[*pos + i] * d, d * sizeof(float));
+        yb[i] = labels[perm[*pos + i]];
+    }
+    *pos += batch;
+}
+
 /* Trains on rows x (count x dims[0]) with labels for `steps` minibatches of
    `batch` (reshuffled each pass). Returns the last pass's mean loss. */
 static double mlp_train(mlp *net, const float *x, const int *labels, int count, int steps, int batch, float lr,
                         irmae_rng *rng, float *xb, int *yb, int *perm)
 {
-    int s, pos = count, i;
+    int s, pos = count;
     double loss = 0.0;
     size_t d = (size_t)net->dims[0];
     for (s = 0; s < steps; s++) {
-        if (pos + batch > count) { irmae_shuffle(perm, count, rng); pos = 0; }
-        for (i = 0; i < batch; i++) {
-            memcpy(xb + (size_t)i * d, x + (size_t)perm[pos + i] * d, d * sizeof(float));
-            yb[i] = labels[perm[pos + i]];
-        }
-        pos += batch;
+        draw_batch(x, labels, count, d, batch, perm, &pos, rng, xb, yb);
         mlp_forward(net, xb, batch, 1, rng);
         loss = mlp_loss(net, yb, batch);
         mlp_backward_adam(net, xb, batch, lr, NULL);
@@ -1415,7 +1425,7 @@ static int classify_supervised(const options *o, irmae_model *m, const irmae_dat
     mlp head;
     irmae_rng init = stream(o->seed, STREAM_TOOLS + 2);
     float *xb = NULL, *fb = NULL, *dfb = NULL, *ftest = NULL, *ftrain = NULL;
-    int *yb = NULL, *perm = NULL, status = 0, rc, n = cfg.n, per, batch, s, pos, i, dims[4];
+    int *yb = NULL, *perm = NULL, status = 0, rc, n = cfg.n, per, batch, s, pos, dims[4];
     double loss = 0.0, acc, train_acc;
     memset(&enc, 0, sizeof enc);
     memset(&head, 0, sizeof head);
@@ -1441,12 +1451,7 @@ static int classify_supervised(const options *o, irmae_model *m, const irmae_dat
     perm = (int *)calloc((size_t)train->n, sizeof(int));
     CHECK(xb && fb && dfb && ftrain && ftest && yb && perm, "out of memory");
     for (s = 0, pos = train->n; s < o->head_steps; s++) {
-        if (pos + batch > train->n) { irmae_shuffle(perm, train->n, rng); pos = 0; }
-        for (i = 0; i < batch; i++) {
-            memcpy(xb + (size_t)i * per, train->x + (size_t)perm[pos + i] * per, (size_t)per * sizeof(float));
-            yb[i] = train->labels[perm[pos + i]];
-        }
-        pos += batch;
+        draw_batch(train->x, train->labels, train->n, (size_t)per, batch, perm, &pos, rng, xb, yb);
         TRY(irmae_model_features(&enc, xb, batch, fb), "encoding a batch");
         mlp_forward(&head, fb, batch, 1, rng);
         loss = mlp_loss(&head, yb, batch);
