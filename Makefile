@@ -45,7 +45,7 @@ all: $(TEST_BINS) $(EXAMPLES)
 $(B):
 	mkdir -p $(B)
 
-$(B)/%: tests/%.c irmae.h | $(B)
+$(B)/%: tests/%.c irmae.h tests/paths.h | $(B)
 	$(CC) $(ALLFLAGS) $< -o $@ $(LDLIBS)
 
 $(B)/shapes: examples/shapes.c irmae.h | $(B)
@@ -133,7 +133,7 @@ CLI_SKIP = "sh tests/skip.sh test_cli"
 
 # aarch64 (NEON) under qemu-user.
 ARM_CC ?= aarch64-linux-gnu-gcc
-$(B)/arm64/%: tests/%.c irmae.h
+$(B)/arm64/%: tests/%.c irmae.h tests/paths.h
 	@mkdir -p $(@D)
 	$(ARM_CC) $(CROSS_FLAGS) $< -o $@ -lm
 test-neon: $(addprefix $(B)/arm64/,$(CROSS_TESTS))
@@ -146,7 +146,7 @@ test-neon: $(addprefix $(B)/arm64/,$(CROSS_TESTS))
 # host writes the same bytes), the s390x build writes its own reference files
 # and the native build loads them.
 S390X_CC ?= s390x-linux-gnu-gcc
-$(B)/s390x/%: tests/%.c irmae.h
+$(B)/s390x/%: tests/%.c irmae.h tests/paths.h
 	@mkdir -p $(@D)
 	$(S390X_CC) $(CROSS_FLAGS) $< -o $@ -lm
 test-s390x: $(addprefix $(B)/s390x/,$(CROSS_TESTS)) $(B)/test_ckpt
@@ -163,7 +163,7 @@ MINGW_CC ?= x86_64-w64-mingw32-gcc
 WINE ?= $(firstword $(wildcard /usr/lib/wine/wine64 /usr/bin/wine64 /usr/bin/wine) wine64)
 WIN_ENV = WINEPREFIX=$(abspath $(B))/wineprefix WINEDEBUG=-all
 WIN_FLAGS = $(CFLAGS) $(STD) $(WARN) -Werror -fopenmp -static
-$(B)/win/%.exe: tests/%.c irmae.h
+$(B)/win/%.exe: tests/%.c irmae.h tests/paths.h
 	@mkdir -p $(@D)
 	$(MINGW_CC) $(WIN_FLAGS) $< -o $@ -lm
 $(B)/win/ex_%.exe: examples/%.c irmae.h

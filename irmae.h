@@ -2988,38 +2988,62 @@ IRMAEDEF void irmae_model_free(irmae_model *m)
     memset(m, 0, sizeof *m);
 }
 
+/* The convolution descriptor of layer L at batch size batch (a conv or
+   convT layer); non-zero (the desc function's error) if it is invalid. */
+static int irmae__layer_desc_rc(irmae_conv_desc *d, const irmae_layer *L, int batch)
+{
+    return L->spec.type == IRMAE_LAYER_CONV
+        ? irmae_conv2d_desc(d, batch, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.stride, L->spec.pad)
+        : irmae_convt2d_desc(d, batch, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.stride, L->spec.pad);
+}
+
+/* The same for a planned model's layer, whose descriptors were validated */
 static irmae_conv_desc irmae__layer_desc(const irmae_layer *L, int batch)
 {
     irmae_conv_desc d;
-    if (L->spec.type == IRMAE_LAYER_CONV)
-        irmae_conv2d_desc(&d, batch, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.stride, L->spec.pad);
-    else
-        irmae_convt2d_desc(&d, batch, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.stride, L->spec.pad);
+    irmae__layer_desc_rc(&d, L, batch);
     return d;
+}
+
+/* Workspace sizes, in floats, of a planned model for cfg->max_batch: the
+   activations, the two gradient ping-pong buffers (maxio each), the codes of
+   every linear map, the VAE noise and the largest convolution workspace.
+   Used by irmae_model_init and by the checkpoint reader (which bounds the
+   memory a file may ask for before allocating). 0 if a size overflows. */
+typedef struct { size_t acts, maxio, codes, eps, work; } irmae__sizes;
+
+static int irmae__model_sizes(const irmae_model *m, const irmae_config *cfg, irmae__sizes *z)
+{
+    size_t B = (size_t)cfg->max_batch, maxio = 0;
+    int i;
+    z->work = 0;
+    for (i = 0; i < m->n_layers; i++) {
+        const irmae_layer *L = &m->layers[i];
+        size_t io = irmae__layer_out_size(L) > irmae__layer_in_size(L) ? irmae__layer_out_size(L) : irmae__layer_in_size(L);
+        if (io > maxio) maxio = io;
+        if (L->spec.type == IRMAE_LAYER_CONV || L->spec.type == IRMAE_LAYER_CONVT) {
+            irmae_conv_desc d;
+            size_t ws;
+            if (irmae__layer_desc_rc(&d, L, cfg->max_batch)) return 0;
+            ws = irmae_conv_workspace(&d);
+            if (ws > z->work) z->work = ws;
+        }
+    }
+    return irmae__mul(&z->acts, m->max_act, B) && irmae__mul(&z->maxio, maxio, B) &&
+           irmae__mul3(&z->codes, (size_t)cfg->l + 1, B, (size_t)cfg->n) && irmae__mul(&z->eps, B, (size_t)cfg->n);
 }
 
 IRMAEDEF int irmae_model_init(irmae_model *m, const irmae_config *cfg, irmae_rng *rng)
 {
     int i, rc, B;
-    size_t work = 0, maxio = 0, acts, codes;
+    irmae__sizes z;
     if (!m || !cfg || !rng) return irmae__fail(IRMAE_ERR_ARG, "model_init: NULL pointer");
     memset(m, 0, sizeof *m);
     rc = irmae__model_plan(m, cfg);
     if (rc) { memset(m, 0, sizeof *m); return rc; }
     m->cfg = *cfg;
     B = cfg->max_batch;
-    for (i = 0; i < m->n_layers; i++) {
-        const irmae_layer *L = &m->layers[i];
-        size_t io = irmae__layer_out_size(L) > irmae__layer_in_size(L) ? irmae__layer_out_size(L) : irmae__layer_in_size(L);
-        if (io > maxio) maxio = io;
-        if (L->spec.type == IRMAE_LAYER_CONV || L->spec.type == IRMAE_LAYER_CONVT) {
-            irmae_conv_desc d = irmae__layer_desc(L, B);
-            size_t ws = irmae_conv_workspace(&d);
-            if (ws > work) work = ws;
-        }
-    }
-    if (!irmae__mul(&acts, m->max_act, (size_t)B) || !irmae__mul(&maxio, maxio, (size_t)B) ||
-        !irmae__mul3(&codes, (size_t)(cfg->l + 1), (size_t)B, (size_t)cfg->n)) {
+    if (!irmae__model_sizes(m, cfg, &z)) {
         memset(m, 0, sizeof *m);
         return irmae__fail(IRMAE_ERR_OVERFLOW, "model_init: workspace for batch %d overflows", B);
     }
@@ -3027,12 +3051,12 @@ IRMAEDEF int irmae_model_init(irmae_model *m, const irmae_config *cfg, irmae_rng
     m->grads = (float *)irmae__alloc(m->n_params, sizeof(float));
     m->adam_m = (float *)irmae__alloc(m->n_params, sizeof(float));
     m->adam_v = (float *)irmae__alloc(m->n_params, sizeof(float));
-    m->acts = (float *)irmae__alloc(acts, sizeof(float));
-    m->codes = (float *)irmae__alloc(codes, sizeof(float));
-    m->vae_eps = (float *)irmae__alloc((size_t)B * cfg->n, sizeof(float));
-    m->grad_a = (float *)irmae__alloc(maxio, sizeof(float));
-    m->grad_b = (float *)irmae__alloc(maxio, sizeof(float));
-    m->work = (float *)irmae__alloc(work, sizeof(float));
+    m->acts = (float *)irmae__alloc(z.acts, sizeof(float));
+    m->codes = (float *)irmae__alloc(z.codes, sizeof(float));
+    m->vae_eps = (float *)irmae__alloc(z.eps, sizeof(float));
+    m->grad_a = (float *)irmae__alloc(z.maxio, sizeof(float));
+    m->grad_b = (float *)irmae__alloc(z.maxio, sizeof(float));
+    m->work = (float *)irmae__alloc(z.work, sizeof(float));
     m->work_norm = irmae__alloc(m->n_params / IRMAE__NORM_BLOCK + 1, sizeof(double));
     if (!m->params || !m->grads || !m->adam_m || !m->adam_v || !m->acts || !m->codes ||
         !m->vae_eps || !m->grad_a || !m->grad_b || !m->work || !m->work_norm) {
@@ -7893,35 +7917,18 @@ static int irmae__ck_section(const unsigned char *p, size_t size, size_t *pos, i
    buffers besides the four parameter-sized ones). 0 if a size overflows. */
 static size_t irmae__ck_workspace(const irmae_model *pm, const irmae_config *cfg)
 {
-    size_t B = (size_t)cfg->max_batch, maxio = 0, work = 0, acts, codes, eps, total;
-    int i;
-    for (i = 0; i < pm->n_layers; i++) {
-        const irmae_layer *L = &pm->layers[i];
-        size_t io = irmae__layer_out_size(L) > irmae__layer_in_size(L) ? irmae__layer_out_size(L) : irmae__layer_in_size(L);
-        if (io > maxio) maxio = io;
-        if (L->spec.type == IRMAE_LAYER_CONV || L->spec.type == IRMAE_LAYER_CONVT) {
-            irmae_conv_desc d;
-            int rc = L->spec.type == IRMAE_LAYER_CONV
-                ? irmae_conv2d_desc(&d, cfg->max_batch, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.stride, L->spec.pad)
-                : irmae_convt2d_desc(&d, cfg->max_batch, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.stride, L->spec.pad);
-            size_t ws;
-            if (rc) return 0;
-            ws = irmae_conv_workspace(&d);
-            if (ws > work) work = ws;
-        }
-    }
-    if (!irmae__mul(&acts, pm->max_act, B) || !irmae__mul(&maxio, maxio, B) ||
-        !irmae__mul3(&codes, (size_t)cfg->l + 1, B, (size_t)cfg->n) || !irmae__mul(&eps, B, (size_t)cfg->n))
-        return 0;
-    total = acts;
-    if (maxio > ((size_t)-1 - total) / 2) return 0;
-    total += 2 * maxio;
-    if (codes > (size_t)-1 - total) return 0;
-    total += codes;
-    if (eps > (size_t)-1 - total) return 0;
-    total += eps;
-    if (work > (size_t)-1 - total) return 0;
-    total += work;
+    irmae__sizes z;
+    size_t total;
+    if (!irmae__model_sizes(pm, cfg, &z)) return 0;
+    total = z.acts;
+    if (z.maxio > ((size_t)-1 - total) / 2) return 0;
+    total += 2 * z.maxio;
+    if (z.codes > (size_t)-1 - total) return 0;
+    total += z.codes;
+    if (z.eps > (size_t)-1 - total) return 0;
+    total += z.eps;
+    if (z.work > (size_t)-1 - total) return 0;
+    total += z.work;
     return irmae__mul(&total, total, sizeof(float)) ? total : 0;
 }
 

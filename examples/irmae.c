@@ -1066,8 +1066,8 @@ static int task_reconstruct(const options *o)
     irmae_dataset held;
     float *grid = NULL, *z = NULL;
     size_t per, k, cells;
-    double sum = 0.0;
-    int status, count, cols, rows, r, c;
+    double mse = 0.0;
+    int status, count, cols, rows, r;
 
     if ((status = open_model_and_data(o, &m, &held, o->count))) goto done;
     count = held.n;
@@ -1085,14 +1085,9 @@ static int task_reconstruct(const options *o)
         float *in = grid + (size_t)(2 * r) * cols * per, *rec = in + (size_t)cols * per;
         memcpy(in, held.x + (size_t)r * cols * per, (size_t)n * per * sizeof(float));
         TRY(irmae_model_decode(&m, z + (size_t)r * cols * m.cfg.n, n, rec), "decoding");
-        for (c = 0; c < n; c++)
-            for (k = 0; k < per; k++) {
-                double d = (double)in[c * per + k] - rec[c * per + k];
-                sum += d * d;
-            }
     }
-    if (write_grid(o->out, &m, grid, (int)cells, cols)) { status = 1; goto done; }
-    printf("reconstructed %d held-out images: mse=%.6f; wrote %s\n", count, sum / ((double)count * per), o->out);
+    if (write_grid(o->out, &m, grid, (int)cells, cols) || recon_mse(&m, &held, &mse)) { status = 1; goto done; }
+    printf("reconstructed %d held-out images: mse=%.6f; wrote %s\n", count, mse, o->out);
 done:
     free(grid);
     free(z);

@@ -11,6 +11,7 @@
      ./build/test_conv */
 #define IRMAE_IMPLEMENTATION
 #include "../irmae.h"
+#include "paths.h"
 
 #include <time.h>
 
@@ -633,23 +634,12 @@ int main(void)
 {
     irmae_rng rng = irmae_rng_seed(20260517);
     double t0 = now();
-    static const int levels[] = {IRMAE_SIMD_SCALAR, IRMAE_SIMD_AVX2, IRMAE_SIMD_AVX512, IRMAE_SIMD_NEON};
     int li;
     test_invalid();
     /* every kernel path this CPU has, forced in turn */
     for (li = 0; li < 4; li++) {
-        /* IRMAE_TEST_QUICK (emulators): the best path only; the scalar path is
-           checked natively by the IRMAE_NO_SIMD build */
-        if (getenv("IRMAE_TEST_QUICK") && levels[li] != irmae_simd_force(IRMAE_SIMD_BEST)) {
-            printf("SKIP: conv shapes on the %s path: IRMAE_TEST_QUICK checks the best path only\n",
-                   irmae_simd_name(levels[li]));
-            continue;
-        }
-        if (irmae_simd_force(levels[li]) != levels[li]) {
-            printf("SKIP: conv shapes on the %s path: not available on this CPU\n", irmae_simd_name(levels[li]));
-            continue;
-        }
-        printf("path %s: ", irmae_simd_name(levels[li]));
+        if (!test_path_begin(test_paths[li], "conv shapes")) continue;
+        printf("path %s: ", irmae_simd_name(test_paths[li]));
         test_random_shapes(&rng);
     }
     irmae_simd_force(IRMAE_SIMD_BEST);

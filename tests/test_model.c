@@ -5,6 +5,7 @@
    thread-count independence; bad arguments. */
 #define IRMAE_IMPLEMENTATION
 #include "../irmae.h"
+#include "paths.h"
 #include <stdio.h>
 #include <math.h>
 
@@ -651,7 +652,6 @@ int main(void)
 {
     irmae_rng r = irmae_rng_seed(1234);
     irmae_config c;
-    static const int levels[] = {IRMAE_SIMD_SCALAR, IRMAE_SIMD_AVX2, IRMAE_SIMD_AVX512, IRMAE_SIMD_NEON};
     int li;
     test_presets();
     check_activation("relu", irmae_relu_forward, irmae_relu_backward, &r);
@@ -665,20 +665,9 @@ int main(void)
        path this CPU has (forced in turn; the others are reported skipped) */
     for (li = 0; li < 4; li++) {
     char tag[64];
-    /* IRMAE_TEST_QUICK (emulators): the best path only; the scalar path is
-       checked natively by the IRMAE_NO_SIMD build */
-    if (getenv("IRMAE_TEST_QUICK") && levels[li] != irmae_simd_force(IRMAE_SIMD_BEST)) {
-        printf("SKIP: model gradient checks on the %s path: IRMAE_TEST_QUICK checks the best path only\n",
-               irmae_simd_name(levels[li]));
-        continue;
-    }
-    if (irmae_simd_force(levels[li]) != levels[li]) {
-        printf("SKIP: model gradient checks on the %s path: not available on this CPU\n",
-               irmae_simd_name(levels[li]));
-        continue;
-    }
-    printf("  gradient checks on the %s path\n", irmae_simd_name(levels[li]));
-#define TAG(s) (snprintf(tag, sizeof tag, "%s [%s]", s, irmae_simd_name(levels[li])), tag)
+    if (!test_path_begin(test_paths[li], "model gradient checks")) continue;
+    printf("  gradient checks on the %s path\n", irmae_simd_name(test_paths[li]));
+#define TAG(s) (snprintf(tag, sizeof tag, "%s [%s]", s, irmae_simd_name(test_paths[li])), tag)
     c = small_conv_config(IRMAE_KIND_AE, 0);
     check_model_grads(TAG("AE"), &c, 3, 1);
     c = small_conv_config(IRMAE_KIND_AE, 3);
