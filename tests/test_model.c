@@ -505,12 +505,13 @@ static void test_threads(void)
     irmae_dataset ds;
     irmae_rng r = irmae_rng_seed(21), r1 = irmae_rng_seed(22), r2 = irmae_rng_seed(22);
     float l1 = 0, l2 = 0;
-    int s, same = 1, threads = omp_get_max_threads();
+    /* IRMAE_TEST_QUICK (emulators): 2 steps instead of 6 */
+    int s, same = 1, threads = omp_get_max_threads(), steps = getenv("IRMAE_TEST_QUICK") ? 2 : 6;
     c.l = 2; c.max_batch = 32;
     irmae_shapes_make(&ds, 32 * 6, &r, NULL);
     irmae_model_init(&m1, &c, &r1);
     irmae_model_init(&m2, &c, &r2);
-    for (s = 0; s < 6; s++) {
+    for (s = 0; s < steps; s++) {
         omp_set_num_threads(1);
         irmae_model_train_step(&m1, irmae_dataset_image(&ds, 32 * s), 32, &l1);
         omp_set_num_threads(2);
@@ -519,7 +520,7 @@ static void test_threads(void)
     }
     omp_set_num_threads(threads);
     CHECK(same && memcmp(m1.params, m2.params, m1.n_params * 4) == 0 &&
-          memcmp(m1.adam_v, m2.adam_v, m1.n_params * 4) == 0, "1 and 2 threads differ after 6 steps");
+          memcmp(m1.adam_v, m2.adam_v, m1.n_params * 4) == 0, "1 and 2 threads differ after %d steps", steps);
     irmae_model_free(&m1); irmae_model_free(&m2); irmae_dataset_free(&ds);
 #else
     printf("SKIP: built without OpenMP, thread-count check not run\n");
