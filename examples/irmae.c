@@ -237,7 +237,7 @@ static const task_def TASKS[] = {
     {"export", T_EXPORT, "write the weights as safetensors (PyTorch names and layouts)"},
     {"classify", T_CLASSIFY, "few-label classification on frozen encoder features; prints accuracy=<percent>"},
     {"frechet", T_FRECHET, "Frechet distance between held-out images and samples in the feature space of a "
-                           "small MLP classifier trained here (not FID)"},
+                           "small MLP classifier trained here (not FID); prints frechet=, and frechet_recon= / frechet_real= as references"},
 };
 #define N_TASKS ((int)(sizeof TASKS / sizeof TASKS[0]))
 
@@ -1556,7 +1556,10 @@ done:
 /* A Frechet distance between held-out images and decoded samples, in the
    feature space (the last hidden layer, 128 values) of a small pixel MLP
    classifier trained here on the labelled training images. The FID formula,
-   but not Inception features: compare numbers only within this tool. */
+   but not Inception features: compare numbers only within this tool. Also
+   printed, on the same scale: the distance of the model's reconstructions of
+   the same held-out images, and of as many real training images (the floor
+   of the distance at this sample size). */
 static int task_frechet(const options *o)
 {
     irmae_model m;
@@ -1565,7 +1568,7 @@ static int task_frechet(const options *o)
     irmae_rng rng = stream(o->seed, STREAM_TOOLS + 1);
     float *z = NULL, *gen = NULL, *fa = NULL, *fb = NULL, *xb = NULL;
     int *yb = NULL, *perm = NULL, status = 0, rc, count, per, dims[4], classes, steps;
-    double dist, acc;
+    double dist, dist_recon, dist_real = 0.0, acc;
 
     memset(&m, 0, sizeof m);
     memset(&train, 0, sizeof train);
@@ -1613,9 +1616,22 @@ static int task_frechet(const options *o)
     mlp_eval(&clf, held.x, NULL, count, 2, fa);
     mlp_eval(&clf, gen, NULL, count, 2, fb);
     TRY(irmae_frechet_distance(fa, count, fb, count, 128, &dist), "computing the Frechet distance");
+    /* two references on the same scale: the model's reconstructions of the
+       held-out images (what its decoder can reach), and real training images
+       (the distance's floor at this sample size) */
+    TRY(irmae_model_encode(&m, held.x, count, z), "encoding");
+    TRY(irmae_model_decode(&m, z, count, gen), "decoding");
+    mlp_eval(&clf, gen, NULL, count, 2, fb);
+    TRY(irmae_frechet_distance(fa, count, fb, count, 128, &dist_recon), "computing the Frechet distance");
+    if (train.n >= count) {
+        mlp_eval(&clf, train.x, NULL, count, 2, fb);
+        TRY(irmae_frechet_distance(fa, count, fb, count, 128, &dist_real), "computing the Frechet distance");
+    }
     printf("frechet: %d held-out images vs %d %s samples, features of a pixel MLP (%d training images, "
            "held-out accuracy %.2f%%); not FID\n", count, count, o->method, train.n, acc);
     printf("frechet=%.6g\n", dist);
+    printf("frechet_recon=%.6g  (reconstructions of the held-out images)\n", dist_recon);
+    if (train.n >= count) printf("frechet_real=%.6g  (%d real training images)\n", dist_real, count);
 done:
     mlp_free(&clf);
     free(z); free(gen); free(fa); free(fb); free(xb); free(yb); free(perm);

@@ -227,6 +227,11 @@ expect "classify on unlabelled images is refused" 2 "$CLI" classify --model "$T/
 expect "frechet" 0 "$CLI" frechet --model "$T/mnist.ckpt" --data mnist --dir "$MN" --count 50 --fit 100 --clf-epochs 2
 fd=$(sed -n 's/^frechet=\(.*\)$/\1/p' "$T/out")
 check "frechet prints a distance >= 0 ($fd)" awk -v a="$fd" 'BEGIN { exit !(a != "" && a + 0 >= 0 && a == a + 0) }'
+fr=$(sed -n 's/^frechet_real=\([^ ]*\) .*$/\1/p' "$T/out")
+fc=$(sed -n 's/^frechet_recon=\([^ ]*\) .*$/\1/p' "$T/out")
+# this slice's training and test files hold the same 100 images: the real reference compares a set with itself
+check "frechet's references: reconstructions $fc >= 0; real training images $fr ~ 0 (the same images here)" \
+    awk -v r="$fr" -v c="$fc" 'BEGIN { exit !(r != "" && c != "" && c + 0 >= 0 && r + 0 >= 0 && r + 0 < 1e-6) }'
 expect "mnist model on shapes data is a runtime error" 1 "$CLI" spectrum --model "$T/mnist.ckpt" --count 16
 
 # ---------------------------------------------------------------- a folder of PNGs
