@@ -71,7 +71,7 @@ run "$CLI" spectrum --data shapes --count "$HELD" \
     --model "$OUT/shapes-ae-l2.ckpt" --name "AE+L2" --model "$OUT/shapes-irmae2.ckpt" --name "IRMAE l=2" \
     --model "$OUT/shapes-irmae4.ckpt" --name "IRMAE l=4" \
     --csv "$OUT/shapes-spectra.csv" --svg "$OUT/shapes-spectra.svg" | tee -a "$R"
-for m in ae irmae2; do
+for m in ae ae-l1 ae-l2 irmae2 irmae4; do
     run "$CLI" interpolate --data shapes --model "$OUT/shapes-$m.ckpt" --pairs 6 --steps 10 \
         --out "$OUT/shapes-interp-$m.png" | tee -a "$R"
 done
@@ -92,10 +92,14 @@ run "$CLI" spectrum --data mnist --dir "$MNIST_DIR" --count "$HELD" \
     --model "$OUT/mnist-irmae.ckpt" --name "IRMAE l=8" \
     --csv "$OUT/mnist-spectra.csv" --svg "$OUT/mnist-spectra.svg" | tee -a "$R"
 for m in ae vae irmae; do
+    run "$CLI" reconstruct --data mnist --dir "$MNIST_DIR" --model "$OUT/mnist-$m.ckpt" --count 16 \
+        --out "$OUT/mnist-recon-$m.png" | tee -a "$R"
     run "$CLI" interpolate --data mnist --dir "$MNIST_DIR" --model "$OUT/mnist-$m.ckpt" --pairs 6 --steps 10 \
         --out "$OUT/mnist-interp-$m.png" | tee -a "$R"
-    run "$CLI" sample --data mnist --dir "$MNIST_DIR" --model "$OUT/mnist-$m.ckpt" --method pca \
-        --out "$OUT/mnist-pca-$m.png" | tee -a "$R"
+    for s in pca mvg gmm; do
+        run "$CLI" sample --data mnist --dir "$MNIST_DIR" --model "$OUT/mnist-$m.ckpt" --method "$s" \
+            --out "$OUT/mnist-$s-$m.png" | tee -a "$R"
+    done
 done
 log "## MNIST: test accuracy (%) with N labelled training images"
 for n in $LABELS; do
@@ -113,9 +117,9 @@ done
 log "## MNIST: Frechet distance (pixel-MLP classifier features, not FID) of samples vs test images"
 for method in mvg gmm; do
     for m in ae vae irmae; do
-        fd=$(run "$CLI" frechet --data mnist --dir "$MNIST_DIR" --model "$OUT/mnist-$m.ckpt" --method "$method" \
-             --threads "$THREADS" | sed -n 's/^frechet=//p')
-        log "frechet method=$method model=$m frechet=$fd"
+        out=$(run "$CLI" frechet --data mnist --dir "$MNIST_DIR" --model "$OUT/mnist-$m.ckpt" --method "$method" \
+              --threads "$THREADS")
+        log "frechet method=$method model=$m" $(echo "$out" | sed -n 's/^\(frechet[a-z_]*=[^ ]*\).*/\1/p')
     done
 done
 log "# done $(date -u +%Y-%m-%dT%H:%MZ)"
