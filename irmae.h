@@ -1407,37 +1407,55 @@ static void irmae__ukernel_avx2(int kc, const float *pa, const float *pb,
     }
 }
 
-/* AVX-512 micro-kernel, 12 x 32: 24 zmm accumulators. */
+/* AVX-512 micro-kernels. The accumulators are named variables (not an array)
+   so they stay in zmm registers at any optimisation level: gcc 12 at -O2
+   does not unroll a loop over an accumulator array and then keeps it on
+   the stack. Each k step loads two 16-float vectors of the B panel and
+   multiplies them by broadcasts of the A panel (folded into the FMA's
+   memory operand by the compiler). Every element of C is one chain of FMAs
+   in k order, as in the AVX2 kernel: the two kernels give the same bits. */
+#define IRMAE__Z_ROW(i)                                                     \
+    va = _mm512_set1_ps(pa[i]);                                             \
+    c##i##a = _mm512_fmadd_ps(va, vb0, c##i##a);                            \
+    c##i##b = _mm512_fmadd_ps(va, vb1, c##i##b)
+#define IRMAE__Z_STORE(i)                                                   \
+    do {                                                                    \
+        float *row = c + (size_t)(i) * ldc;                                 \
+        __m512 r0 = _mm512_mul_ps(valpha, c##i##a), r1 = _mm512_mul_ps(valpha, c##i##b); \
+        if (beta != 0.0f) {                                                 \
+            r0 = _mm512_fmadd_ps(vbeta, _mm512_loadu_ps(row), r0);          \
+            r1 = _mm512_fmadd_ps(vbeta, _mm512_loadu_ps(row + 16), r1);     \
+        }                                                                   \
+        _mm512_storeu_ps(row, r0);                                          \
+        _mm512_storeu_ps(row + 16, r1);                                     \
+    } while (0)
+
+/* 8 x 32: 16 accumulators (two 512-bit FMA pipes x 4 cycles of latency
+   need 8 independent chains). Measured on a Zen 5 against 12 x 32 (24
+   accumulators): 8 x 32 is faster on square sizes (176 vs 162 GFLOP/s at
+   512^3, one thread) and wastes no rows on the model's M = 32, 64, 128, ...
+   (12 rows leave partial tiles there). */
 IRMAE__TARGET("avx512f")
 static void irmae__ukernel_avx512(int kc, const float *pa, const float *pb,
                                   float *c, int ldc, float alpha, float beta)
 {
-    __m512 acc[24];
-    __m512 vb0, vb1, va, valpha, vbeta;
-    int p, i;
-    for (i = 0; i < 24; i++) acc[i] = _mm512_setzero_ps();
-    for (p = 0; p < kc; p++, pa += 12, pb += 32) {
+    __m512 c0a = _mm512_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a,
+           c3a = c0a, c3b = c0a, c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a,
+           c6a = c0a, c6b = c0a, c7a = c0a, c7b = c0a;
+    __m512 va, vb0, vb1, valpha, vbeta;
+    int p;
+    for (p = 0; p < kc; p++, pa += 8, pb += 32) {
         vb0 = _mm512_loadu_ps(pb);
         vb1 = _mm512_loadu_ps(pb + 16);
-        for (i = 0; i < 12; i++) { /* fully unrolled by the compiler */
-            va = _mm512_set1_ps(pa[i]);
-            acc[2 * i] = _mm512_fmadd_ps(va, vb0, acc[2 * i]);
-            acc[2 * i + 1] = _mm512_fmadd_ps(va, vb1, acc[2 * i + 1]);
-        }
+        IRMAE__Z_ROW(0); IRMAE__Z_ROW(1); IRMAE__Z_ROW(2); IRMAE__Z_ROW(3);
+        IRMAE__Z_ROW(4); IRMAE__Z_ROW(5); IRMAE__Z_ROW(6); IRMAE__Z_ROW(7);
     }
     valpha = _mm512_set1_ps(alpha);
     vbeta = _mm512_set1_ps(beta);
-    for (i = 0; i < 12; i++) {
-        float *row = c + (size_t)i * ldc;
-        __m512 r0 = _mm512_mul_ps(valpha, acc[2 * i]), r1 = _mm512_mul_ps(valpha, acc[2 * i + 1]);
-        if (beta != 0.0f) {
-            r0 = _mm512_fmadd_ps(vbeta, _mm512_loadu_ps(row), r0);
-            r1 = _mm512_fmadd_ps(vbeta, _mm512_loadu_ps(row + 16), r1);
-        }
-        _mm512_storeu_ps(row, r0);
-        _mm512_storeu_ps(row + 16, r1);
-    }
+    IRMAE__Z_STORE(0); IRMAE__Z_STORE(1); IRMAE__Z_STORE(2); IRMAE__Z_STORE(3);
+    IRMAE__Z_STORE(4); IRMAE__Z_STORE(5); IRMAE__Z_STORE(6); IRMAE__Z_STORE(7);
 }
+
 #endif
 
 #if !defined(IRMAE_NO_SIMD) && defined(__aarch64__)
@@ -1537,7 +1555,7 @@ static irmae__gemm_path irmae__gemm_select(void)
     p.level = irmae_simd_level();
     p.mr = 4; p.nr = 16; p.kernel = irmae__ukernel_scalar;
 #if defined(IRMAE__X86)
-    if (p.level == IRMAE_SIMD_AVX512) { p.mr = 12; p.nr = 32; p.kernel = irmae__ukernel_avx512; }
+    if (p.level == IRMAE_SIMD_AVX512) { p.mr = 8; p.nr = 32; p.kernel = irmae__ukernel_avx512; }
     else if (p.level == IRMAE_SIMD_AVX2) { p.mr = 6; p.nr = 16; p.kernel = irmae__ukernel_avx2; }
 #elif defined(IRMAE__NEON)
     if (p.level == IRMAE_SIMD_NEON) { p.mr = 8; p.nr = 12; p.kernel = irmae__ukernel_neon; }
@@ -1611,10 +1629,10 @@ static void irmae__pack_a(float *dst, const float *a, int lda, int ta, int i0, i
         } else { /* a transpose, done in blocks of 16 depths to stay in L1 */
             int pb = 0, q;
 #if defined(IRMAE__X86)
-            if (vec && rows == 6 && mr == 6) { /* AVX2 panels: 8 depths x 6 rows at a time */
+            if (vec && rows == mr && (mr == 6 || mr == 8)) { /* 8 depths x 6 or 8 rows at a time */
                 const float *src = a + (size_t)(i0 + ip * mr) * lda + p0;
                 for (; pb + 8 <= kc; pb += 8)
-                    irmae__transpose8_avx2(d + (size_t)pb * 6, 6, src + pb, (size_t)lda, 6);
+                    irmae__transpose8_avx2(d + (size_t)pb * mr, (size_t)mr, src + pb, (size_t)lda, mr);
             }
 #else
             (void)vec;
@@ -1819,14 +1837,19 @@ IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
                         float *cij = c + (size_t)i0 * ldc + j0;
                         if (rows == path.mr && cols == path.nr) {
                             path.kernel(kc, pa, pbj, cij, ldc, alpha, beta_eff);
-                        } else { /* edge tile: compute into a scratch tile, copy the valid part */
+                        } else { /* edge tile: the valid part of C is copied to a scratch
+                                    tile, updated by the same kernel (so with the same
+                                    epilogue arithmetic as a full tile) and copied back */
                             float tmp[IRMAE__MR_MAX * IRMAE__NR_MAX];
-                            int i, j;
-                            path.kernel(kc, pa, pbj, tmp, path.nr, alpha, 0.0f);
+                            int i;
+                            if (beta_eff != 0.0f) {
+                                memset(tmp, 0, sizeof tmp);
+                                for (i = 0; i < rows; i++)
+                                    memcpy(tmp + i * path.nr, cij + (size_t)i * ldc, (size_t)cols * sizeof(float));
+                            }
+                            path.kernel(kc, pa, pbj, tmp, path.nr, alpha, beta_eff);
                             for (i = 0; i < rows; i++)
-                                for (j = 0; j < cols; j++)
-                                    cij[(size_t)i * ldc + j] = tmp[i * path.nr + j] +
-                                        (beta_eff == 0.0f ? 0.0f : beta_eff * cij[(size_t)i * ldc + j]);
+                                memcpy(cij + (size_t)i * ldc, tmp + i * path.nr, (size_t)cols * sizeof(float));
                         }
                     }
                 }

@@ -64,6 +64,32 @@ int main(void)
         CHECK(compare(0, 0, 37, 3100, 600, 1.0f, 1.0f, &r), "%s big 37x3100x600", irmae_simd_name(got));
         CHECK(compare(1, 1, 500, 70, 300, 2.0f, 0.5f, &r), "%s big 500x70x300", irmae_simd_name(got));
     }
+    /* The x86 FMA paths (AVX2 and AVX-512) compute every element of C as
+       one chain of FMAs in k order with the same epilogue: the same bits,
+       whatever their tile sizes (full and edge tiles, any alpha and beta). */
+    if (irmae_simd_force(IRMAE_SIMD_AVX512) != IRMAE_SIMD_AVX512) {
+        printf("SKIP: AVX2 vs AVX-512 bit identity: no AVX-512 on this CPU\n");
+    } else {
+        static const int shp[][3] = {{37, 3100, 600}, {64, 2048, 512}, {33, 17, 1000}, {100, 255, 7}, {8, 32, 256}, {129, 65, 300}};
+        int si;
+        for (si = 0; si < (int)(sizeof shp / sizeof shp[0]); si++)
+            for (ta = 0; ta < 2; ta++)
+                for (tb = 0; tb < 2; tb++) {
+                    int m = shp[si][0], n = shp[si][1], k = shp[si][2], lda = ta ? m : k, ldb = tb ? k : n;
+                    float alpha = si % 2 ? 1.0f : -0.75f, beta = si % 3 == 0 ? 0.0f : si % 3 == 1 ? 1.0f : 0.3f;
+                    float *a = (float *)malloc((size_t)m * k * 4), *b = (float *)malloc((size_t)k * n * 4);
+                    float *c1 = (float *)malloc((size_t)m * n * 4), *c2 = (float *)malloc((size_t)m * n * 4);
+                    fill(a, (size_t)m * k, &r); fill(b, (size_t)k * n, &r); fill(c1, (size_t)m * n, &r);
+                    memcpy(c2, c1, (size_t)m * n * 4);
+                    irmae_simd_force(IRMAE_SIMD_AVX2);
+                    irmae_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c1, n);
+                    irmae_simd_force(IRMAE_SIMD_AVX512);
+                    irmae_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c2, n);
+                    CHECK(memcmp(c1, c2, (size_t)m * n * 4) == 0, "avx2 and avx512 differ: ta=%d tb=%d %dx%dx%d beta=%g",
+                          ta, tb, m, n, k, beta);
+                    free(a); free(b); free(c1); free(c2);
+                }
+    }
     irmae_simd_force(IRMAE_SIMD_BEST);
 #ifdef _OPENMP
     { /* thread-count independence, bit for bit */

@@ -527,6 +527,50 @@ static void test_threads(void)
 #endif
 }
 
+/* The x86 FMA paths give the same bits: a model trained on the AVX2 path
+   and one trained on the AVX-512 path have equal parameters and Adam state
+   (so a training run may be resumed on either kind of CPU). */
+static void test_paths_identical(void)
+{
+    static const int presets[2] = {IRMAE_PRESET_SHAPES, IRMAE_PRESET_MNIST};
+    int pi;
+    if (irmae_simd_force(IRMAE_SIMD_AVX512) != IRMAE_SIMD_AVX512) {
+        printf("SKIP: AVX2 vs AVX-512 training bit identity: no AVX-512 on this CPU\n");
+        irmae_simd_force(IRMAE_SIMD_BEST);
+        return;
+    }
+    for (pi = 0; pi < 2; pi++) {
+        irmae_config c = irmae_preset(presets[pi]);
+        irmae_model m1, m2;
+        irmae_dataset ds;
+        irmae_rng r = irmae_rng_seed(31), r1 = irmae_rng_seed(32), r2 = irmae_rng_seed(32);
+        float l1 = 0, l2 = 0;
+        int s, same = 1, steps = getenv("IRMAE_TEST_QUICK") ? 2 : 4;
+        c.max_batch = 32;
+        if (presets[pi] == IRMAE_PRESET_SHAPES) irmae_shapes_make(&ds, 32 * steps, &r, NULL);
+        else {
+            size_t i;
+            irmae_dataset_alloc(&ds, 32 * steps, 1, 32, 32, 0);
+            for (i = 0; i < (size_t)32 * steps * 1024; i++) ds.x[i] = irmae_rng_uniform(&r);
+        }
+        irmae_model_init(&m1, &c, &r1);
+        irmae_model_init(&m2, &c, &r2);
+        for (s = 0; s < steps; s++) {
+            irmae_simd_force(IRMAE_SIMD_AVX2);
+            irmae_model_train_step(&m1, irmae_dataset_image(&ds, 32 * s), 32, &l1);
+            irmae_simd_force(IRMAE_SIMD_AVX512);
+            irmae_model_train_step(&m2, irmae_dataset_image(&ds, 32 * s), 32, &l2);
+            if (memcmp(&l1, &l2, sizeof l1) != 0) same = 0;
+        }
+        CHECK(same && memcmp(m1.params, m2.params, m1.n_params * 4) == 0 &&
+              memcmp(m1.adam_m, m2.adam_m, m1.n_params * 4) == 0 &&
+              memcmp(m1.adam_v, m2.adam_v, m1.n_params * 4) == 0,
+              "preset %d: avx2 and avx512 training differ after %d steps", presets[pi], steps);
+        irmae_model_free(&m1); irmae_model_free(&m2); irmae_dataset_free(&ds);
+    }
+    irmae_simd_force(IRMAE_SIMD_BEST);
+}
+
 static void test_training_reduces_loss(void)
 {
     irmae_rng r = irmae_rng_seed(4);
@@ -695,6 +739,7 @@ int main(void)
     test_adam();
     test_shapes();
     test_threads();
+    test_paths_identical();
     test_training_reduces_loss();
     test_bad_args();
     irmae_sgemm_release();
