@@ -179,6 +179,26 @@ IRMAEDEF void irmae_sgemm_release(void);
 IRMAEDEF int irmae_simd_level(void);
 IRMAEDEF const char *irmae_simd_name(int level);
 
+/* Where the time goes: an opt-in profile of the library's work by phase,
+   for benchmarks and for users tuning their own models. Off by default
+   (then it costs one branch per timed region). While on, each phase's
+   seconds accumulate for the calling thread (the work a call hands to
+   OpenMP threads is counted once, as the caller's wall time): GEMM (the
+   micro-kernels and small products), packing (GEMM operand copies),
+   lowering (im2col, col2im and the gathers/scatters of the convolutions),
+   elementwise (activations, the convolutions' bias adds and gradients), loss (the
+   reconstruction loss, KL and code penalties with their gradients), Adam
+   (the update and the finite-gradient check before it). Time outside these
+   is the caller's "other". Without OpenMP the clock is the processor time
+   of the process (clock()), which is the wall time of a single thread. */
+enum { IRMAE_PHASE_GEMM = 0, IRMAE_PHASE_PACK, IRMAE_PHASE_LOWER, IRMAE_PHASE_ELEMWISE,
+       IRMAE_PHASE_LOSS, IRMAE_PHASE_ADAM, IRMAE_PHASE_COUNT };
+IRMAEDEF void irmae_profile_enable(int on);
+/* seconds[IRMAE_PHASE_COUNT] <- the calling thread's totals since the last
+   reset; reset != 0 zeroes them afterwards. */
+IRMAEDEF void irmae_profile_read(double *seconds, int reset);
+IRMAEDEF const char *irmae_phase_name(int phase); /* "gemm", "pack", ... */
+
 /* ======================================================================== */
 /* Kernels: convolution                                                     */
 /* ======================================================================== */
@@ -1031,6 +1051,7 @@ IRMAEDEF int irmae_model_interpolate(irmae_model *m, const float *xa, const floa
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <stdarg.h>
 #include <math.h>
@@ -1087,6 +1108,39 @@ static int irmae__nthreads(void) { return omp_get_max_threads(); }
 #define IRMAE__OMP(x)
 static int irmae__nthreads(void) { return 1; }
 #endif
+
+/* The phase profile (irmae_profile_enable): per-thread totals, a global switch. */
+static int irmae__prof_on = 0;
+static IRMAE__THREAD_LOCAL double irmae__prof_s[IRMAE_PHASE_COUNT];
+static double irmae__clock(void)
+{
+#ifdef _OPENMP
+    return omp_get_wtime();
+#else
+    return (double)clock() / (double)CLOCKS_PER_SEC;
+#endif
+}
+/* t0 = IRMAE__PROF_T0(); ...work...; IRMAE__PROF_ADD(phase, t0); */
+#define IRMAE__PROF_T0() (irmae__prof_on ? irmae__clock() : 0.0)
+#define IRMAE__PROF_ADD(phase, t0) \
+    do { if (irmae__prof_on) irmae__prof_s[phase] += irmae__clock() - (t0); } while (0)
+
+IRMAEDEF void irmae_profile_enable(int on) { irmae__prof_on = on != 0; }
+
+IRMAEDEF void irmae_profile_read(double *seconds, int reset)
+{
+    int i;
+    for (i = 0; i < IRMAE_PHASE_COUNT; i++) {
+        if (seconds) seconds[i] = irmae__prof_s[i];
+        if (reset) irmae__prof_s[i] = 0.0;
+    }
+}
+
+IRMAEDEF const char *irmae_phase_name(int phase)
+{
+    static const char *const names[IRMAE_PHASE_COUNT] = {"gemm", "pack", "lower", "elementwise", "loss", "adam"};
+    return phase >= 0 && phase < IRMAE_PHASE_COUNT ? names[phase] : "unknown";
+}
 
 /* Alignment for every buffer the library allocates (cache line / AVX-512). */
 #define IRMAE__ALIGN 64
@@ -1785,15 +1839,18 @@ IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
     irmae__gemm_path path;
     float *pa_all, *pb;
     int jc, pc, ic, nthreads, vec;
+    double t0 = IRMAE__PROF_T0(), tpack = 0.0;
     if (m <= 0 || n <= 0) return;
     if (k <= 0 || alpha == 0.0f) { /* C = beta * C */
         irmae__sgemm_small(0, 0, m, n, 0, 0.0f, a, lda, b, ldb, beta, c, ldc);
+        IRMAE__PROF_ADD(IRMAE_PHASE_GEMM, t0);
         return;
     }
     /* small products, and skinny ones with fewer rows than a micro-tile:
        packing would cost more than it saves */
     if ((double)m * n * k <= 32768.0 || m < 4) {
         irmae__sgemm_small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        IRMAE__PROF_ADD(IRMAE_PHASE_GEMM, t0);
         return;
     }
     nthreads = irmae__nthreads();
@@ -1802,6 +1859,7 @@ IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
                                                 (size_t)IRMAE__KC * (IRMAE__MC + IRMAE__MR_MAX), sizeof(float));
         if (!irmae__gemm_buf) { /* no memory: still give the right answer */
             irmae__sgemm_small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            IRMAE__PROF_ADD(IRMAE_PHASE_GEMM, t0);
             return;
         }
     }
@@ -1823,8 +1881,12 @@ IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
                 (void)par;
                 IRMAE__OMP(parallel if(par))
                 {
+                    double tp = IRMAE__PROF_T0();
                     if (ic == 0) irmae__pack_b(pb, b, ldb, trans_b, pc, kc, jc, nc, path.nr, vec);
                     irmae__pack_a(pa_all, a, lda, trans_a, ic, mc, pc, kc, path.mr, vec);
+                    /* the packing loops end in barriers: the caller's thread times them all */
+                    IRMAE__OMP(master)
+                    tpack += IRMAE__PROF_T0() - tp;
                     /* tile order: column panel outer, so each B micro-panel stays in L1 */
                     IRMAE__OMP(for schedule(static))
                     for (t = 0; t < tiles; t++) {
@@ -1855,6 +1917,10 @@ IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
                 }
             }
         }
+    }
+    if (irmae__prof_on) {
+        irmae__prof_s[IRMAE_PHASE_PACK] += tpack;
+        irmae__prof_s[IRMAE_PHASE_GEMM] += irmae__clock() - t0 - tpack;
     }
 }
 
@@ -2135,41 +2201,45 @@ static void irmae__scatter2_add_avx2(float *dst, const float *src, int n, int av
    x (imgs images of the image side). Each thread owns whole rows of col. */
 static void irmae__im2col(float *col, size_t ld, const float *x, int imgs, const irmae__cgeom *g)
 {
-    int r;
-    const int kk = g->k * g->k, vec = IRMAE__CONV_VEC();
-    (void)vec;
-    IRMAE__OMP(parallel for schedule(static) if ((size_t)g->kc * ld >= IRMAE__CONV_PAR_MIN))
-    for (r = 0; r < g->kc; r++) {
-        const int c = r / kk, ki = (r / g->k) % g->k, kj = r % g->k, off = kj - g->p;
-        int lo, hi, n, oh, ow;
-        irmae__conv_range(&lo, &hi, off, g->s, g->wx, g->wy);
-        for (n = 0; n < imgs; n++) {
-            const float *xp = x + (size_t)n * g->imgx + (size_t)c * g->planex;
-            float *dst = col + (size_t)r * ld + (size_t)n * (size_t)g->P;
-            for (oh = 0; oh < g->hy; oh++, dst += g->wy) {
-                const int ih = oh * g->s - g->p + ki;
-                const float *row;
-                if (ih < 0 || ih >= g->hx) {
-                    memset(dst, 0, (size_t)g->wy * sizeof(float));
-                    continue;
+    double t0_ = IRMAE__PROF_T0();
+    {
+        int r;
+        const int kk = g->k * g->k, vec = IRMAE__CONV_VEC();
+        (void)vec;
+        IRMAE__OMP(parallel for schedule(static) if ((size_t)g->kc * ld >= IRMAE__CONV_PAR_MIN))
+        for (r = 0; r < g->kc; r++) {
+            const int c = r / kk, ki = (r / g->k) % g->k, kj = r % g->k, off = kj - g->p;
+            int lo, hi, n, oh, ow;
+            irmae__conv_range(&lo, &hi, off, g->s, g->wx, g->wy);
+            for (n = 0; n < imgs; n++) {
+                const float *xp = x + (size_t)n * g->imgx + (size_t)c * g->planex;
+                float *dst = col + (size_t)r * ld + (size_t)n * (size_t)g->P;
+                for (oh = 0; oh < g->hy; oh++, dst += g->wy) {
+                    const int ih = oh * g->s - g->p + ki;
+                    const float *row;
+                    if (ih < 0 || ih >= g->hx) {
+                        memset(dst, 0, (size_t)g->wy * sizeof(float));
+                        continue;
+                    }
+                    row = xp + (size_t)ih * (size_t)g->wx;
+                    for (ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
+                    if (g->s == 1) {
+                        if (hi > lo) memcpy(dst + lo, row + (lo + off), (size_t)(hi - lo) * sizeof(float));
+                    } else {
+                        const int s = g->s;
+    #if defined(IRMAE__X86)
+                        if (s == 2 && vec) {
+                            if (hi > lo) irmae__gather2_avx2(dst + lo, row + 2 * lo + off, hi - lo, g->wx - (2 * lo + off));
+                        } else
+    #endif
+                        for (ow = lo; ow < hi; ow++) dst[ow] = row[ow * s + off];
+                    }
+                    for (ow = hi; ow < g->wy; ow++) dst[ow] = 0.0f;
                 }
-                row = xp + (size_t)ih * (size_t)g->wx;
-                for (ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
-                if (g->s == 1) {
-                    if (hi > lo) memcpy(dst + lo, row + (lo + off), (size_t)(hi - lo) * sizeof(float));
-                } else {
-                    const int s = g->s;
-#if defined(IRMAE__X86)
-                    if (s == 2 && vec) {
-                        if (hi > lo) irmae__gather2_avx2(dst + lo, row + 2 * lo + off, hi - lo, g->wx - (2 * lo + off));
-                    } else
-#endif
-                    for (ow = lo; ow < hi; ow++) dst[ow] = row[ow * s + off];
-                }
-                for (ow = hi; ow < g->wy; ow++) dst[ow] = 0.0f;
             }
         }
     }
+    IRMAE__PROF_ADD(IRMAE_PHASE_LOWER, t0_);
 }
 
 /* x (imgs images of the image side) <- bias (or 0) + col2im(col): every
@@ -2178,112 +2248,132 @@ static void irmae__im2col(float *col, size_t ld, const float *x, int imgs, const
 static void irmae__col2im(float *x, const float *col, size_t ld, int imgs, const irmae__cgeom *g,
                           const float *bias)
 {
-    int t;
-    const int planes = imgs * g->cx, vec = IRMAE__CONV_VEC();
-    (void)vec;
-    IRMAE__OMP(parallel for schedule(static) if ((size_t)g->kc * ld >= IRMAE__CONV_PAR_MIN))
-    for (t = 0; t < planes; t++) {
-        const int n = t / g->cx, c = t % g->cx;
-        float *xp = x + (size_t)n * g->imgx + (size_t)c * g->planex;
-        const float bv = bias ? bias[c] : 0.0f;
-        size_t i;
-        int ki, kj, oh, ow;
-        for (i = 0; i < g->planex; i++) xp[i] = bv;
-        for (ki = 0; ki < g->k; ki++)
-            for (kj = 0; kj < g->k; kj++) {
-                const int off = kj - g->p;
-                const float *src = col + (size_t)((c * g->k + ki) * g->k + kj) * ld + (size_t)n * (size_t)g->P;
-                int lo, hi;
-                irmae__conv_range(&lo, &hi, off, g->s, g->wx, g->wy);
-                if (hi <= lo) continue;
-                for (oh = 0; oh < g->hy; oh++, src += g->wy) {
-                    const int ih = oh * g->s - g->p + ki;
-                    float *row;
-                    if (ih < 0 || ih >= g->hx) continue;
-                    row = xp + (size_t)ih * (size_t)g->wx;
-                    if (g->s == 1) {
-                        float *rr = row + (lo + off);
-                        const float *ss = src + lo;
-                        const int len = hi - lo;
-                        for (ow = 0; ow < len; ow++) rr[ow] += ss[ow];
-                    } else {
-                        const int s = g->s;
-#if defined(IRMAE__X86)
-                        if (s == 2 && vec)
-                            irmae__scatter2_add_avx2(row + 2 * lo + off, src + lo, hi - lo, g->wx - (2 * lo + off));
-                        else
-#endif
-                        for (ow = lo; ow < hi; ow++) row[ow * s + off] += src[ow];
+    double t0_ = IRMAE__PROF_T0();
+    {
+        int t;
+        const int planes = imgs * g->cx, vec = IRMAE__CONV_VEC();
+        (void)vec;
+        IRMAE__OMP(parallel for schedule(static) if ((size_t)g->kc * ld >= IRMAE__CONV_PAR_MIN))
+        for (t = 0; t < planes; t++) {
+            const int n = t / g->cx, c = t % g->cx;
+            float *xp = x + (size_t)n * g->imgx + (size_t)c * g->planex;
+            const float bv = bias ? bias[c] : 0.0f;
+            size_t i;
+            int ki, kj, oh, ow;
+            for (i = 0; i < g->planex; i++) xp[i] = bv;
+            for (ki = 0; ki < g->k; ki++)
+                for (kj = 0; kj < g->k; kj++) {
+                    const int off = kj - g->p;
+                    const float *src = col + (size_t)((c * g->k + ki) * g->k + kj) * ld + (size_t)n * (size_t)g->P;
+                    int lo, hi;
+                    irmae__conv_range(&lo, &hi, off, g->s, g->wx, g->wy);
+                    if (hi <= lo) continue;
+                    for (oh = 0; oh < g->hy; oh++, src += g->wy) {
+                        const int ih = oh * g->s - g->p + ki;
+                        float *row;
+                        if (ih < 0 || ih >= g->hx) continue;
+                        row = xp + (size_t)ih * (size_t)g->wx;
+                        if (g->s == 1) {
+                            float *rr = row + (lo + off);
+                            const float *ss = src + lo;
+                            const int len = hi - lo;
+                            for (ow = 0; ow < len; ow++) rr[ow] += ss[ow];
+                        } else {
+                            const int s = g->s;
+    #if defined(IRMAE__X86)
+                            if (s == 2 && vec)
+                                irmae__scatter2_add_avx2(row + 2 * lo + off, src + lo, hi - lo, g->wx - (2 * lo + off));
+                            else
+    #endif
+                            for (ow = lo; ow < hi; ow++) row[ow * s + off] += src[ow];
+                        }
                     }
                 }
-            }
+        }
     }
+    IRMAE__PROF_ADD(IRMAE_PHASE_LOWER, t0_);
 }
 
 /* m [c, ld] (columns n P ..) <- y (imgs images of c x P) */
 static void irmae__conv_gather(float *m, size_t ld, const float *y, int imgs, int c, int P)
 {
-    int t;
-    const int planes = imgs * c;
-    IRMAE__OMP(parallel for schedule(static) if ((size_t)planes * (size_t)P >= IRMAE__CONV_PAR_MIN))
-    for (t = 0; t < planes; t++) {
-        const int n = t / c, ch = t % c;
-        memcpy(m + (size_t)ch * ld + (size_t)n * (size_t)P, y + (size_t)t * (size_t)P,
-               (size_t)P * sizeof(float));
+    double t0_ = IRMAE__PROF_T0();
+    {
+        int t;
+        const int planes = imgs * c;
+        IRMAE__OMP(parallel for schedule(static) if ((size_t)planes * (size_t)P >= IRMAE__CONV_PAR_MIN))
+        for (t = 0; t < planes; t++) {
+            const int n = t / c, ch = t % c;
+            memcpy(m + (size_t)ch * ld + (size_t)n * (size_t)P, y + (size_t)t * (size_t)P,
+                   (size_t)P * sizeof(float));
+        }
     }
+    IRMAE__PROF_ADD(IRMAE_PHASE_LOWER, t0_);
 }
 
 /* y (imgs images of c x P) <- m [c, ld] + bias (bias may be NULL) */
 static void irmae__conv_scatter(float *y, const float *m, size_t ld, int imgs, int c, int P,
                                 const float *bias)
 {
-    int t;
-    const int planes = imgs * c;
-    IRMAE__OMP(parallel for schedule(static) if ((size_t)planes * (size_t)P >= IRMAE__CONV_PAR_MIN))
-    for (t = 0; t < planes; t++) {
-        const int n = t / c, ch = t % c;
-        float *dst = y + (size_t)t * (size_t)P;
-        const float *src = m + (size_t)ch * ld + (size_t)n * (size_t)P;
-        if (bias) {
-            const float bv = bias[ch];
-            int q;
-            for (q = 0; q < P; q++) dst[q] = src[q] + bv;
-        } else {
-            memcpy(dst, src, (size_t)P * sizeof(float));
+    double t0_ = IRMAE__PROF_T0();
+    {
+        int t;
+        const int planes = imgs * c;
+        IRMAE__OMP(parallel for schedule(static) if ((size_t)planes * (size_t)P >= IRMAE__CONV_PAR_MIN))
+        for (t = 0; t < planes; t++) {
+            const int n = t / c, ch = t % c;
+            float *dst = y + (size_t)t * (size_t)P;
+            const float *src = m + (size_t)ch * ld + (size_t)n * (size_t)P;
+            if (bias) {
+                const float bv = bias[ch];
+                int q;
+                for (q = 0; q < P; q++) dst[q] = src[q] + bv;
+            } else {
+                memcpy(dst, src, (size_t)P * sizeof(float));
+            }
         }
     }
+    IRMAE__PROF_ADD(IRMAE_PHASE_LOWER, t0_);
 }
 
 /* y (n images of c x P) += bias per channel */
 static void irmae__conv_add_bias(float *y, int n, int c, size_t P, const float *bias)
 {
-    int t;
-    const int planes = n * c;
-    IRMAE__OMP(parallel for schedule(static) if ((size_t)planes * P >= IRMAE__CONV_PAR_MIN))
-    for (t = 0; t < planes; t++) {
-        float *dst = y + (size_t)t * P;
-        const float bv = bias[t % c];
-        size_t q;
-        for (q = 0; q < P; q++) dst[q] += bv;
+    double t0_ = IRMAE__PROF_T0();
+    {
+        int t;
+        const int planes = n * c;
+        IRMAE__OMP(parallel for schedule(static) if ((size_t)planes * P >= IRMAE__CONV_PAR_MIN))
+        for (t = 0; t < planes; t++) {
+            float *dst = y + (size_t)t * P;
+            const float bv = bias[t % c];
+            size_t q;
+            for (q = 0; q < P; q++) dst[q] += bv;
+        }
     }
+    IRMAE__PROF_ADD(IRMAE_PHASE_ELEMWISE, t0_);
 }
 
 /* db[ch] += sum over images and positions of y (n images of c x P), in
    double, images then positions in order; one thread per channel. */
 static void irmae__conv_bias_grad(float *db, const float *y, int n, int c, size_t P)
 {
-    int ch;
-    IRMAE__OMP(parallel for schedule(static) if ((size_t)n * (size_t)c * P >= IRMAE__CONV_PAR_MIN))
-    for (ch = 0; ch < c; ch++) {
-        double s = 0.0;
-        int i;
-        for (i = 0; i < n; i++) {
-            const float *src = y + ((size_t)i * (size_t)c + (size_t)ch) * P;
-            size_t q;
-            for (q = 0; q < P; q++) s += (double)src[q];
+    double t0_ = IRMAE__PROF_T0();
+    {
+        int ch;
+        IRMAE__OMP(parallel for schedule(static) if ((size_t)n * (size_t)c * P >= IRMAE__CONV_PAR_MIN))
+        for (ch = 0; ch < c; ch++) {
+            double s = 0.0;
+            int i;
+            for (i = 0; i < n; i++) {
+                const float *src = y + ((size_t)i * (size_t)c + (size_t)ch) * P;
+                size_t q;
+                for (q = 0; q < P; q++) s += (double)src[q];
+            }
+            db[ch] = (float)((double)db[ch] + s);
         }
-        db[ch] = (float)((double)db[ch] + s);
     }
+    IRMAE__PROF_ADD(IRMAE_PHASE_ELEMWISE, t0_);
 }
 
 /* Common entry checks of the fast functions. */
@@ -2735,32 +2825,44 @@ static void irmae__relu_bwd_chunk(float *din, const float *dout, const float *ou
 
 IRMAEDEF void irmae_relu_forward(float *out, const float *in, size_t count)
 {
+    double t0 = IRMAE__PROF_T0();
     IRMAE__CHUNKED(count, irmae__relu_fwd_chunk(out + o, in + o, len));
+    IRMAE__PROF_ADD(IRMAE_PHASE_ELEMWISE, t0);
 }
 IRMAEDEF void irmae_relu_backward(float *din, const float *dout, const float *out, size_t count)
 {
+    double t0 = IRMAE__PROF_T0();
     IRMAE__CHUNKED(count, irmae__relu_bwd_chunk(din + o, dout + o, out + o, len));
+    IRMAE__PROF_ADD(IRMAE_PHASE_ELEMWISE, t0);
 }
 IRMAEDEF void irmae_tanh_forward(float *out, const float *in, size_t count)
 {
+    double t0 = IRMAE__PROF_T0();
     IRMAE__ELEMENTWISE(count, out[i] = tanhf(in[i]));
+    IRMAE__PROF_ADD(IRMAE_PHASE_ELEMWISE, t0);
 }
 IRMAEDEF void irmae_tanh_backward(float *din, const float *dout, const float *out, size_t count)
 {
+    double t0 = IRMAE__PROF_T0();
     IRMAE__ELEMENTWISE(count, din[i] = dout[i] * (1.0f - out[i] * out[i]));
+    IRMAE__PROF_ADD(IRMAE_PHASE_ELEMWISE, t0);
 }
 IRMAEDEF void irmae_sigmoid_forward(float *out, const float *in, size_t count)
 {
+    double t0 = IRMAE__PROF_T0();
     /* written so that exp never overflows */
     IRMAE__ELEMENTWISE(count, {
         float v = in[i];
         if (v >= 0.0f) out[i] = 1.0f / (1.0f + expf(-v));
         else { float e = expf(v); out[i] = e / (1.0f + e); }
     });
+    IRMAE__PROF_ADD(IRMAE_PHASE_ELEMWISE, t0);
 }
 IRMAEDEF void irmae_sigmoid_backward(float *din, const float *dout, const float *out, size_t count)
 {
+    double t0 = IRMAE__PROF_T0();
     IRMAE__ELEMENTWISE(count, din[i] = dout[i] * out[i] * (1.0f - out[i]));
+    IRMAE__PROF_ADD(IRMAE_PHASE_ELEMWISE, t0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -3304,11 +3406,12 @@ static int irmae__forward_backward(irmae_model *m, const float *x, int B, float 
     float *z, *g, *gnext, *dz;
     int i, j, rc, n, last_bwd;
     size_t blk;
-    double recon, reg = 0.0, total;
+    double recon, reg = 0.0, total, tl;
     if ((rc = irmae__check_batch(m, x, B, "forward_backward"))) return rc;
     n = m->cfg.n;
     blk = (size_t)B * n;
     if ((rc = irmae__encode_batch(m, x, B, &e))) return rc;
+    tl = IRMAE__PROF_T0();
     if (irmae__is_vae(m)) {
         /* e = [mu | logvar] per image; z = mu + exp(logvar / 2) eps */
         z = m->codes;
@@ -3323,18 +3426,22 @@ static int irmae__forward_backward(irmae_model *m, const float *x, int B, float 
         reg *= m->cfg.vae_beta / (double)blk;
     } else {
         z = irmae__maps_forward(m, e, B);
+        tl = IRMAE__PROF_T0();
         for (i = 0; i < (int)blk; i++) {
             if (m->cfg.code_l1 != 0.0f) reg += m->cfg.code_l1 * fabs((double)z[i]);
             if (m->cfg.code_l2 != 0.0f) reg += m->cfg.code_l2 * (double)z[i] * z[i];
         }
         reg /= (double)blk;
     }
+    IRMAE__PROF_ADD(IRMAE_PHASE_LOSS, tl);
     if ((rc = irmae__decode_batch(m, z, B, &y))) return rc;
 
     /* backward, starting from d loss / d output (or / d logits for the VAE) */
     memset(m->grads, 0, m->n_params * sizeof(float));
     g = m->grad_a; gnext = m->grad_b;
+    tl = IRMAE__PROF_T0();
     recon = irmae__recon_loss(m, x, B, g);
+    IRMAE__PROF_ADD(IRMAE_PHASE_LOSS, tl);
     total = recon + reg;
     m->last_recon = recon; m->last_reg = reg; m->last_loss = total;
     if (loss) *loss = (float)total;
@@ -3348,6 +3455,7 @@ static int irmae__forward_backward(irmae_model *m, const float *x, int B, float 
     }
     /* g = d loss / d z (B x n) */
     dz = g;
+    tl = IRMAE__PROF_T0();
     if (irmae__is_vae(m)) {
         /* into d/d[mu | logvar], written to gnext as the encoder output gradient */
         double s = m->cfg.vae_beta / (double)blk;
@@ -3360,6 +3468,7 @@ static int irmae__forward_backward(irmae_model *m, const float *x, int B, float 
                                                    (float)(s * 0.5 * (exp((double)lv) - 1.0));
             }
         { float *t = g; g = gnext; gnext = t; }
+        IRMAE__PROF_ADD(IRMAE_PHASE_LOSS, tl);
     } else {
         /* code penalties, then back through the maps: dz_{j-1} = dz_j W_j, dW_j += dz_j^T z_{j-1} */
         for (i = 0; i < (int)blk; i++) {
@@ -3367,6 +3476,7 @@ static int irmae__forward_backward(irmae_model *m, const float *x, int B, float 
             if (m->cfg.code_l1 != 0.0f) dz[i] += (float)(m->cfg.code_l1 / (double)blk) * (zi > 0.0f ? 1.0f : zi < 0.0f ? -1.0f : 0.0f);
             if (m->cfg.code_l2 != 0.0f) dz[i] += (float)(2.0 * m->cfg.code_l2 / (double)blk) * zi;
         }
+        IRMAE__PROF_ADD(IRMAE_PHASE_LOSS, tl);
         for (j = m->cfg.l; j >= 1; j--) {
             const float *wj = m->params + m->maps_off + (size_t)(j - 1) * n * n;
             float *dwj = m->grads + m->maps_off + (size_t)(j - 1) * n * n;
@@ -3381,7 +3491,12 @@ static int irmae__forward_backward(irmae_model *m, const float *x, int B, float 
         if ((rc = irmae__layer_backward(m, &m->layers[i], din, g, in, irmae__act(m, i, B), B))) return rc;
         { float *t = g; g = gnext; gnext = t; }
     }
-    if (guard && (rc = irmae__grad_guard(m))) return rc;
+    if (guard) {
+        double t0 = IRMAE__PROF_T0();
+        rc = irmae__grad_guard(m);
+        IRMAE__PROF_ADD(IRMAE_PHASE_ADAM, t0);
+        if (rc) return rc;
+    }
     if (dx) { /* x is also the target: add d recon / d target */
         size_t count = (size_t)B * irmae__layer_out_size(&m->layers[m->n_layers - 1]), k;
         double inv = 1.0 / (double)count;
@@ -3470,7 +3585,7 @@ static void irmae__adam_chunk(float *p, const float *g, float *mm, float *vv, si
 
 IRMAEDEF int irmae_model_adam_step(irmae_model *m)
 {
-    double bc1, bc2;
+    double bc1, bc2, t0;
     float b1, b2, eps;
     irmae__adam_k k;
     if (!m || !m->params) return irmae__fail(IRMAE_ERR_ARG, "adam_step: model not initialised");
@@ -3482,7 +3597,9 @@ IRMAEDEF int irmae_model_adam_step(irmae_model *m)
     k.lr = (float)(m->cfg.lr / bc1);
     k.b1 = b1; k.b2 = b2; k.s1 = 1.0f - b1; k.s2 = 1.0f - b2; k.eps = eps;
     k.inv_bc2 = (float)(1.0 / bc2);
+    t0 = IRMAE__PROF_T0();
     IRMAE__CHUNKED(m->n_params, irmae__adam_chunk(m->params + o, m->grads + o, m->adam_m + o, m->adam_v + o, len, &k));
+    IRMAE__PROF_ADD(IRMAE_PHASE_ADAM, t0);
     return IRMAE_OK;
 }
 

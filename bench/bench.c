@@ -6,8 +6,8 @@
        cc -O2 -fopenmp bench/bench.c -o build/bench -lm
        cc -O2 -fopenmp -DIRMAE_BENCH_OPENBLAS bench/bench.c -o build/bench_openblas -lopenblas -lm
    Run:
-       OMP_PROC_BIND=true build/bench [peak] [list] [squares] [gemm] [train] [mem]
-   No argument: peak gemm train mem. list = the GEMM shapes of a training
+       OMP_PROC_BIND=true build/bench [peak] [list] [squares] [gemm] [paths] [train] [mem]
+   No argument: peak gemm paths train mem. paths = every SIMD path side by side; list = the GEMM shapes of a training
    step without timing; squares = the square sizes only; gemm = squares and
    every shape of the list.
    Environment:
@@ -77,7 +77,7 @@ static int g_threads[MAX_THREADS_LIST], g_nthreads = 0;
 static int g_reps = 5;
 static double g_min_time = 0.1;
 static double g_train_seconds = 3.0;
-static double g_peak[MAX_THREADS_LIST]; /* GFLOP/s per entry of g_threads, 0 = not measured */
+static double g_peak[MAX_THREADS_LIST][4]; /* GFLOP/s [entry of g_threads][IRMAE_SIMD_*], 0 = not measured */
 
 static double now(void)
 {
@@ -147,6 +147,41 @@ static void print_load(const char *when)
 #else
     (void)when;
 #endif
+}
+
+/* "cpu: AMD EPYC (family 26 model 2), avx512f avx2 fma" from /proc/cpuinfo
+   and the compiler's CPU checks */
+static void print_cpu(void)
+{
+    char name[128] = "unknown", line[512];
+    int fam = -1, model = -1;
+#ifdef BENCH_LINUX
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        while (fgets(line, sizeof line, f)) {
+            char *v = strchr(line, ':');
+            if (!v) continue;
+            v++;
+            while (*v == ' ' || *v == '\t') v++;
+            v[strcspn(v, "\n")] = 0;
+            if (!strncmp(line, "model name", 10) && !strcmp(name, "unknown")) sprintf(name, "%.127s", v);
+            else if (!strncmp(line, "cpu family", 10) && fam < 0) fam = atoi(v);
+            else if (!strncmp(line, "model\t", 6) && model < 0) model = atoi(v);
+            else if (!strncmp(line, "processor", 9) && fam >= 0) break;
+        }
+        fclose(f);
+    }
+#else
+    (void)line;
+#endif
+    printf("cpu: %s", name);
+    if (fam >= 0) printf(" (family %d model %d)", fam, model);
+#if defined(BENCH_X86)
+    printf(",%s%s%s%s", __builtin_cpu_supports("avx512f") ? " avx512f" : "",
+           __builtin_cpu_supports("avx512bw") ? " avx512bw" : "", __builtin_cpu_supports("avx2") ? " avx2" : "",
+           __builtin_cpu_supports("fma") ? " fma" : "");
+#endif
+    printf("; irmae path: %s\n", irmae_simd_name(irmae_simd_level()));
 }
 
 static void die(const char *what, int rc)
@@ -222,19 +257,36 @@ static float peak_avx2(long iters, int *flops_per_iter)
     return out[0] + out[7];
 }
 
+/* 16 chains in named variables (an array is not unrolled at -O2 and then
+   lives on the stack: that measured 49 GFLOP/s on a Zen 5 whose real peak
+   is about 226); 16 >= latency 4 x 2 pipes with room to spare */
 __attribute__((target("avx512f")))
 static float peak_avx512(long iters, int *flops_per_iter)
 {
     const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-6f);
-    __m512 a[16];
+    __m512 a0 = _mm512_set1_ps(1.00f), a1 = _mm512_set1_ps(1.01f), a2 = _mm512_set1_ps(1.02f),
+           a3 = _mm512_set1_ps(1.03f), a4 = _mm512_set1_ps(1.04f), a5 = _mm512_set1_ps(1.05f),
+           a6 = _mm512_set1_ps(1.06f), a7 = _mm512_set1_ps(1.07f), a8 = _mm512_set1_ps(1.08f),
+           a9 = _mm512_set1_ps(1.09f), a10 = _mm512_set1_ps(1.10f), a11 = _mm512_set1_ps(1.11f),
+           a12 = _mm512_set1_ps(1.12f), a13 = _mm512_set1_ps(1.13f), a14 = _mm512_set1_ps(1.14f),
+           a15 = _mm512_set1_ps(1.15f);
     float out[16];
     long it;
-    int j;
-    for (j = 0; j < 16; j++) a[j] = _mm512_set1_ps(1.0f + 0.01f * (float)j);
-    for (it = 0; it < iters; it++)
-        for (j = 0; j < 16; j++) a[j] = _mm512_fmadd_ps(a[j], m, c); /* unrolled by the compiler */
-    for (j = 1; j < 16; j++) a[0] = _mm512_add_ps(a[0], a[j]);
-    _mm512_storeu_ps(out, a[0]);
+    for (it = 0; it < iters; it++) {
+        a0 = _mm512_fmadd_ps(a0, m, c); a1 = _mm512_fmadd_ps(a1, m, c);
+        a2 = _mm512_fmadd_ps(a2, m, c); a3 = _mm512_fmadd_ps(a3, m, c);
+        a4 = _mm512_fmadd_ps(a4, m, c); a5 = _mm512_fmadd_ps(a5, m, c);
+        a6 = _mm512_fmadd_ps(a6, m, c); a7 = _mm512_fmadd_ps(a7, m, c);
+        a8 = _mm512_fmadd_ps(a8, m, c); a9 = _mm512_fmadd_ps(a9, m, c);
+        a10 = _mm512_fmadd_ps(a10, m, c); a11 = _mm512_fmadd_ps(a11, m, c);
+        a12 = _mm512_fmadd_ps(a12, m, c); a13 = _mm512_fmadd_ps(a13, m, c);
+        a14 = _mm512_fmadd_ps(a14, m, c); a15 = _mm512_fmadd_ps(a15, m, c);
+    }
+    a0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                       _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    a8 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)),
+                       _mm512_add_ps(_mm512_add_ps(a12, a13), _mm512_add_ps(a14, a15)));
+    _mm512_storeu_ps(out, _mm512_add_ps(a0, a8));
     *flops_per_iter = 16 * 16 * 2;
     return out[0] + out[15];
 }
@@ -307,65 +359,55 @@ static double peak_measure(peak_fn fn, int nt)
     return v[reps - 1];
 }
 
-static void section_peak(void)
+/* the FMA loop of a path, NULL if this build has none */
+static peak_fn peak_fn_of(int level)
 {
-    int i;
-    printf("\n# FMA peak: register-only FMA chains per thread, best of %d runs of >= %.2f s\n",
-           g_reps < 10 ? 10 : g_reps, g_min_time);
-    for (i = 0; i < g_nthreads; i++) {
-        int t = g_threads[i];
-        double best = peak_measure(peak_scalar, t);
-        const char *name = "scalar";
+    switch (level) {
+    case IRMAE_SIMD_SCALAR: return peak_scalar;
 #if defined(BENCH_X86)
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-            double p = peak_measure(peak_avx2, t);
-            printf("peak threads=%d isa=avx2-fma gflops=%.1f\n", t, p);
-            if (p > best) { best = p; name = "avx2-fma"; }
-        }
-        if (__builtin_cpu_supports("avx512f")) {
-            double p = peak_measure(peak_avx512, t);
-            printf("peak threads=%d isa=avx512f gflops=%.1f\n", t, p);
-            if (p > best) { best = p; name = "avx512f"; }
-        }
+    case IRMAE_SIMD_AVX2: return peak_avx2;
+    case IRMAE_SIMD_AVX512: return peak_avx512;
 #elif defined(BENCH_NEON)
-        {
-            double p = peak_measure(peak_neon, t);
-            printf("peak threads=%d isa=neon gflops=%.1f\n", t, p);
-            if (p > best) { best = p; name = "neon"; }
-        }
+    case IRMAE_SIMD_NEON: return peak_neon;
 #endif
-        g_peak[i] = best;
-        printf("peak threads=%d gflops=%.1f (%s; used for ratios and MFU)\n", t, best, name);
+    default: return NULL;
     }
-    fflush(stdout);
 }
 
-/* peak for t threads; measured on demand when the peak section was skipped */
-static double peak_for(int t)
+/* 1 if irmae.h can run path `level` on this CPU (the current choice is kept) */
+static int path_available(int level)
+{
+    int cur = irmae_simd_level(), ok = irmae_simd_force(level) == level;
+    irmae_simd_force(cur);
+    return ok;
+}
+
+/* the FMA peak of path `level` on t threads (measured once) */
+static double peak_of(int t, int level)
 {
     int i = thread_index(t);
-    if (i < 0) return 0.0;
-    if (g_peak[i] <= 0.0) {
-        double best = peak_measure(peak_scalar, t);
-#if defined(BENCH_X86)
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-            double p = peak_measure(peak_avx2, t);
-            if (p > best) best = p;
-        }
-        if (__builtin_cpu_supports("avx512f")) {
-            double p = peak_measure(peak_avx512, t);
-            if (p > best) best = p;
-        }
-#elif defined(BENCH_NEON)
-        {
-            double p = peak_measure(peak_neon, t);
-            if (p > best) best = p;
-        }
-#endif
-        g_peak[i] = best;
-        printf("peak threads=%d gflops=%.1f (measured for MFU)\n", t, best);
+    peak_fn fn = peak_fn_of(level);
+    if (i < 0 || level < 0 || level > 3 || !fn) return 0.0;
+    if (g_peak[i][level] <= 0.0) g_peak[i][level] = peak_measure(fn, t);
+    return g_peak[i][level];
+}
+
+/* peak of the path irmae_sgemm uses now: ratios and MFU are against it */
+static double peak_for(int t) { return peak_of(t, irmae_simd_level()); }
+
+static void section_peak(void)
+{
+    int i, level;
+    printf("\n# FMA peak: register-only FMA chains per thread (enough independent chains for latency x pipes), "
+           "best of %d runs of >= %.2f s, for every path this CPU has\n", g_reps < 10 ? 10 : g_reps, g_min_time);
+    for (i = 0; i < g_nthreads; i++) {
+        int t = g_threads[i];
+        for (level = 0; level < 4; level++)
+            if (peak_fn_of(level) && path_available(level))
+                printf("peak-isa threads=%d isa=%s gflops=%.1f\n", t, irmae_simd_name(level), peak_of(t, level));
+        printf("peak threads=%d path=%s gflops=%.1f\n", t, irmae_simd_name(irmae_simd_level()), peak_for(t));
     }
-    return g_peak[i];
+    fflush(stdout);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -869,14 +911,92 @@ static void section_gemm(int with_steps)
 #define TRAIN_WINDOWS 5
 #define POOL_BATCHES 4
 
+/* result of training one configuration for g_train_seconds */
+typedef struct trate {
+    double img_s, step_ms, loss;          /* medians over the windows; last loss */
+    double lo, hi;                        /* first and last window, img/s */
+    double phase_ms[IRMAE_PHASE_COUNT];   /* per step, from irmae_profile_read */
+    double prof_step_ms;                  /* step time while profiled */
+} trate;
+
+/* trains configuration ci, batch B, on t threads: TRAIN_WINDOWS timed
+   windows, then (with_phases) as many steps again with the phase profile on */
+static trate train_rate(int ci, int B, int t, int with_phases)
+{
+    const bconf *c = &g_confs[ci];
+    int w, rc, step = 0, p;
+    irmae_model m;
+    irmae_dataset ds;
+    const float *pool;
+    double ips[TRAIN_WINDOWS], ms[TRAIN_WINDOWS], win = g_train_seconds / TRAIN_WINDOWS;
+    size_t img = c->preset == IRMAE_PRESET_SHAPES ? 3 * 32 * 32 : 32 * 32;
+    float loss = 0.0f;
+    trate r;
+    memset(&r, 0, sizeof r);
+    set_threads(t);
+    make_model(&m, c, B);
+    pool = make_data(c, POOL_BATCHES * B, &ds);
+    for (w = 0; w < 3; w++, step++)
+        if ((rc = irmae_model_train_step(&m, pool + (size_t)(step % POOL_BATCHES) * B * img, B, &loss)))
+            die("train_step", rc);
+    for (w = 0; w < TRAIN_WINDOWS; w++) {
+        double t0 = now(), el;
+        int n = 0;
+        do {
+            if ((rc = irmae_model_train_step(&m, pool + (size_t)(step % POOL_BATCHES) * B * img, B, &loss)))
+                die("train_step", rc);
+            step++; n++;
+            el = now() - t0;
+        } while (el < win || n < 2);
+        ips[w] = (double)n * B / el;
+        ms[w] = el / n * 1e3;
+    }
+    r.lo = ips[0]; r.hi = ips[TRAIN_WINDOWS - 1];
+    r.img_s = median(ips, TRAIN_WINDOWS);
+    r.step_ms = median(ms, TRAIN_WINDOWS);
+    if (with_phases) {
+        double sec[IRMAE_PHASE_COUNT], t0 = now(), el;
+        int n = 0;
+        irmae_profile_read(NULL, 1);
+        irmae_profile_enable(1);
+        do {
+            if ((rc = irmae_model_train_step(&m, pool + (size_t)(step % POOL_BATCHES) * B * img, B, &loss)))
+                die("train_step", rc);
+            step++; n++;
+            el = now() - t0;
+        } while (el < 0.5 * g_train_seconds || n < 2);
+        irmae_profile_enable(0);
+        irmae_profile_read(sec, 1);
+        for (p = 0; p < IRMAE_PHASE_COUNT; p++) r.phase_ms[p] = sec[p] / n * 1e3;
+        r.prof_step_ms = el / n * 1e3;
+    }
+    r.loss = loss;
+    irmae_dataset_free(&ds);
+    irmae_model_free(&m);
+    return r;
+}
+
+static void print_phases(const bconf *c, int t, int B, const trate *r)
+{
+    double sum = 0.0;
+    int p;
+    printf("  phases preset=%s threads=%d batch=%d step_ms=%.2f:", c->name, t, B, r->prof_step_ms);
+    for (p = 0; p < IRMAE_PHASE_COUNT; p++) {
+        sum += r->phase_ms[p];
+        printf(" %s=%.2f (%.0f%%)", irmae_phase_name(p), r->phase_ms[p], 100.0 * r->phase_ms[p] / r->prof_step_ms);
+    }
+    printf(" other=%.2f (%.0f%%)\n", r->prof_step_ms - sum, 100.0 * (r->prof_step_ms - sum) / r->prof_step_ms);
+}
+
 static void section_train(void)
 {
     int ci, bi, ti;
     build_lists();
-    printf("\n# training throughput: irmae_model_train_step (forward, backward, Adam), "
+    printf("\n# training throughput: irmae_model_train_step (forward, backward, Adam), simd=%s, "
            "warm-up 3 steps, %d windows over >= %.1f s, median img/s; "
-           "mfu = FLOP/s / measured peak, FLOP per image = 3 x forward FLOPs\n",
-           TRAIN_WINDOWS, g_train_seconds);
+           "mfu = FLOP/s / measured FMA peak of the %s path, FLOP per image = 3 x forward FLOPs; "
+           "phases: where a step's time goes (irmae_profile_enable), other = the rest\n",
+           irmae_simd_name(irmae_simd_level()), TRAIN_WINDOWS, g_train_seconds, irmae_simd_name(irmae_simd_level()));
     for (ci = 0; ci < 2; ci++) {
         irmae_model m0;
         double f;
@@ -891,46 +1011,63 @@ static void section_train(void)
         for (bi = 0; bi < 2; bi++)
             for (ti = 0; ti < g_nthreads; ti++) {
                 const bconf *c = &g_confs[ci];
-                int B = g_batches[bi], t = g_threads[ti], w, rc, step = 0;
-                irmae_model m;
-                irmae_dataset ds;
-                const float *pool;
-                double ips[TRAIN_WINDOWS], ms[TRAIN_WINDOWS], fpi, peak, med, win = g_train_seconds / TRAIN_WINDOWS;
-                size_t img = c->preset == IRMAE_PRESET_SHAPES ? 3 * 32 * 32 : 32 * 32;
-                float loss;
-                peak = peak_for(t);
-                set_threads(t);
-                make_model(&m, c, B);
-                pool = make_data(c, POOL_BATCHES * B, &ds);
-                fpi = 3.0 * forward_flops(&m);
-                for (w = 0; w < 3; w++, step++)
-                    if ((rc = irmae_model_train_step(&m, pool + (size_t)(step % POOL_BATCHES) * B * img, B, &loss)))
-                        die("train_step", rc);
-                for (w = 0; w < TRAIN_WINDOWS; w++) {
-                    double t0 = now(), el;
-                    int n = 0;
-                    do {
-                        if ((rc = irmae_model_train_step(&m, pool + (size_t)(step % POOL_BATCHES) * B * img, B, &loss)))
-                            die("train_step", rc);
-                        step++; n++;
-                        el = now() - t0;
-                    } while (el < win || n < 2);
-                    ips[w] = (double)n * B / el;
-                    ms[w] = el / n * 1e3;
-                }
-                med = median(ips, TRAIN_WINDOWS);
+                int B = g_batches[bi], t = g_threads[ti];
+                irmae_model m0;
+                double fpi, peak = peak_for(t), est;
+                trate r;
+                make_model(&m0, c, B);
+                fpi = 3.0 * forward_flops(&m0);
+                irmae_model_free(&m0);
+                r = train_rate(ci, B, t, 1);
                 printf("train preset=%s l=%d threads=%d batch=%d img/s=%.1f mfu=%.1f%%\n",
-                       c->name, c->l, t, B, med, peak > 0 ? 100.0 * med * fpi / (peak * 1e9) : 0.0);
-                {
-                    double est = step_gemm_seconds(&g_lists[ci][bi], t, 0), sms = median(ms, TRAIN_WINDOWS);
-                    printf("  info: step_ms=%.2f loss=%.5f", sms, loss);
-                    if (est > 0) printf(" gemm_est_ms=%.2f (%.0f%% of the step)", est * 1e3, 100.0 * est * 1e3 / sms);
-                    printf(" windows_img/s=%.0f..%.0f\n", ips[0], ips[TRAIN_WINDOWS - 1]);
-                }
+                       c->name, c->l, t, B, r.img_s, peak > 0 ? 100.0 * r.img_s * fpi / (peak * 1e9) : 0.0);
+                est = step_gemm_seconds(&g_lists[ci][bi], t, 0);
+                printf("  info: step_ms=%.2f loss=%.5f", r.step_ms, r.loss);
+                if (est > 0) printf(" gemm_est_ms=%.2f (%.0f%% of the step)", est * 1e3, 100.0 * est * 1e3 / r.step_ms);
+                printf(" windows_img/s=%.0f..%.0f\n", r.lo, r.hi);
+                print_phases(c, t, B, &r);
                 fflush(stdout);
-                irmae_dataset_free(&ds);
-                irmae_model_free(&m);
             }
+}
+
+/* Every SIMD path this CPU has, side by side on one thread: square GEMMs and
+   the batch-32 training step; the dispatcher's choice must be the fastest. */
+static void section_paths(void)
+{
+    static const int sq[3] = { 256, 512, 1024 };
+    int level, i, ci, best = irmae_simd_level(), nlev = 0, levels[4];
+    double gf[4][3], ips[4][2];
+    shapelist squares;
+    memset(&squares, 0, sizeof squares);
+    for (i = 0; i < 3; i++) add_shape(&squares, 0, 0, sq[i], sq[i], sq[i], 0, 1, "square");
+    printf("\n# every SIMD path of this CPU on 1 thread (dispatch picks %s): sgemm GFLOP/s (median) "
+           "and training img/s (batch 32)\n", irmae_simd_name(best));
+    set_threads(1);
+    for (level = 0; level < 4; level++) {
+        if (!path_available(level)) continue;
+        irmae_simd_force(level);
+        for (i = 0; i < 3; i++) {
+            double bst;
+            gf[nlev][i] = time_gemm(&squares.s[i], 0, &bst);
+        }
+        for (ci = 0; ci < 2; ci++) ips[nlev][ci] = train_rate(ci, 32, 1, 0).img_s;
+        printf("path %-6s sgemm256=%6.1f sgemm512=%6.1f sgemm1024=%6.1f (peak %5.1f%% at 512) "
+               "mnist_img/s=%6.1f shapes_img/s=%6.1f\n", irmae_simd_name(level), gf[nlev][0], gf[nlev][1],
+               gf[nlev][2], 100.0 * gf[nlev][1] / peak_of(1, level), ips[nlev][0], ips[nlev][1]);
+        levels[nlev++] = level;
+        fflush(stdout);
+    }
+    irmae_simd_force(best);
+    for (i = 0; i < nlev; i++) {
+        int j, fastest_gemm = 1, fastest_train = 1;
+        if (levels[i] != best) continue;
+        for (j = 0; j < nlev; j++) {
+            if (gf[j][1] > gf[i][1] * 1.02) fastest_gemm = 0;
+            if (ips[j][0] > ips[i][0] * 1.02 || ips[j][1] > ips[i][1] * 1.02) fastest_train = 0;
+        }
+        printf("dispatch %s: %s for sgemm 512, %s for training (2%% noise margin)\n", irmae_simd_name(best),
+               fastest_gemm ? "fastest" : "NOT the fastest", fastest_train ? "fastest" : "NOT the fastest");
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1069,7 +1206,7 @@ static void parse_threads(void)
 
 int main(int argc, char **argv)
 {
-    int do_peak = 0, do_gemm = 0, do_train = 0, do_mem = 0, do_list = 0, do_squares = 0, i;
+    int do_peak = 0, do_gemm = 0, do_train = 0, do_mem = 0, do_list = 0, do_squares = 0, do_paths = 0, i;
     const char *bind = getenv("OMP_PROC_BIND");
     parse_threads();
     g_reps = (int)env_double("IRMAE_BENCH_REPS", 5.0);
@@ -1087,13 +1224,14 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "squares")) do_squares = 1;
         else if (!strcmp(argv[i], "train")) do_train = 1;
         else if (!strcmp(argv[i], "mem")) do_mem = 1;
+        else if (!strcmp(argv[i], "paths")) do_paths = 1;
         else {
-            fprintf(stderr, "usage: %s [peak] [list] [squares] [gemm] [train] [mem]\n", argv[0]);
+            fprintf(stderr, "usage: %s [peak] [list] [squares] [gemm] [paths] [train] [mem]\n", argv[0]);
             return 2;
         }
     }
-    if (!do_peak && !do_gemm && !do_train && !do_mem && !do_list && !do_squares)
-        do_peak = do_gemm = do_train = do_mem = 1;
+    if (!do_peak && !do_gemm && !do_train && !do_mem && !do_list && !do_squares && !do_paths)
+        do_peak = do_gemm = do_paths = do_train = do_mem = 1;
     printf("irmae bench: irmae.h %d.%d.%d, simd=%s, OMP_PROC_BIND=%s, threads=",
            IRMAE_VERSION_MAJOR, IRMAE_VERSION_MINOR, IRMAE_VERSION_PATCH,
            irmae_simd_name(irmae_simd_level()), bind ? bind : "(unset)");
@@ -1107,12 +1245,14 @@ int main(int argc, char **argv)
     printf(", OpenBLAS %s", openblas_get_config());
 #endif
     printf("\n");
+    print_cpu();
     if (!bind) printf("note: set OMP_PROC_BIND=true for stable numbers\n");
     print_load("at start");
     if (do_peak) section_peak();
     if (do_list) section_list();
     if (do_squares && !do_gemm) { section_gemm(0); print_load("after squares"); }
     if (do_gemm) { section_gemm(1); print_load("after gemm"); }
+    if (do_paths) { section_paths(); print_load("after paths"); }
     if (do_train) { section_train(); print_load("after train"); }
     if (do_mem) section_mem();
     return 0;

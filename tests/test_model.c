@@ -8,6 +8,7 @@
 #include "paths.h"
 #include <stdio.h>
 #include <math.h>
+#include <time.h>
 
 static int passed = 0, failed = 0;
 #define CHECK(cond, ...) do { if (cond) passed++; else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
@@ -571,6 +572,60 @@ static void test_paths_identical(void)
     irmae_simd_force(IRMAE_SIMD_BEST);
 }
 
+/* the profile's clock (see irmae_profile_enable) */
+static double omp_wall(void)
+{
+#ifdef _OPENMP
+    return omp_get_wtime();
+#else
+    return (double)clock() / (double)CLOCKS_PER_SEC;
+#endif
+}
+
+/* irmae_profile_*: off by default (nothing accumulates); on, every phase of
+   a conv model's training step gets time and the phases add up to at most
+   the step's wall time (they never overlap) */
+static void test_profile(void)
+{
+    irmae_config c = irmae_preset(IRMAE_PRESET_SHAPES);
+    irmae_model m;
+    irmae_dataset ds;
+    irmae_rng r = irmae_rng_seed(41), r1 = irmae_rng_seed(42);
+    double sec[IRMAE_PHASE_COUNT], sum = 0.0, t0, wall;
+    float loss;
+    int p, zero = 1;
+    c.max_batch = 16;
+    irmae_shapes_make(&ds, 16, &r, NULL);
+    irmae_model_init(&m, &c, &r1);
+    irmae_profile_read(NULL, 1);
+    irmae_model_train_step(&m, ds.x, 16, &loss);
+    irmae_profile_read(sec, 0);
+    for (p = 0; p < IRMAE_PHASE_COUNT; p++) if (sec[p] != 0.0) zero = 0;
+    CHECK(zero, "profile accumulates while disabled");
+    irmae_profile_enable(1);
+    t0 = omp_wall();
+    irmae_model_train_step(&m, ds.x, 16, &loss);
+    irmae_model_train_step(&m, ds.x, 16, &loss);
+    wall = omp_wall() - t0;
+    irmae_profile_enable(0);
+    irmae_profile_read(sec, 1);
+    { /* the clock's tick: phases shorter than it may read 0 (Windows' clocks) */
+        double a = omp_wall(), b;
+        while ((b = omp_wall()) == a) { }
+        for (p = 0; p < IRMAE_PHASE_COUNT; p++) {
+            sum += sec[p];
+            CHECK(sec[p] > 0.0 || (b - a > 1e-5 && p != IRMAE_PHASE_GEMM), "phase %s got no time", irmae_phase_name(p));
+        }
+    }
+    CHECK(sum <= wall * 1.01 + 1e-4, "phases sum to %g s, more than the steps' %g s", sum, wall);
+    CHECK(sec[IRMAE_PHASE_GEMM] > 0.2 * wall, "gemm %g s of %g s", sec[IRMAE_PHASE_GEMM], wall);
+    irmae_profile_read(sec, 0);
+    CHECK(sec[IRMAE_PHASE_GEMM] == 0.0, "reset did not zero the profile");
+    CHECK(!strcmp(irmae_phase_name(IRMAE_PHASE_LOWER), "lower") && !strcmp(irmae_phase_name(99), "unknown"),
+          "phase names");
+    irmae_model_free(&m); irmae_dataset_free(&ds);
+}
+
 static void test_training_reduces_loss(void)
 {
     irmae_rng r = irmae_rng_seed(4);
@@ -740,6 +795,7 @@ int main(void)
     test_shapes();
     test_threads();
     test_paths_identical();
+    test_profile();
     test_training_reduces_loss();
     test_bad_args();
     irmae_sgemm_release();
