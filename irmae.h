@@ -2192,7 +2192,37 @@ static void irmae__scatter2_add_avx2(float *dst, const float *src, int n, int av
     }
     for (; i < n; i++) dst[2 * i] += src[i];
 }
-#define IRMAE__CONV_VEC() (irmae_simd_level() >= IRMAE_SIMD_AVX2)
+
+/* The same with AVX-512, 16 outputs at a time; what is left goes to the AVX2
+   forms, so every element is handled exactly as there (the same bits). */
+IRMAE__TARGET("avx512f")
+static void irmae__gather2_avx512(float *dst, const float *src, int n, int avail)
+{
+    int i = 0;
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (; i + 16 <= n && 2 * i + 32 <= avail; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_permutex2var_ps(_mm512_loadu_ps(src + 2 * i), even,
+                                                         _mm512_loadu_ps(src + 2 * i + 16)));
+    irmae__gather2_avx2(dst + i, src + 2 * i, n - i, avail - 2 * i);
+}
+
+IRMAE__TARGET("avx512f")
+static void irmae__scatter2_add_avx512(float *dst, const float *src, int n, int avail)
+{
+    int i = 0;
+    const __m512i lo_i = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i hi_i = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    for (; i + 16 <= n && 2 * i + 32 <= avail; i += 16) { /* odd positions + 0.0f, as in the AVX2 form */
+        __m512 v = _mm512_loadu_ps(src + i);
+        __m512 lo = _mm512_maskz_permutexvar_ps((__mmask16)0x5555, lo_i, v);
+        __m512 hi = _mm512_maskz_permutexvar_ps((__mmask16)0x5555, hi_i, v);
+        _mm512_storeu_ps(dst + 2 * i, _mm512_add_ps(_mm512_loadu_ps(dst + 2 * i), lo));
+        _mm512_storeu_ps(dst + 2 * i + 16, _mm512_add_ps(_mm512_loadu_ps(dst + 2 * i + 16), hi));
+    }
+    irmae__scatter2_add_avx2(dst + 2 * i, src + i, n - i, avail - 2 * i);
+}
+/* 0: plain loops, 1: AVX2, 2: AVX-512 */
+#define IRMAE__CONV_VEC() (irmae_simd_level() == IRMAE_SIMD_AVX512 ? 2 : irmae_simd_level() == IRMAE_SIMD_AVX2)
 #else
 #define IRMAE__CONV_VEC() 0
 #endif
@@ -2229,7 +2259,8 @@ static void irmae__im2col(float *col, size_t ld, const float *x, int imgs, const
                         const int s = g->s;
     #if defined(IRMAE__X86)
                         if (s == 2 && vec) {
-                            if (hi > lo) irmae__gather2_avx2(dst + lo, row + 2 * lo + off, hi - lo, g->wx - (2 * lo + off));
+                            if (hi > lo) (vec == 2 ? irmae__gather2_avx512 : irmae__gather2_avx2)
+                                             (dst + lo, row + 2 * lo + off, hi - lo, g->wx - (2 * lo + off));
                         } else
     #endif
                         for (ow = lo; ow < hi; ow++) dst[ow] = row[ow * s + off];
@@ -2282,7 +2313,8 @@ static void irmae__col2im(float *x, const float *col, size_t ld, int imgs, const
                             const int s = g->s;
     #if defined(IRMAE__X86)
                             if (s == 2 && vec)
-                                irmae__scatter2_add_avx2(row + 2 * lo + off, src + lo, hi - lo, g->wx - (2 * lo + off));
+                                (vec == 2 ? irmae__scatter2_add_avx512 : irmae__scatter2_add_avx2)
+                                    (row + 2 * lo + off, src + lo, hi - lo, g->wx - (2 * lo + off));
                             else
     #endif
                             for (ow = lo; ow < hi; ow++) row[ow * s + off] += src[ow];
@@ -2789,6 +2821,33 @@ static void irmae__relu_bwd_avx2(float *din, const float *dout, const float *out
     }
     for (; i < n; i++) din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
 }
+/* AVX-512: 16 at a time, the tail with masks (max and the > 0 mask as above) */
+IRMAE__TARGET("avx512f")
+static void irmae__relu_fwd_avx512(float *out, const float *in, size_t n)
+{
+    size_t i = 0;
+    const __m512 z = _mm512_setzero_ps();
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, _mm512_max_ps(_mm512_loadu_ps(in + i), z));
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(out + i, k, _mm512_max_ps(_mm512_maskz_loadu_ps(k, in + i), z));
+    }
+}
+IRMAE__TARGET("avx512f")
+static void irmae__relu_bwd_avx512(float *din, const float *dout, const float *out, size_t n)
+{
+    size_t i = 0;
+    const __m512 z = _mm512_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        __mmask16 pos = _mm512_cmp_ps_mask(_mm512_loadu_ps(out + i), z, _CMP_GT_OQ);
+        _mm512_storeu_ps(din + i, _mm512_maskz_mov_ps(pos, _mm512_loadu_ps(dout + i)));
+    }
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
+        __mmask16 pos = _mm512_mask_cmp_ps_mask(k, _mm512_maskz_loadu_ps(k, out + i), z, _CMP_GT_OQ);
+        _mm512_mask_storeu_ps(din + i, k, _mm512_maskz_mov_ps(pos, _mm512_maskz_loadu_ps(k, dout + i)));
+    }
+}
 #endif
 
 /* Elementwise work is cut into fixed chunks so that each thread owns whole
@@ -2810,7 +2869,8 @@ static void irmae__relu_fwd_chunk(float *out, const float *in, size_t n)
 {
     size_t i;
 #if defined(IRMAE__X86)
-    if (irmae_simd_level() >= IRMAE_SIMD_AVX2) { irmae__relu_fwd_avx2(out, in, n); return; }
+    if (irmae_simd_level() == IRMAE_SIMD_AVX512) { irmae__relu_fwd_avx512(out, in, n); return; }
+    if (irmae_simd_level() == IRMAE_SIMD_AVX2) { irmae__relu_fwd_avx2(out, in, n); return; }
 #endif
     for (i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
 }
@@ -2818,7 +2878,8 @@ static void irmae__relu_bwd_chunk(float *din, const float *dout, const float *ou
 {
     size_t i;
 #if defined(IRMAE__X86)
-    if (irmae_simd_level() >= IRMAE_SIMD_AVX2) { irmae__relu_bwd_avx2(din, dout, out, n); return; }
+    if (irmae_simd_level() == IRMAE_SIMD_AVX512) { irmae__relu_bwd_avx512(din, dout, out, n); return; }
+    if (irmae_simd_level() == IRMAE_SIMD_AVX2) { irmae__relu_bwd_avx2(din, dout, out, n); return; }
 #endif
     for (i = 0; i < n; i++) din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
 }
@@ -3568,13 +3629,45 @@ static void irmae__adam_avx2(float *p, const float *g, float *mm, float *vv, siz
         p[i] -= k->lr * mi / (sqrtf(vi * k->inv_bc2) + k->eps);
     }
 }
+/* AVX-512: the same operations in the same order (no FMA: the scalar and
+   AVX2 forms round the products separately), the tail with masks */
+IRMAE__TARGET("avx512f")
+static void irmae__adam_avx512(float *p, const float *g, float *mm, float *vv, size_t n, const irmae__adam_k *k)
+{
+    size_t i;
+    const __m512 b1 = _mm512_set1_ps(k->b1), b2 = _mm512_set1_ps(k->b2), s1 = _mm512_set1_ps(k->s1);
+    const __m512 s2 = _mm512_set1_ps(k->s2), lr = _mm512_set1_ps(k->lr), eps = _mm512_set1_ps(k->eps);
+    const __m512 ib = _mm512_set1_ps(k->inv_bc2);
+    for (i = 0; i + 16 <= n; i += 16) {
+        __m512 gi = _mm512_loadu_ps(g + i);
+        __m512 mi = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_loadu_ps(mm + i)), _mm512_mul_ps(s1, gi));
+        __m512 vi = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_loadu_ps(vv + i)), _mm512_mul_ps(_mm512_mul_ps(s2, gi), gi));
+        __m512 den = _mm512_add_ps(_mm512_sqrt_ps(_mm512_mul_ps(vi, ib)), eps);
+        _mm512_storeu_ps(mm + i, mi);
+        _mm512_storeu_ps(vv + i, vi);
+        _mm512_storeu_ps(p + i, _mm512_sub_ps(_mm512_loadu_ps(p + i), _mm512_div_ps(_mm512_mul_ps(lr, mi), den)));
+    }
+    if (i < n) {
+        __mmask16 km = (__mmask16)((1u << (n - i)) - 1u);
+        __m512 gi = _mm512_maskz_loadu_ps(km, g + i);
+        __m512 mi = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_maskz_loadu_ps(km, mm + i)), _mm512_mul_ps(s1, gi));
+        __m512 vi = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_maskz_loadu_ps(km, vv + i)),
+                                  _mm512_mul_ps(_mm512_mul_ps(s2, gi), gi));
+        __m512 den = _mm512_add_ps(_mm512_sqrt_ps(_mm512_mul_ps(vi, ib)), eps);
+        _mm512_mask_storeu_ps(mm + i, km, mi);
+        _mm512_mask_storeu_ps(vv + i, km, vi);
+        _mm512_mask_storeu_ps(p + i, km, _mm512_sub_ps(_mm512_maskz_loadu_ps(km, p + i),
+                                                       _mm512_div_ps(_mm512_mul_ps(lr, mi), den)));
+    }
+}
 #endif
 
 static void irmae__adam_chunk(float *p, const float *g, float *mm, float *vv, size_t n, const irmae__adam_k *k)
 {
     size_t i;
 #if defined(IRMAE__X86)
-    if (irmae_simd_level() >= IRMAE_SIMD_AVX2) { irmae__adam_avx2(p, g, mm, vv, n, k); return; }
+    if (irmae_simd_level() == IRMAE_SIMD_AVX512) { irmae__adam_avx512(p, g, mm, vv, n, k); return; }
+    if (irmae_simd_level() == IRMAE_SIMD_AVX2) { irmae__adam_avx2(p, g, mm, vv, n, k); return; }
 #endif
     for (i = 0; i < n; i++) {
         float gi = g[i], mi = k->b1 * mm[i] + k->s1 * gi, vi = k->b2 * vv[i] + k->s2 * gi * gi;

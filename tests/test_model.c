@@ -572,6 +572,42 @@ static void test_paths_identical(void)
     irmae_simd_force(IRMAE_SIMD_BEST);
 }
 
+/* ReLU forward/backward on every SIMD path: the same bits as the scalar
+   loops, on awkward sizes, with NaN, -0.0 and infinities in the input */
+static void test_relu_paths(irmae_rng *r)
+{
+    static const size_t sizes[] = {1, 7, 15, 16, 17, 100, 1000, 4099, 10007};
+    size_t si, i, n;
+    int li;
+    for (si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        float *x, *d, *y0, *y1, *g0, *g1;
+        n = sizes[si];
+        x = (float *)malloc(n * 4); d = (float *)malloc(n * 4);
+        y0 = (float *)malloc(n * 4); y1 = (float *)malloc(n * 4);
+        g0 = (float *)malloc(n * 4); g1 = (float *)malloc(n * 4);
+        for (i = 0; i < n; i++) {
+            x[i] = irmae_rng_uniform(r) - 0.5f;
+            d[i] = irmae_rng_uniform(r) - 0.5f;
+            if (i % 13 == 3) x[i] = -0.0f;
+            if (i % 17 == 5) x[i] = NAN;
+            if (i % 19 == 7) x[i] = -INFINITY;
+        }
+        irmae_simd_force(IRMAE_SIMD_SCALAR);
+        irmae_relu_forward(y0, x, n);
+        irmae_relu_backward(g0, d, x, n);
+        for (li = 1; li < 4; li++) {
+            if (irmae_simd_force(test_paths[li]) != test_paths[li]) continue;
+            memset(y1, 0xAB, n * 4); memset(g1, 0xAB, n * 4);
+            irmae_relu_forward(y1, x, n);
+            irmae_relu_backward(g1, d, x, n);
+            CHECK(memcmp(y0, y1, n * 4) == 0 && memcmp(g0, g1, n * 4) == 0,
+                  "relu on the %s path differs from scalar, n = %lu", irmae_simd_name(test_paths[li]), (unsigned long)n);
+        }
+        free(x); free(d); free(y0); free(y1); free(g0); free(g1);
+    }
+    irmae_simd_force(IRMAE_SIMD_BEST);
+}
+
 /* the profile's clock (see irmae_profile_enable) */
 static double omp_wall(void)
 {
@@ -795,6 +831,7 @@ int main(void)
     test_shapes();
     test_threads();
     test_paths_identical();
+    test_relu_paths(&r);
     test_profile();
     test_training_reduces_loss();
     test_bad_args();
