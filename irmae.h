@@ -2227,102 +2227,245 @@ static void irmae__scatter2_add_avx512(float *dst, const float *src, int n, int 
 #define IRMAE__CONV_VEC() 0
 #endif
 
-/* col [kc, ld] (columns n P .. n P + P - 1 for image n < imgs) <- patches of
-   x (imgs images of the image side). Each thread owns whole rows of col. */
-static void irmae__im2col(float *col, size_t ld, const float *x, int imgs, const irmae__cgeom *g)
+/* Stride 2 through phase planes. With stride 2, image pixel (ih, iw) =
+   (2 r + a, 2 q + b) belongs to phase (a, b), and tap (ki, kj) of output
+   position (oh, ow) reads pixel (2 (oh + dy) + a, 2 (ow + dx) + b) with
+   ki - pad = 2 dy + a (floor division): it reads row oh + dy, column
+   ow + dx of phase plane (a, b). So one plane (image, channel) is split once
+   into its four phase planes, padded with zeros to cover every shift of the
+   kernel, and then every row of im2col is a unit-stride copy from a phase
+   plane (no bounds tests, no strided gathers); col2im accumulates into
+   phase planes with unit-stride adds and interleaves them into the image
+   once. Every value is moved, or summed in the same (ki, kj) order, exactly
+   as by the direct loops: the results are the same bits. */
+typedef struct irmae__ph2 {
+    int d0;        /* floor(-pad / 2): the smallest shift of a tap */
+    int hr, wr;    /* padded phase plane: rows r in [d0, d0 + hr), columns q in [d0, d0 + wr) */
+    size_t plane;  /* hr * wr floats */
+} irmae__ph2;
+
+/* Four phase planes on the stack up to this many floats (32 KB, images up to
+   about 64 x 64); larger planes take the direct loops. */
+#define IRMAE__PH2_MAX 8192
+
+static int irmae__fdiv2(int v) { return v >= 0 ? v / 2 : -((1 - v) / 2); }
+
+/* 1 if the phase-plane form applies to g */
+static int irmae__ph2_geom(irmae__ph2 *h, const irmae__cgeom *g)
 {
-    double t0_ = IRMAE__PROF_T0();
-    {
-        int r;
-        const int kk = g->k * g->k, vec = IRMAE__CONV_VEC();
-        (void)vec;
-        IRMAE__OMP(parallel for schedule(static) if ((size_t)g->kc * ld >= IRMAE__CONV_PAR_MIN))
-        for (r = 0; r < g->kc; r++) {
-            const int c = r / kk, ki = (r / g->k) % g->k, kj = r % g->k, off = kj - g->p;
-            int lo, hi, n, oh, ow;
-            irmae__conv_range(&lo, &hi, off, g->s, g->wx, g->wy);
-            for (n = 0; n < imgs; n++) {
-                const float *xp = x + (size_t)n * g->imgx + (size_t)c * g->planex;
-                float *dst = col + (size_t)r * ld + (size_t)n * (size_t)g->P;
-                for (oh = 0; oh < g->hy; oh++, dst += g->wy) {
-                    const int ih = oh * g->s - g->p + ki;
-                    const float *row;
-                    if (ih < 0 || ih >= g->hx) {
-                        memset(dst, 0, (size_t)g->wy * sizeof(float));
-                        continue;
-                    }
-                    row = xp + (size_t)ih * (size_t)g->wx;
-                    for (ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
-                    if (g->s == 1) {
-                        if (hi > lo) memcpy(dst + lo, row + (lo + off), (size_t)(hi - lo) * sizeof(float));
-                    } else {
-                        const int s = g->s;
-    #if defined(IRMAE__X86)
-                        if (s == 2 && vec) {
-                            if (hi > lo) (vec == 2 ? irmae__gather2_avx512 : irmae__gather2_avx2)
-                                             (dst + lo, row + 2 * lo + off, hi - lo, g->wx - (2 * lo + off));
-                        } else
-    #endif
-                        for (ow = lo; ow < hi; ow++) dst[ow] = row[ow * s + off];
-                    }
-                    for (ow = hi; ow < g->wy; ow++) dst[ow] = 0.0f;
+    int d1;
+    if (g->s != 2) return 0;
+    h->d0 = irmae__fdiv2(-g->p);
+    d1 = irmae__fdiv2(g->k - 1 - g->p);
+    h->hr = g->hy + d1 - h->d0;
+    h->wr = g->wy + d1 - h->d0;
+    h->plane = (size_t)h->hr * (size_t)h->wr;
+    return 4 * h->plane <= IRMAE__PH2_MAX;
+}
+
+/* q[4 planes] <- the zero-padded phase planes of one image plane xp (hx x wx) */
+static void irmae__ph2_split(float *q, const float *xp, const irmae__cgeom *g, const irmae__ph2 *h, int vec)
+{
+    int a, b, rr;
+    (void)vec;
+    for (a = 0; a < 2; a++)
+        for (b = 0; b < 2; b++) {
+            float *qp = q + (size_t)(2 * a + b) * h->plane;
+            /* columns qq with 0 <= 2 (qq + d0) + b < wx */
+            int lo = -h->d0, hi = irmae__fdiv2(g->wx - 1 - b) - h->d0 + 1, qq;
+            if (lo < 0) lo = 0;
+            if (hi > h->wr) hi = h->wr;
+            if (hi < lo) hi = lo;
+            for (rr = 0; rr < h->hr; rr++) {
+                float *row = qp + (size_t)rr * h->wr;
+                const int ih = 2 * (rr + h->d0) + a;
+                const float *src;
+                if (ih < 0 || ih >= g->hx) {
+                    for (qq = 0; qq < h->wr; qq++) row[qq] = 0.0f;
+                    continue;
                 }
+                src = xp + (size_t)ih * g->wx + 2 * (lo + h->d0) + b;
+                for (qq = 0; qq < lo; qq++) row[qq] = 0.0f;
+#if defined(IRMAE__X86)
+                if (vec == 2) irmae__gather2_avx512(row + lo, src, hi - lo, g->wx - (2 * (lo + h->d0) + b));
+                else if (vec) irmae__gather2_avx2(row + lo, src, hi - lo, g->wx - (2 * (lo + h->d0) + b));
+                else
+#endif
+                for (qq = lo; qq < hi; qq++) row[qq] = src[2 * (qq - lo)];
+                for (qq = hi; qq < h->wr; qq++) row[qq] = 0.0f;
+            }
+        }
+}
+
+static void irmae__im2col_s2(float *col, size_t ld, const float *x, int imgs, const irmae__cgeom *g,
+                             const irmae__ph2 *h)
+{
+    int t;
+    const int planes = imgs * g->cx, kk = g->k * g->k, vec = IRMAE__CONV_VEC();
+    IRMAE__OMP(parallel for schedule(static) if ((size_t)g->kc * ld >= IRMAE__CONV_PAR_MIN))
+    for (t = 0; t < planes; t++) {
+        float q[IRMAE__PH2_MAX];
+        const int n = t / g->cx, c = t % g->cx;
+        int ki, kj, oh, ow;
+        irmae__ph2_split(q, x + (size_t)n * g->imgx + (size_t)c * g->planex, g, h, vec);
+        for (ki = 0; ki < g->k; ki++)
+            for (kj = 0; kj < g->k; kj++) {
+                const int a = (ki - g->p) - 2 * irmae__fdiv2(ki - g->p), dy = irmae__fdiv2(ki - g->p);
+                const int b = (kj - g->p) - 2 * irmae__fdiv2(kj - g->p), dx = irmae__fdiv2(kj - g->p);
+                const float *src = q + (size_t)(2 * a + b) * h->plane + (size_t)(dy - h->d0) * h->wr + (dx - h->d0);
+                float *dst = col + (size_t)(c * kk + ki * g->k + kj) * ld + (size_t)n * (size_t)g->P;
+                for (oh = 0; oh < g->hy; oh++, src += h->wr, dst += g->wy)
+                    for (ow = 0; ow < g->wy; ow++) dst[ow] = src[ow];
+            }
+    }
+}
+
+static void irmae__col2im_s2(float *x, const float *col, size_t ld, int imgs, const irmae__cgeom *g,
+                             const float *bias, const irmae__ph2 *h)
+{
+    int t;
+    const int planes = imgs * g->cx, kk = g->k * g->k;
+    IRMAE__OMP(parallel for schedule(static) if ((size_t)g->kc * ld >= IRMAE__CONV_PAR_MIN))
+    for (t = 0; t < planes; t++) {
+        float q[IRMAE__PH2_MAX];
+        const int n = t / g->cx, c = t % g->cx;
+        float *xp = x + (size_t)n * g->imgx + (size_t)c * g->planex;
+        const float bv = bias ? bias[c] : 0.0f;
+        size_t i;
+        int ki, kj, oh, ow, ih, iw;
+        for (i = 0; i < 4 * h->plane; i++) q[i] = bv;
+        for (ki = 0; ki < g->k; ki++)
+            for (kj = 0; kj < g->k; kj++) {
+                const int a = (ki - g->p) - 2 * irmae__fdiv2(ki - g->p), dy = irmae__fdiv2(ki - g->p);
+                const int b = (kj - g->p) - 2 * irmae__fdiv2(kj - g->p), dx = irmae__fdiv2(kj - g->p);
+                float *dst = q + (size_t)(2 * a + b) * h->plane + (size_t)(dy - h->d0) * h->wr + (dx - h->d0);
+                const float *src = col + (size_t)(c * kk + ki * g->k + kj) * ld + (size_t)n * (size_t)g->P;
+                for (oh = 0; oh < g->hy; oh++, dst += h->wr, src += g->wy)
+                    for (ow = 0; ow < g->wy; ow++) dst[ow] += src[ow];
+            }
+        /* interleave the phases into the image; pixels no tap reaches keep the bias */
+        for (ih = 0; ih < g->hx; ih++) {
+            const int rr = (ih >> 1) - h->d0, a = ih & 1;
+            float *row = xp + (size_t)ih * g->wx;
+            if (rr < 0 || rr >= h->hr) {
+                for (iw = 0; iw < g->wx; iw++) row[iw] = bv;
+                continue;
+            }
+            for (iw = 0; iw < g->wx; iw++) {
+                const int qq = (iw >> 1) - h->d0;
+                row[iw] = qq >= 0 && qq < h->wr ? q[(size_t)(2 * a + (iw & 1)) * h->plane + (size_t)rr * h->wr + qq] : bv;
             }
         }
     }
+}
+
+/* col [kc, ld] (columns n P .. n P + P - 1 for image n < imgs) <- patches of
+   x (imgs images of the image side). Each thread owns whole rows of col. */
+static void irmae__im2col_direct(float *col, size_t ld, const float *x, int imgs, const irmae__cgeom *g)
+{
+    int r;
+    const int kk = g->k * g->k, vec = IRMAE__CONV_VEC();
+    (void)vec;
+    IRMAE__OMP(parallel for schedule(static) if ((size_t)g->kc * ld >= IRMAE__CONV_PAR_MIN))
+    for (r = 0; r < g->kc; r++) {
+        const int c = r / kk, ki = (r / g->k) % g->k, kj = r % g->k, off = kj - g->p;
+        int lo, hi, n, oh, ow;
+        irmae__conv_range(&lo, &hi, off, g->s, g->wx, g->wy);
+        for (n = 0; n < imgs; n++) {
+            const float *xp = x + (size_t)n * g->imgx + (size_t)c * g->planex;
+            float *dst = col + (size_t)r * ld + (size_t)n * (size_t)g->P;
+            for (oh = 0; oh < g->hy; oh++, dst += g->wy) {
+                const int ih = oh * g->s - g->p + ki;
+                const float *row;
+                if (ih < 0 || ih >= g->hx) {
+                    memset(dst, 0, (size_t)g->wy * sizeof(float));
+                    continue;
+                }
+                row = xp + (size_t)ih * (size_t)g->wx;
+                for (ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
+                if (g->s == 1) {
+                    if (hi > lo) memcpy(dst + lo, row + (lo + off), (size_t)(hi - lo) * sizeof(float));
+                } else {
+                    const int s = g->s;
+#if defined(IRMAE__X86)
+                    if (s == 2 && vec) {
+                        if (hi > lo) (vec == 2 ? irmae__gather2_avx512 : irmae__gather2_avx2)
+                                         (dst + lo, row + 2 * lo + off, hi - lo, g->wx - (2 * lo + off));
+                    } else
+#endif
+                    for (ow = lo; ow < hi; ow++) dst[ow] = row[ow * s + off];
+                }
+                for (ow = hi; ow < g->wy; ow++) dst[ow] = 0.0f;
+            }
+        }
+    }
+}
+
+static void irmae__im2col(float *col, size_t ld, const float *x, int imgs, const irmae__cgeom *g)
+{
+    double t0_ = IRMAE__PROF_T0();
+    irmae__ph2 h;
+    if (irmae__ph2_geom(&h, g)) irmae__im2col_s2(col, ld, x, imgs, g, &h);
+    else irmae__im2col_direct(col, ld, x, imgs, g);
     IRMAE__PROF_ADD(IRMAE_PHASE_LOWER, t0_);
 }
 
 /* x (imgs images of the image side) <- bias (or 0) + col2im(col): every
    plane (image, channel) is owned by one thread and summed over (ki, kj, oh,
    ow) in that fixed order. */
+static void irmae__col2im_direct(float *x, const float *col, size_t ld, int imgs, const irmae__cgeom *g,
+                                 const float *bias)
+{
+    int t;
+    const int planes = imgs * g->cx, vec = IRMAE__CONV_VEC();
+    (void)vec;
+    IRMAE__OMP(parallel for schedule(static) if ((size_t)g->kc * ld >= IRMAE__CONV_PAR_MIN))
+    for (t = 0; t < planes; t++) {
+        const int n = t / g->cx, c = t % g->cx;
+        float *xp = x + (size_t)n * g->imgx + (size_t)c * g->planex;
+        const float bv = bias ? bias[c] : 0.0f;
+        size_t i;
+        int ki, kj, oh, ow;
+        for (i = 0; i < g->planex; i++) xp[i] = bv;
+        for (ki = 0; ki < g->k; ki++)
+            for (kj = 0; kj < g->k; kj++) {
+                const int off = kj - g->p;
+                const float *src = col + (size_t)((c * g->k + ki) * g->k + kj) * ld + (size_t)n * (size_t)g->P;
+                int lo, hi;
+                irmae__conv_range(&lo, &hi, off, g->s, g->wx, g->wy);
+                if (hi <= lo) continue;
+                for (oh = 0; oh < g->hy; oh++, src += g->wy) {
+                    const int ih = oh * g->s - g->p + ki;
+                    float *row;
+                    if (ih < 0 || ih >= g->hx) continue;
+                    row = xp + (size_t)ih * (size_t)g->wx;
+                    if (g->s == 1) {
+                        float *rr = row + (lo + off);
+                        const float *ss = src + lo;
+                        const int len = hi - lo;
+                        for (ow = 0; ow < len; ow++) rr[ow] += ss[ow];
+                    } else {
+                        const int s = g->s;
+#if defined(IRMAE__X86)
+                        if (s == 2 && vec)
+                            (vec == 2 ? irmae__scatter2_add_avx512 : irmae__scatter2_add_avx2)
+                                (row + 2 * lo + off, src + lo, hi - lo, g->wx - (2 * lo + off));
+                        else
+#endif
+                        for (ow = lo; ow < hi; ow++) row[ow * s + off] += src[ow];
+                    }
+                }
+            }
+    }
+}
+
 static void irmae__col2im(float *x, const float *col, size_t ld, int imgs, const irmae__cgeom *g,
                           const float *bias)
 {
     double t0_ = IRMAE__PROF_T0();
-    {
-        int t;
-        const int planes = imgs * g->cx, vec = IRMAE__CONV_VEC();
-        (void)vec;
-        IRMAE__OMP(parallel for schedule(static) if ((size_t)g->kc * ld >= IRMAE__CONV_PAR_MIN))
-        for (t = 0; t < planes; t++) {
-            const int n = t / g->cx, c = t % g->cx;
-            float *xp = x + (size_t)n * g->imgx + (size_t)c * g->planex;
-            const float bv = bias ? bias[c] : 0.0f;
-            size_t i;
-            int ki, kj, oh, ow;
-            for (i = 0; i < g->planex; i++) xp[i] = bv;
-            for (ki = 0; ki < g->k; ki++)
-                for (kj = 0; kj < g->k; kj++) {
-                    const int off = kj - g->p;
-                    const float *src = col + (size_t)((c * g->k + ki) * g->k + kj) * ld + (size_t)n * (size_t)g->P;
-                    int lo, hi;
-                    irmae__conv_range(&lo, &hi, off, g->s, g->wx, g->wy);
-                    if (hi <= lo) continue;
-                    for (oh = 0; oh < g->hy; oh++, src += g->wy) {
-                        const int ih = oh * g->s - g->p + ki;
-                        float *row;
-                        if (ih < 0 || ih >= g->hx) continue;
-                        row = xp + (size_t)ih * (size_t)g->wx;
-                        if (g->s == 1) {
-                            float *rr = row + (lo + off);
-                            const float *ss = src + lo;
-                            const int len = hi - lo;
-                            for (ow = 0; ow < len; ow++) rr[ow] += ss[ow];
-                        } else {
-                            const int s = g->s;
-    #if defined(IRMAE__X86)
-                            if (s == 2 && vec)
-                                (vec == 2 ? irmae__scatter2_add_avx512 : irmae__scatter2_add_avx2)
-                                    (row + 2 * lo + off, src + lo, hi - lo, g->wx - (2 * lo + off));
-                            else
-    #endif
-                            for (ow = lo; ow < hi; ow++) row[ow * s + off] += src[ow];
-                        }
-                    }
-                }
-        }
-    }
+    irmae__ph2 h;
+    if (irmae__ph2_geom(&h, g)) irmae__col2im_s2(x, col, ld, imgs, g, bias, &h);
+    else irmae__col2im_direct(x, col, ld, imgs, g, bias);
     IRMAE__PROF_ADD(IRMAE_PHASE_LOWER, t0_);
 }
 

@@ -630,6 +630,50 @@ static void timing(irmae_rng *rng, int transposed, int in_c, int h, int out_c, i
     free(in); free(w); free(b); free(out); free(work);
 }
 
+/* The stride-2 phase-plane lowering (irmae__im2col_s2 / irmae__col2im_s2)
+   against the direct loops it replaces, bit for bit: im2col moves values,
+   col2im sums them in the same (ki, kj) order. Odd and even sizes, kernels
+   1..5, every padding, on the current path. */
+static void test_phase_planes(irmae_rng *rng)
+{
+    static const int hw[][2] = {{1, 1}, {2, 3}, {5, 4}, {7, 7}, {8, 8}, {16, 16}, {17, 9}, {32, 32}, {33, 31}};
+    int si, k, p, tr, checked = 0, skipped = 0;
+    for (si = 0; si < (int)(sizeof hw / sizeof hw[0]); si++)
+        for (k = 1; k <= 5; k++)
+            for (p = 0; p < k; p++)
+                for (tr = 0; tr < 2; tr++) {
+                    irmae_conv_desc d;
+                    irmae__cgeom g;
+                    irmae__ph2 h;
+                    float *x, *x1, *x2, *col, *c1, *c2, *bias;
+                    size_t nx, ncol;
+                    int rc = tr ? irmae_convt2d_desc(&d, 3, 2, hw[si][0], hw[si][1], 3, k, 2, p)
+                                : irmae_conv2d_desc(&d, 3, 2, hw[si][0], hw[si][1], 3, k, 2, p);
+                    if (rc) continue; /* kernel larger than the padded input */
+                    g = irmae__conv_geom(&d);
+                    if (!irmae__ph2_geom(&h, &g)) { skipped++; continue; }
+                    nx = (size_t)g.batch * g.imgx;
+                    ncol = (size_t)g.kc * g.batch * g.P;
+                    x = falloc(nx); x1 = falloc(nx); x2 = falloc(nx);
+                    col = falloc(ncol); c1 = falloc(ncol); c2 = falloc(ncol); bias = falloc((size_t)g.cx);
+                    fill(x, nx, rng); fill(col, ncol, rng); fill(bias, (size_t)g.cx, rng);
+                    fill_nan(c1, ncol); fill_nan(c2, ncol); fill_nan(x1, nx); fill_nan(x2, nx);
+                    irmae__im2col_direct(c1, (size_t)g.batch * g.P, x, g.batch, &g);
+                    irmae__im2col_s2(c2, (size_t)g.batch * g.P, x, g.batch, &g, &h);
+                    CHECK(memcmp(c1, c2, ncol * sizeof(float)) == 0, "im2col_s2 != direct: %s %dx%d k%d p%d",
+                          tr ? "convT" : "conv", hw[si][0], hw[si][1], k, p);
+                    irmae__col2im_direct(x1, col, (size_t)g.batch * g.P, g.batch, &g, (si & 1) ? bias : NULL);
+                    irmae__col2im_s2(x2, col, (size_t)g.batch * g.P, g.batch, &g, (si & 1) ? bias : NULL, &h);
+                    CHECK(memcmp(x1, x2, nx * sizeof(float)) == 0, "col2im_s2 != direct: %s %dx%d k%d p%d",
+                          tr ? "convT" : "conv", hw[si][0], hw[si][1], k, p);
+                    checked++;
+                    free(x); free(x1); free(x2); free(col); free(c1); free(c2); free(bias);
+                }
+    CHECK(checked > 100, "only %d phase-plane geometries checked", checked);
+    printf("  phase planes (%s): %d geometries bit-identical to the direct loops, %d too large for them\n",
+           irmae_simd_name(irmae_simd_level()), checked, skipped);
+}
+
 int main(void)
 {
     irmae_rng rng = irmae_rng_seed(20260517);
@@ -641,6 +685,7 @@ int main(void)
         if (!test_path_begin(test_paths[li], "conv shapes")) continue;
         printf("path %s: ", irmae_simd_name(test_paths[li]));
         test_random_shapes(&rng);
+        test_phase_planes(&rng);
     }
     irmae_simd_force(IRMAE_SIMD_BEST);
     printf("  (%.1f s)\n", now() - t0);
