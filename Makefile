@@ -10,7 +10,7 @@
 #   make install PREFIX=/usr/local [DESTDIR=]   irmae.h + irmae.pc; make uninstall
 #   make test-windows / test-s390x / test-neon   cross builds run under wine / qemu
 #   make test-install  pkg-config, CMake add_subdirectory and FetchContent users
-#   make test-options  IRMAE_STATIC, IRMAE_NO_SIMD, no OpenMP, custom allocator, 2 TUs
+#   make test-options  IRMAE_STATIC, IRMAE_NO_SIMD, no OpenMP, GNU C / C++ modes, custom allocator, 2 TUs
 # Variables: CC, CFLAGS, NO_OPENMP=1 (build without OpenMP), WERROR=1 (CI), MPICC.
 
 CC      ?= cc
@@ -230,8 +230,12 @@ test-options: | $(B)
 	$(CC) $(ALLFLAGS) $(B)/opt_static_a.o $(B)/opt_static_b.o -o $(B)/opt_static $(LDLIBS)
 	$(CC) $(CFLAGS) $(STD) $(WARN) -Werror -DIRMAE_NO_SIMD tests/test_gemm.c -o $(B)/opt_nosimd $(LDLIBS)
 	$(CC) $(CFLAGS) $(STD) $(WARN) -Werror tests/test_conv.c -o $(B)/opt_noomp $(LDLIBS)
+	@# GNU modes contract a * b + c into FMAs (-ffp-contract=fast): the SIMD
+	@# paths must still agree bit for bit and match the golden training hash
+	$(CC) $(CFLAGS) -std=gnu11 $(WARN) -Werror $(OMP) tests/test_model.c -o $(B)/opt_gnu_model $(LDLIBS)
+	$(CXX) $(CFLAGS) -x c++ -std=gnu++17 $(WARN) -Werror $(OMP) tests/test_gemm.c -o $(B)/opt_cxx_gemm $(LDLIBS)
 	$(MAKE) --no-print-directory check-header
-	@IRMAE_TEST_QUICK=1 sh tests/run.sh $(B)/opt_static $(B)/opt_nosimd $(B)/opt_noomp
+	@IRMAE_TEST_QUICK=1 sh tests/run.sh $(B)/opt_static $(B)/opt_nosimd $(B)/opt_noomp $(B)/opt_gnu_model $(B)/opt_cxx_gemm
 
 # make install PREFIX=... DESTDIR=...: the header and a pkg-config file.
 PREFIX ?= /usr/local

@@ -2263,6 +2263,63 @@ static int irmae__ph2_geom(irmae__ph2 *h, const irmae__cgeom *g)
     return 4 * h->plane <= IRMAE__PH2_MAX;
 }
 
+/* rows x n block moves of the phase-plane forms: dst[i ds + j] (+)= src[i ss + j] */
+#if defined(IRMAE__X86)
+/* no masked loads and stores: a masked load of what a masked store just
+   wrote is not forwarded from the store buffer on current x86 cores, and
+   the phase-plane adds do exactly that */
+IRMAE__TARGET("avx512f")
+static void irmae__rows_avx512(float *dst, size_t ds, const float *src, size_t ss, int rows, int n, int add)
+{
+    int i, j;
+    for (i = 0; i < rows; i++, dst += ds, src += ss) {
+        for (j = 0; j + 16 <= n; j += 16) {
+            __m512 v = _mm512_loadu_ps(src + j);
+            if (add) v = _mm512_add_ps(_mm512_loadu_ps(dst + j), v);
+            _mm512_storeu_ps(dst + j, v);
+        }
+        if (j + 8 <= n) {
+            __m256 v = _mm256_loadu_ps(src + j);
+            if (add) v = _mm256_add_ps(_mm256_loadu_ps(dst + j), v);
+            _mm256_storeu_ps(dst + j, v);
+            j += 8;
+        }
+        if (j + 4 <= n) {
+            __m128 v = _mm_loadu_ps(src + j);
+            if (add) v = _mm_add_ps(_mm_loadu_ps(dst + j), v);
+            _mm_storeu_ps(dst + j, v);
+            j += 4;
+        }
+        for (; j < n; j++) dst[j] = add ? dst[j] + src[j] : src[j];
+    }
+}
+IRMAE__TARGET("avx2")
+static void irmae__rows_avx2(float *dst, size_t ds, const float *src, size_t ss, int rows, int n, int add)
+{
+    int i, j;
+    for (i = 0; i < rows; i++, dst += ds, src += ss) {
+        for (j = 0; j + 8 <= n; j += 8) {
+            __m256 v = _mm256_loadu_ps(src + j);
+            if (add) v = _mm256_add_ps(_mm256_loadu_ps(dst + j), v);
+            _mm256_storeu_ps(dst + j, v);
+        }
+        for (; j < n; j++) dst[j] = add ? dst[j] + src[j] : src[j];
+    }
+}
+#endif
+static void irmae__rows(float *dst, size_t ds, const float *src, size_t ss, int rows, int n, int add, int vec)
+{
+    int i, j;
+#if defined(IRMAE__X86)
+    if (vec == 2) { irmae__rows_avx512(dst, ds, src, ss, rows, n, add); return; }
+    if (vec) { irmae__rows_avx2(dst, ds, src, ss, rows, n, add); return; }
+#else
+    (void)vec;
+#endif
+    for (i = 0; i < rows; i++, dst += ds, src += ss)
+        for (j = 0; j < n; j++) dst[j] = add ? dst[j] + src[j] : src[j];
+}
+
 /* q[4 planes] <- the zero-padded phase planes of one image plane xp (hx x wx) */
 static void irmae__ph2_split(float *q, const float *xp, const irmae__cgeom *g, const irmae__ph2 *h, int vec)
 {
@@ -2306,7 +2363,7 @@ static void irmae__im2col_s2(float *col, size_t ld, const float *x, int imgs, co
     for (t = 0; t < planes; t++) {
         float q[IRMAE__PH2_MAX];
         const int n = t / g->cx, c = t % g->cx;
-        int ki, kj, oh, ow;
+        int ki, kj;
         irmae__ph2_split(q, x + (size_t)n * g->imgx + (size_t)c * g->planex, g, h, vec);
         for (ki = 0; ki < g->k; ki++)
             for (kj = 0; kj < g->k; kj++) {
@@ -2314,8 +2371,7 @@ static void irmae__im2col_s2(float *col, size_t ld, const float *x, int imgs, co
                 const int b = (kj - g->p) - 2 * irmae__fdiv2(kj - g->p), dx = irmae__fdiv2(kj - g->p);
                 const float *src = q + (size_t)(2 * a + b) * h->plane + (size_t)(dy - h->d0) * h->wr + (dx - h->d0);
                 float *dst = col + (size_t)(c * kk + ki * g->k + kj) * ld + (size_t)n * (size_t)g->P;
-                for (oh = 0; oh < g->hy; oh++, src += h->wr, dst += g->wy)
-                    for (ow = 0; ow < g->wy; ow++) dst[ow] = src[ow];
+                irmae__rows(dst, (size_t)g->wy, src, (size_t)h->wr, g->hy, g->wy, 0, vec);
             }
     }
 }
@@ -2324,7 +2380,7 @@ static void irmae__col2im_s2(float *x, const float *col, size_t ld, int imgs, co
                              const float *bias, const irmae__ph2 *h)
 {
     int t;
-    const int planes = imgs * g->cx, kk = g->k * g->k;
+    const int planes = imgs * g->cx, kk = g->k * g->k, vec = IRMAE__CONV_VEC();
     IRMAE__OMP(parallel for schedule(static) if ((size_t)g->kc * ld >= IRMAE__CONV_PAR_MIN))
     for (t = 0; t < planes; t++) {
         float q[IRMAE__PH2_MAX];
@@ -2332,7 +2388,7 @@ static void irmae__col2im_s2(float *x, const float *col, size_t ld, int imgs, co
         float *xp = x + (size_t)n * g->imgx + (size_t)c * g->planex;
         const float bv = bias ? bias[c] : 0.0f;
         size_t i;
-        int ki, kj, oh, ow, ih, iw;
+        int ki, kj, ih, iw;
         for (i = 0; i < 4 * h->plane; i++) q[i] = bv;
         for (ki = 0; ki < g->k; ki++)
             for (kj = 0; kj < g->k; kj++) {
@@ -2340,8 +2396,7 @@ static void irmae__col2im_s2(float *x, const float *col, size_t ld, int imgs, co
                 const int b = (kj - g->p) - 2 * irmae__fdiv2(kj - g->p), dx = irmae__fdiv2(kj - g->p);
                 float *dst = q + (size_t)(2 * a + b) * h->plane + (size_t)(dy - h->d0) * h->wr + (dx - h->d0);
                 const float *src = col + (size_t)(c * kk + ki * g->k + kj) * ld + (size_t)n * (size_t)g->P;
-                for (oh = 0; oh < g->hy; oh++, dst += h->wr, src += g->wy)
-                    for (ow = 0; ow < g->wy; ow++) dst[ow] += src[ow];
+                irmae__rows(dst, (size_t)h->wr, src, (size_t)g->wy, g->hy, g->wy, 1, vec);
             }
         /* interleave the phases into the image; pixels no tap reaches keep the bias */
         for (ih = 0; ih < g->hx; ih++) {
@@ -2351,9 +2406,16 @@ static void irmae__col2im_s2(float *x, const float *col, size_t ld, int imgs, co
                 for (iw = 0; iw < g->wx; iw++) row[iw] = bv;
                 continue;
             }
-            for (iw = 0; iw < g->wx; iw++) {
-                const int qq = (iw >> 1) - h->d0;
-                row[iw] = qq >= 0 && qq < h->wr ? q[(size_t)(2 * a + (iw & 1)) * h->plane + (size_t)rr * h->wr + qq] : bv;
+            {
+                const float *e = q + (size_t)(2 * a) * h->plane + (size_t)rr * h->wr - h->d0;  /* phase b = 0 */
+                const float *o = e + h->plane;                                               /* phase b = 1 */
+                /* column iw reads column (iw >> 1) - d0 of its phase: in range for
+                   iw in [2 d0, 2 (d0 + wr)) */
+                int lo = 2 * h->d0 < 0 ? 0 : 2 * h->d0, hi = 2 * (h->d0 + h->wr) < g->wx ? 2 * (h->d0 + h->wr) : g->wx;
+                for (iw = 0; iw < lo && iw < g->wx; iw++) row[iw] = bv;
+                for (iw = lo; iw + 1 < hi; iw += 2) { row[iw] = e[iw >> 1]; row[iw + 1] = o[iw >> 1]; }
+                for (; iw < hi; iw++) row[iw] = (iw & 1 ? o : e)[iw >> 1];
+                for (iw = hi > lo ? hi : lo; iw < g->wx; iw++) row[iw] = bv;
             }
         }
     }
@@ -2970,10 +3032,10 @@ static void irmae__relu_fwd_avx512(float *out, const float *in, size_t n)
 {
     size_t i = 0;
     const __m512 z = _mm512_setzero_ps();
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, _mm512_max_ps(_mm512_loadu_ps(in + i), z));
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, _mm512_maskz_max_ps((__mmask16)0xFFFF, _mm512_loadu_ps(in + i), z));
     if (i < n) {
         __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
-        _mm512_mask_storeu_ps(out + i, k, _mm512_max_ps(_mm512_maskz_loadu_ps(k, in + i), z));
+        _mm512_mask_storeu_ps(out + i, k, _mm512_maskz_max_ps((__mmask16)0xFFFF, _mm512_maskz_loadu_ps(k, in + i), z));
     }
 }
 IRMAE__TARGET("avx512f")
@@ -3772,8 +3834,14 @@ static void irmae__adam_avx2(float *p, const float *g, float *mm, float *vv, siz
         p[i] -= k->lr * mi / (sqrtf(vi * k->inv_bc2) + k->eps);
     }
 }
-/* AVX-512: the same operations in the same order (no FMA: the scalar and
-   AVX2 forms round the products separately), the tail with masks */
+/* AVX-512: the same operations in the same order, the tail with masks. No
+   FMA: the scalar and AVX2 forms round the products separately. An AVX-512
+   target allows FMA, and in GNU modes (-ffp-contract=fast, gcc's default
+   outside -std=c99/c11) gcc would fuse mul + add intrinsics into one;
+   the multiplies with an explicit rounding mode (round to nearest, the
+   default) cannot be fused. (The maskz forms of the intrinsics keep gcc's
+   -Wmaybe-uninitialized quiet about _mm512_undefined_ps in C++.) */
+#define IRMAE__MUL512(a, b) _mm512_maskz_mul_round_ps((__mmask16)0xFFFF, (a), (b), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 IRMAE__TARGET("avx512f")
 static void irmae__adam_avx512(float *p, const float *g, float *mm, float *vv, size_t n, const irmae__adam_k *k)
 {
@@ -3783,24 +3851,24 @@ static void irmae__adam_avx512(float *p, const float *g, float *mm, float *vv, s
     const __m512 ib = _mm512_set1_ps(k->inv_bc2);
     for (i = 0; i + 16 <= n; i += 16) {
         __m512 gi = _mm512_loadu_ps(g + i);
-        __m512 mi = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_loadu_ps(mm + i)), _mm512_mul_ps(s1, gi));
-        __m512 vi = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_loadu_ps(vv + i)), _mm512_mul_ps(_mm512_mul_ps(s2, gi), gi));
-        __m512 den = _mm512_add_ps(_mm512_sqrt_ps(_mm512_mul_ps(vi, ib)), eps);
+        __m512 mi = _mm512_add_ps(IRMAE__MUL512(b1, _mm512_loadu_ps(mm + i)), IRMAE__MUL512(s1, gi));
+        __m512 vi = _mm512_add_ps(IRMAE__MUL512(b2, _mm512_loadu_ps(vv + i)), IRMAE__MUL512(IRMAE__MUL512(s2, gi), gi));
+        __m512 den = _mm512_add_ps(_mm512_maskz_sqrt_ps((__mmask16)0xFFFF, IRMAE__MUL512(vi, ib)), eps);
         _mm512_storeu_ps(mm + i, mi);
         _mm512_storeu_ps(vv + i, vi);
-        _mm512_storeu_ps(p + i, _mm512_sub_ps(_mm512_loadu_ps(p + i), _mm512_div_ps(_mm512_mul_ps(lr, mi), den)));
+        _mm512_storeu_ps(p + i, _mm512_sub_ps(_mm512_loadu_ps(p + i), _mm512_div_ps(IRMAE__MUL512(lr, mi), den)));
     }
     if (i < n) {
         __mmask16 km = (__mmask16)((1u << (n - i)) - 1u);
         __m512 gi = _mm512_maskz_loadu_ps(km, g + i);
-        __m512 mi = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_maskz_loadu_ps(km, mm + i)), _mm512_mul_ps(s1, gi));
-        __m512 vi = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_maskz_loadu_ps(km, vv + i)),
-                                  _mm512_mul_ps(_mm512_mul_ps(s2, gi), gi));
-        __m512 den = _mm512_add_ps(_mm512_sqrt_ps(_mm512_mul_ps(vi, ib)), eps);
+        __m512 mi = _mm512_add_ps(IRMAE__MUL512(b1, _mm512_maskz_loadu_ps(km, mm + i)), IRMAE__MUL512(s1, gi));
+        __m512 vi = _mm512_add_ps(IRMAE__MUL512(b2, _mm512_maskz_loadu_ps(km, vv + i)),
+                                  IRMAE__MUL512(IRMAE__MUL512(s2, gi), gi));
+        __m512 den = _mm512_add_ps(_mm512_maskz_sqrt_ps((__mmask16)0xFFFF, IRMAE__MUL512(vi, ib)), eps);
         _mm512_mask_storeu_ps(mm + i, km, mi);
         _mm512_mask_storeu_ps(vv + i, km, vi);
         _mm512_mask_storeu_ps(p + i, km, _mm512_sub_ps(_mm512_maskz_loadu_ps(km, p + i),
-                                                       _mm512_div_ps(_mm512_mul_ps(lr, mi), den)));
+                                                       _mm512_div_ps(IRMAE__MUL512(lr, mi), den)));
     }
 }
 #endif

@@ -608,6 +608,46 @@ static void test_relu_paths(irmae_rng *r)
     irmae_simd_force(IRMAE_SIMD_BEST);
 }
 
+/* Numerics do not drift: 10 training steps of the shapes preset give the
+   parameters and Adam state whose FNV-1a hash is committed here (computed
+   on the AVX2/AVX-512 paths, which give the same bits). A change of kernels,
+   lowering or model code that changes any bit of training fails this test;
+   if the change is meant to, say so in the commit and update the constant.
+   Only where the constant was computed: x86-64 with AVX2, glibc's libm
+   (expf, logf, ... of other libms may round differently). */
+static void test_golden(void)
+{
+#if defined(__x86_64__) && defined(__GLIBC__) && !defined(IRMAE_NO_SIMD)
+    const unsigned long long want = 0x740fe72de4250c3dull;
+    irmae_config c = irmae_preset(IRMAE_PRESET_SHAPES);
+    irmae_model m;
+    irmae_dataset ds;
+    irmae_rng r = irmae_rng_seed(51), r1 = irmae_rng_seed(52);
+    unsigned long long h = 1469598103934665603ull;
+    const unsigned char *b[3];
+    size_t i, j;
+    float loss;
+    int s;
+    if (irmae_simd_force(IRMAE_SIMD_AVX2) != IRMAE_SIMD_AVX2) {
+        printf("SKIP: golden training hash: no AVX2 on this CPU\n");
+        irmae_simd_force(IRMAE_SIMD_BEST);
+        return;
+    }
+    irmae_simd_force(IRMAE_SIMD_BEST);
+    c.max_batch = 16;
+    irmae_shapes_make(&ds, 160, &r, NULL);
+    irmae_model_init(&m, &c, &r1);
+    for (s = 0; s < 10; s++) irmae_model_train_step(&m, irmae_dataset_image(&ds, 16 * s), 16, &loss);
+    b[0] = (const unsigned char *)m.params; b[1] = (const unsigned char *)m.adam_m; b[2] = (const unsigned char *)m.adam_v;
+    for (j = 0; j < 3; j++)
+        for (i = 0; i < m.n_params * sizeof(float); i++) { h ^= b[j][i]; h *= 1099511628211ull; }
+    CHECK(h == want, "golden training hash 0x%016llx, committed 0x%016llx (numerics changed)", h, want);
+    irmae_model_free(&m); irmae_dataset_free(&ds);
+#else
+    printf("SKIP: golden training hash: computed on x86-64 with glibc only\n");
+#endif
+}
+
 /* the profile's clock (see irmae_profile_enable) */
 static double omp_wall(void)
 {
@@ -832,6 +872,7 @@ int main(void)
     test_threads();
     test_paths_identical();
     test_relu_paths(&r);
+    test_golden();
     test_profile();
     test_training_reduces_loss();
     test_bad_args();
