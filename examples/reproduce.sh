@@ -18,7 +18,9 @@
 #                  the full 60k/10k MNIST works the same way)
 #   MNIST_EPOCHS   epochs on MNIST (default 100)
 #   L1, L2         code penalty weights of AE+L1 / AE+L2 (default 0.01 / 0.01)
-#   THREADS        OpenMP threads per run (default 0 = OpenMP's default)
+#   THREADS        OpenMP threads per run (default 0 = one per idle CPU, see ./irmae help train)
+#   EVAL_EVERY     stop every K epochs for the spectrum and MSE of the held-out images
+#                  (NAME-trajectory.txt) and keep that epoch's checkpoint (default: off)
 #   JOBS           trainings run at the same time (default 1)
 #   CLI            the tool (default ./irmae)
 # Every step is skipped when its output exists, so an interrupted run resumes
@@ -42,13 +44,39 @@ R="$OUT/results.txt"
 log() { echo "$*" | tee -a "$R"; }
 run() { echo "+ $*" >&2; "$@"; }
 
-# train NAME ARGS...: OUT/NAME.ckpt, resumed if a checkpoint of an earlier run exists
+# train NAME ARGS... (ARGS hold --data D and --epochs E): OUT/NAME.ckpt, resumed if a
+# checkpoint of an earlier run exists. With EVAL_EVERY=K (epochs), training
+# stops every K epochs for the spectrum and MSE of HELD held-out images
+# (OUT/NAME-trajectory.txt, one line per evaluation; the checkpoint of
+# epoch e is kept as OUT/NAME-eE.ckpt), then resumes bit-exactly.
 train() {
     local name=$1; shift
-    local ck="$OUT/$name.ckpt"
+    local ck="$OUT/$name.ckpt" total=0 e data=shapes dir=() args=()
     if [ -f "$OUT/$name.done" ]; then return 0; fi
-    if [ -f "$ck" ]; then run "$CLI" train --threads "$THREADS" "$@" --resume "$ck" --heldout 512
-    else run "$CLI" train --threads "$THREADS" "$@" --out "$ck" --heldout 512; fi
+    while [ $# -gt 0 ]; do   # --epochs is given per chunk below
+        case $1 in
+            --epochs) total=$2; shift 2 ;;
+            --data) data=$2; args+=("$1" "$2"); shift 2 ;;
+            *) args+=("$1"); shift ;;
+        esac
+    done
+    set -- "${args[@]}"
+    [ "$data" = shapes ] || dir=(--dir "$MNIST_DIR")
+    e=${EVAL_EVERY:-$total}
+    while :; do
+        [ "$e" -gt "$total" ] && e=$total
+        if [ ! -f "$OUT/$name-e$e.ckpt" ] || [ "$e" = "$total" ]; then
+            if [ -f "$ck" ]; then run "$CLI" train --threads "$THREADS" "$@" --epochs "$e" --resume "$ck" --heldout 512
+            else run "$CLI" train --threads "$THREADS" "$@" --epochs "$e" --out "$ck" --heldout 512; fi
+            if [ -n "${EVAL_EVERY:-}" ]; then
+                cp "$ck" "$OUT/$name-e$e.ckpt"
+                "$CLI" spectrum --threads "$THREADS" --data "$data" "${dir[@]}" --count "$HELD" \
+                    --model "$ck" --name "$name epoch $e" | sed -n 1p >> "$OUT/$name-trajectory.txt"
+            fi
+        fi
+        [ "$e" = "$total" ] && break
+        e=$((e + EVAL_EVERY))
+    done
     touch "$OUT/$name.done"
 }
 # waits when JOBS trainings are running
