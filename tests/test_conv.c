@@ -674,6 +674,36 @@ static void test_phase_planes(irmae_rng *rng)
            irmae_simd_name(irmae_simd_level()), checked, skipped);
 }
 
+/* The weight gradient of a batch split into chunks equals, bit for bit, one
+   GEMM over the whole batch's im2col (chunks hold multiples of KC / gcd(P, KC)
+   images, so the depth slices line up). */
+static void test_chunk_invariance(irmae_rng *rng)
+{
+    irmae_conv_desc d;
+    irmae__cgeom g;
+    float *x, *dy, *w, *dw1, *dw2, *col, *ym, *work;
+    size_t ws, np;
+    int cap;
+    /* 157 images would fit the default cap; 157 x 64 positions is no multiple of 256 */
+    if (irmae_conv2d_desc(&d, 170, 48, 16, 16, 64, 4, 2, 1)) { CHECK(0, "desc"); return; }
+    g = irmae__conv_geom(&d);
+    cap = irmae__conv_chunk(&g);
+    np = (size_t)g.batch * g.P;
+    ws = irmae_conv_workspace(&d);
+    x = falloc(nin(&d)); dy = falloc(nout(&d)); w = falloc(nw(&d));
+    dw1 = falloc(nw(&d)); dw2 = falloc(nw(&d)); work = falloc(ws);
+    col = falloc((size_t)g.kc * np); ym = falloc((size_t)g.cy * np);
+    fill(x, nin(&d), rng); fill(dy, nout(&d), rng); fill(w, nw(&d), rng);
+    memset(dw1, 0, nw(&d) * 4); memset(dw2, 0, nw(&d) * 4);
+    CHECK(cap < g.batch && (cap * g.P) % IRMAE__KC == 0, "chunk of %d images of %d positions for batch %d", cap, g.P, g.batch);
+    CHECK(irmae_conv2d_backward(NULL, dw1, NULL, dy, x, w, &d, work) == 0, "backward");
+    irmae__im2col(col, np, x, g.batch, &g);
+    irmae__conv_gather(ym, np, dy, g.batch, g.cy, g.P);
+    irmae_sgemm(0, 1, g.cy, g.kc, (int)np, 1.0f, ym, (int)np, col, (int)np, 1.0f, dw2, g.kc);
+    CHECK(memcmp(dw1, dw2, nw(&d) * 4) == 0, "chunked weight gradient (chunks of %d) differs from one GEMM", cap);
+    free(x); free(dy); free(w); free(dw1); free(dw2); free(col); free(ym); free(work);
+}
+
 int main(void)
 {
     irmae_rng rng = irmae_rng_seed(20260517);
@@ -705,6 +735,8 @@ int main(void)
     test_adjoint(1, 32, 1, 1, 64, 2, 1, 0, &rng);
     test_adjoint(2, 8, 32, 32, 3, 1, 1, 0, &rng);
     test_threads(&rng);
+    if (getenv("IRMAE_TEST_QUICK")) printf("SKIP: chunk invariance (IRMAE_TEST_QUICK: a 1 GFLOP product)\n");
+    else test_chunk_invariance(&rng);
     printf("worst |fast - ref| / tolerance: %.3g\n", g_worst);
     if (getenv("IRMAE_TEST_QUICK")) printf("SKIP: timing line (IRMAE_TEST_QUICK)\n");
     else timing(&rng, 0, 32, 16, 64, 4, 2, 1);
