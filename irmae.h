@@ -2273,36 +2273,12 @@ static int irmae__ph2_geom(irmae__ph2 *h, const irmae__cgeom *g)
     return 4 * h->plane <= IRMAE__PH2_MAX;
 }
 
-/* rows x n block moves of the phase-plane forms: dst[i ds + j] (+)= src[i ss + j] */
+/* rows x n block moves of the phase-plane forms: dst[i ds + j] (+)= src[i ss + j].
+   One AVX2 form serves the AVX-512 path too (the rows are 2..32 floats),
+   and it uses no masked loads/stores: a masked load of what a masked store
+   just wrote is not forwarded from the store buffer on current x86 cores,
+   and the phase-plane adds do exactly that. */
 #if defined(IRMAE__X86)
-/* no masked loads and stores: a masked load of what a masked store just
-   wrote is not forwarded from the store buffer on current x86 cores, and
-   the phase-plane adds do exactly that */
-IRMAE__TARGET("avx512f")
-static void irmae__rows_avx512(float *dst, size_t ds, const float *src, size_t ss, int rows, int n, int add)
-{
-    int i, j;
-    for (i = 0; i < rows; i++, dst += ds, src += ss) {
-        for (j = 0; j + 16 <= n; j += 16) {
-            __m512 v = _mm512_loadu_ps(src + j);
-            if (add) v = _mm512_add_ps(_mm512_loadu_ps(dst + j), v);
-            _mm512_storeu_ps(dst + j, v);
-        }
-        if (j + 8 <= n) {
-            __m256 v = _mm256_loadu_ps(src + j);
-            if (add) v = _mm256_add_ps(_mm256_loadu_ps(dst + j), v);
-            _mm256_storeu_ps(dst + j, v);
-            j += 8;
-        }
-        if (j + 4 <= n) {
-            __m128 v = _mm_loadu_ps(src + j);
-            if (add) v = _mm_add_ps(_mm_loadu_ps(dst + j), v);
-            _mm_storeu_ps(dst + j, v);
-            j += 4;
-        }
-        for (; j < n; j++) dst[j] = add ? dst[j] + src[j] : src[j];
-    }
-}
 IRMAE__TARGET("avx2")
 static void irmae__rows_avx2(float *dst, size_t ds, const float *src, size_t ss, int rows, int n, int add)
 {
@@ -2313,6 +2289,12 @@ static void irmae__rows_avx2(float *dst, size_t ds, const float *src, size_t ss,
             if (add) v = _mm256_add_ps(_mm256_loadu_ps(dst + j), v);
             _mm256_storeu_ps(dst + j, v);
         }
+        if (j + 4 <= n) {
+            __m128 v = _mm_loadu_ps(src + j);
+            if (add) v = _mm_add_ps(_mm_loadu_ps(dst + j), v);
+            _mm_storeu_ps(dst + j, v);
+            j += 4;
+        }
         for (; j < n; j++) dst[j] = add ? dst[j] + src[j] : src[j];
     }
 }
@@ -2321,7 +2303,6 @@ static void irmae__rows(float *dst, size_t ds, const float *src, size_t ss, int 
 {
     int i, j;
 #if defined(IRMAE__X86)
-    if (vec == 2) { irmae__rows_avx512(dst, ds, src, ss, rows, n, add); return; }
     if (vec) { irmae__rows_avx2(dst, ds, src, ss, rows, n, add); return; }
 #else
     (void)vec;

@@ -648,16 +648,6 @@ static void test_golden(void)
 #endif
 }
 
-/* the profile's clock (see irmae_profile_enable) */
-static double omp_wall(void)
-{
-#ifdef _OPENMP
-    return omp_get_wtime();
-#else
-    return (double)clock() / (double)CLOCKS_PER_SEC;
-#endif
-}
-
 /* irmae_profile_*: off by default (nothing accumulates); on, every phase of
    a conv model's training step gets time and the phases add up to at most
    the step's wall time (they never overlap) */
@@ -679,15 +669,15 @@ static void test_profile(void)
     for (p = 0; p < IRMAE_PHASE_COUNT; p++) if (sec[p] != 0.0) zero = 0;
     CHECK(zero, "profile accumulates while disabled");
     irmae_profile_enable(1);
-    t0 = omp_wall();
+    t0 = irmae__clock();
     irmae_model_train_step(&m, ds.x, 16, &loss);
     irmae_model_train_step(&m, ds.x, 16, &loss);
-    wall = omp_wall() - t0;
+    wall = irmae__clock() - t0;
     irmae_profile_enable(0);
     irmae_profile_read(sec, 1);
     { /* the clock's tick: phases shorter than it may read 0 (Windows' clocks) */
-        double a = omp_wall(), b;
-        while ((b = omp_wall()) == a) { }
+        double a = irmae__clock(), b;
+        while ((b = irmae__clock()) == a) { }
         for (p = 0; p < IRMAE_PHASE_COUNT; p++) {
             sum += sec[p];
             CHECK(sec[p] > 0.0 || (b - a > 1e-5 && p != IRMAE_PHASE_GEMM), "phase %s got no time", irmae_phase_name(p));
