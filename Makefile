@@ -70,7 +70,8 @@ check-header: | $(B)
 	$(B)/tu_link
 
 test: all check-cxx check-header
-	@IRMAE_PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BINS) "sh tests/test_cli.sh ./irmae"
+	@IRMAE_PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BINS) "sh tests/test_cli.sh ./irmae" \
+	  "sh tests/test_snippets.sh '$(CC) $(ALLFLAGS)'"
 
 demo: $(B)/shapes
 	OMP_PROC_BIND=true $(B)/shapes --out demo-out

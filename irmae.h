@@ -15,18 +15,22 @@
    before you include this file in *one* C or C++ file to create the
    implementation. Other files include it without the define.
 
-   Quick start (see examples/shapes.c for the whole program):
+   Quick start: one epoch on 10,000 synthetic shapes (the paper trains 100
+   epochs of 50,000; examples/shapes.c is the whole program). `make test`
+   compiles and runs these lines as they stand here.
 
        irmae_rng rng = irmae_rng_seed(1);
        irmae_dataset train;
-       irmae_shapes_make(&train, 50000, &rng);          // synthetic, 7 factors
        irmae_config cfg = irmae_preset(IRMAE_PRESET_SHAPES);
-       cfg.l = 2;                                       // the extra linear maps
        irmae_model m;
-       if (irmae_model_init(&m, &cfg, &rng)) { puts(irmae_error_detail()); }
+       if (irmae_shapes_make(&train, 10000, &rng, NULL)) return 1;  // 7 factors
+       cfg.l = 2;                                       // the extra linear maps
+       if (irmae_model_init(&m, &cfg, &rng)) { puts(irmae_error_detail()); return 1; }
        for (int i = 0; i + 32 <= train.n; i += 32)
            irmae_model_train_step(&m, irmae_dataset_image(&train, i), 32, NULL);
-       irmae_model_free(&m); irmae_dataset_free(&train);
+       printf("last batch: loss %.4f\n", m.last_loss);
+       irmae_model_free(&m);
+       irmae_dataset_free(&train);
 
    Build:  cc -O2 -fopenmp prog.c -lm     (the same without -fopenmp works)
 
@@ -313,6 +317,40 @@ IRMAEDEF void irmae_sigmoid_forward(float *out, const float *in, size_t count);
 IRMAEDEF void irmae_sigmoid_backward(float *din, const float *dout, const float *out, size_t count);
 
 /* ======================================================================== */
+/* Optimiser: Adam, gradient clipping, softmax cross-entropy                */
+/* ======================================================================== */
+
+/* Adam (Kingma & Ba, as torch.optim.Adam without weight decay). For the
+   update number step (1, 2, ...) and every i < count:
+       m = beta1 m + (1 - beta1) g,   v = beta2 v + (1 - beta2) g^2,
+       p -= (lr / (1 - beta1^step)) m / (sqrt(v / (1 - beta2^step)) + eps)
+   params, m and v are updated in place (m and v start at zero); grads is
+   read. Every SIMD path does the same float operations in the same order
+   (no fused multiply-add) and threads own fixed chunks, so the result does
+   not depend on the CPU or the thread count. The model's
+   irmae_model_adam_step is this on its parameter buffer.
+   Errors: IRMAE_ERR_ARG (NULL pointer, step < 1, lr < 0, betas outside
+   [0, 1), eps <= 0). */
+typedef struct irmae_adam { float lr, beta1, beta2, eps; } irmae_adam;
+IRMAEDEF int irmae_adam_update(float *params, float *m, float *v, const float *grads, size_t count,
+                              long long step, const irmae_adam *hp);
+/* Returns the global L2 norm of grads[0..count), summed in double in a
+   fixed order (the same bits for any thread count). If max_norm > 0 and the
+   norm is larger, scales every gradient by max_norm / norm (as
+   torch.nn.utils.clip_grad_norm_). A norm that is not finite (a NaN or an
+   infinity among the gradients) is returned as it is and nothing is
+   scaled. NULL grads: 0 for count 0, else NaN. */
+IRMAEDEF double irmae_grad_clip(float *grads, size_t count, float max_norm);
+/* Softmax cross-entropy of batch rows of logits (classes each) against
+   integer labels: *loss (may be NULL) = the mean over the rows of
+   -log softmax(logits)[label] (in double, max-shifted: no overflow);
+   dlogits (may be NULL) = d loss / d logits = (softmax - onehot) / batch.
+   Errors: IRMAE_ERR_ARG (NULL logits/labels, batch or classes <= 0, a label
+   outside 0..classes-1), IRMAE_ERR_NUMERIC (a logit is not finite). */
+IRMAEDEF int irmae_softmax_xent(float *dlogits, double *loss, const float *logits, const int *labels,
+                                int batch, int classes);
+
+/* ======================================================================== */
 /* Networks and models                                                      */
 /* ======================================================================== */
 
@@ -323,7 +361,8 @@ enum {
     IRMAE_LAYER_RELU,
     IRMAE_LAYER_TANH,
     IRMAE_LAYER_SIGMOID,
-    IRMAE_LAYER_RESHAPE     /* to c x h x w (c = 0: flatten to features x 1 x 1) */
+    IRMAE_LAYER_RESHAPE,    /* to c x h x w (c = 0: flatten to features x 1 x 1) */
+    IRMAE_LAYER_UPSAMPLE    /* nearest-neighbour, by an integer scale (stride field) */
 };
 
 /* As the output size of the encoder's last layer: "the code", i.e. n (or 2n
@@ -334,7 +373,7 @@ enum {
 typedef struct irmae_layer_spec {
     int type;              /* IRMAE_LAYER_* */
     int out;               /* conv/convT channels or linear features, or IRMAE_CODE */
-    int k, stride, pad;    /* conv/convT: square kernel, stride, padding */
+    int k, stride, pad;    /* conv/convT: square kernel, stride, padding; upsample: scale in stride */
     int bias;              /* conv/convT/linear: 1 = with bias */
     int c, h, w;           /* reshape target */
 } irmae_layer_spec;
@@ -345,6 +384,8 @@ IRMAEDEF irmae_layer_spec irmae_layer_linear(int out, int bias);
 IRMAEDEF irmae_layer_spec irmae_layer_act(int type); /* IRMAE_LAYER_RELU / TANH / SIGMOID */
 IRMAEDEF irmae_layer_spec irmae_layer_reshape(int c, int h, int w);
 IRMAEDEF irmae_layer_spec irmae_layer_flatten(void);
+/* nearest-neighbour upsampling, as torch.nn.Upsample(scale_factor=scale): h x w -> (scale h) x (scale w), 1 <= scale <= 64 */
+IRMAEDEF irmae_layer_spec irmae_layer_upsample(int scale);
 
 enum { IRMAE_KIND_AE = 0,  /* AE (l = 0) or IRMAE (l > 0), optional L1/L2 code penalty */
        IRMAE_KIND_VAE = 1  /* mean/log-variance, reparameterised, BCE + beta KL */ };
@@ -370,9 +411,10 @@ typedef struct irmae_config {
     int range_pm1;              /* 0: pixels in [0,1] (default), 1: in [-1,1] */
 } irmae_config;
 
-/* The architectures of the paper (DESIGN.md), with the paper's training
-   settings: lr 1e-4, betas (0.9, 0.999), eps 1e-8, max_batch 128, l = 0,
-   n = 32 (shapes) or 128 (mnist, celeba64). */
+/* The architectures of the paper (README.md lists them layer by layer), with
+   the paper's training settings: lr 1e-4, betas (0.9, 0.999), eps 1e-8,
+   l = 0, n = 32 (shapes) or 128 (mnist, celeba64); max_batch 128 (shapes,
+   mnist) or 32 (celeba64, whose activations take 4x the memory per image). */
 IRMAEDEF irmae_config irmae_preset(int preset);
 
 /* A layer as resolved for a model: shapes, parameter offsets, activation offsets. */
@@ -399,10 +441,9 @@ typedef struct irmae_model {
     float *vae_eps;                  /* VAE noise batch x n */
     float *grad_a, *grad_b;          /* ping-pong activation gradients */
     float *work;                     /* convolution workspace */
-    void *work_norm;                 /* per-block partial sums of the gradient norm */
     float *sum_work;                 /* MPI builds: the gradient sum's receive buffer, */
     size_t sum_work_cap;             /* allocated at the first step, then reused */
-    size_t max_act;                  /* largest per-image activation (floats) */
+    size_t act_per_image;            /* floats of all layers' outputs for one image */
     /* last step's loss terms (mean over the batch) */
     double last_loss, last_recon, last_reg;
     double last_grad_norm;           /* global L2 norm of the gradients (before clipping) */
@@ -512,7 +553,7 @@ IRMAEDEF void irmae_dataset_free(irmae_dataset *ds);
 /* Pointer to image i (c * h * w floats); NULL if i is out of range. */
 IRMAEDEF float *irmae_dataset_image(const irmae_dataset *ds, int i);
 
-/* The synthetic shapes data set (DESIGN.md): 3 x 32 x 32, black background,
+/* The synthetic shapes data set of the paper: 3 x 32 x 32, black background,
    one filled shape per image with hard edges. Seven factors: colour (r, g, b)
    uniform in [0,1], anchor x, y uniform integers in [8, 24], size uniform
    integer in [3, 8], kind circle (radius = size, centred on the anchor) or
@@ -3125,679 +3166,8 @@ IRMAEDEF void irmae_sigmoid_backward(float *din, const float *dout, const float 
 }
 
 /* ---------------------------------------------------------------------- */
-/* Networks and models                                                    */
+/* Optimiser: Adam, gradient clipping, softmax cross-entropy              */
 /* ---------------------------------------------------------------------- */
-
-static irmae_layer_spec irmae__spec(int type, int out, int k, int stride, int pad, int bias)
-{
-    irmae_layer_spec s;
-    memset(&s, 0, sizeof s);
-    s.type = type; s.out = out; s.k = k; s.stride = stride; s.pad = pad; s.bias = bias;
-    return s;
-}
-IRMAEDEF irmae_layer_spec irmae_layer_conv(int out, int k, int stride, int pad)
-{ return irmae__spec(IRMAE_LAYER_CONV, out, k, stride, pad, 1); }
-IRMAEDEF irmae_layer_spec irmae_layer_convt(int out, int k, int stride, int pad)
-{ return irmae__spec(IRMAE_LAYER_CONVT, out, k, stride, pad, 1); }
-IRMAEDEF irmae_layer_spec irmae_layer_linear(int out, int bias)
-{ return irmae__spec(IRMAE_LAYER_LINEAR, out, 0, 0, 0, bias); }
-IRMAEDEF irmae_layer_spec irmae_layer_act(int type)
-{ return irmae__spec(type, 0, 0, 0, 0, 0); }
-IRMAEDEF irmae_layer_spec irmae_layer_reshape(int c, int h, int w)
-{
-    irmae_layer_spec s = irmae__spec(IRMAE_LAYER_RESHAPE, 0, 0, 0, 0, 0);
-    s.c = c; s.h = h; s.w = w;
-    return s;
-}
-IRMAEDEF irmae_layer_spec irmae_layer_flatten(void) { return irmae_layer_reshape(0, 1, 1); }
-
-IRMAEDEF irmae_config irmae_preset(int preset)
-{
-    irmae_config c;
-    int i, relu = IRMAE_LAYER_RELU;
-    memset(&c, 0, sizeof c);
-    c.kind = IRMAE_KIND_AE;
-    c.out_act = IRMAE_OUT_AUTO;
-    c.vae_beta = 0.1f;
-    c.lr = 1e-4f; c.beta1 = 0.9f; c.beta2 = 0.999f; c.eps = 1e-8f;
-    c.max_batch = 128;
-    if (preset == IRMAE_PRESET_SHAPES) {
-        static const int ch[4] = {32, 64, 128, 256};
-        c.in_c = 3; c.in_h = c.in_w = 32; c.n = 32;
-        for (i = 0; i < 4; i++) {
-            c.enc[c.n_enc++] = irmae_layer_conv(ch[i], 4, 2, 1);
-            c.enc[c.n_enc++] = irmae_layer_act(relu);
-        }
-        c.enc[c.n_enc++] = irmae_layer_conv(IRMAE_CODE, 2, 1, 0);
-        c.dec[c.n_dec++] = irmae_layer_convt(256, 2, 1, 0);
-        c.dec[c.n_dec++] = irmae_layer_act(relu);
-        for (i = 2; i >= 0; i--) {
-            c.dec[c.n_dec++] = irmae_layer_convt(ch[i], 4, 2, 1);
-            c.dec[c.n_dec++] = irmae_layer_act(relu);
-        }
-        c.dec[c.n_dec++] = irmae_layer_convt(3, 4, 2, 1);
-    } else if (preset == IRMAE_PRESET_MNIST) {
-        static const int ch[4] = {32, 64, 128, 256};
-        c.in_c = 1; c.in_h = c.in_w = 32; c.n = 128;
-        for (i = 0; i < 4; i++) {
-            c.enc[c.n_enc++] = irmae_layer_conv(ch[i], 4, 2, 1);
-            c.enc[c.n_enc++] = irmae_layer_act(relu);
-        }
-        c.enc[c.n_enc++] = irmae_layer_flatten();
-        c.enc[c.n_enc++] = irmae_layer_linear(IRMAE_CODE, 1);
-        c.dec[c.n_dec++] = irmae_layer_linear(128 * 8 * 8, 1);
-        c.dec[c.n_dec++] = irmae_layer_act(relu);
-        c.dec[c.n_dec++] = irmae_layer_reshape(128, 8, 8);
-        c.dec[c.n_dec++] = irmae_layer_convt(64, 4, 2, 1);
-        c.dec[c.n_dec++] = irmae_layer_act(relu);
-        c.dec[c.n_dec++] = irmae_layer_convt(32, 4, 2, 1);
-        c.dec[c.n_dec++] = irmae_layer_act(relu);
-        c.dec[c.n_dec++] = irmae_layer_convt(1, 1, 1, 0);
-    } else if (preset == IRMAE_PRESET_CELEBA64) {
-        static const int ch[4] = {128, 256, 512, 1024};
-        c.in_c = 3; c.in_h = c.in_w = 64; c.n = 128;
-        c.max_batch = 32;
-        for (i = 0; i < 4; i++) {
-            c.enc[c.n_enc++] = irmae_layer_conv(ch[i], 4, 2, 1);
-            c.enc[c.n_enc++] = irmae_layer_act(relu);
-        }
-        c.enc[c.n_enc++] = irmae_layer_flatten();
-        c.enc[c.n_enc++] = irmae_layer_linear(IRMAE_CODE, 1);
-        c.dec[c.n_dec++] = irmae_layer_linear(1024 * 8 * 8, 1);
-        c.dec[c.n_dec++] = irmae_layer_reshape(1024, 8, 8);
-        for (i = 2; i >= 0; i--) {
-            c.dec[c.n_dec++] = irmae_layer_convt(ch[i], 4, 2, 1);
-            c.dec[c.n_dec++] = irmae_layer_act(relu);
-        }
-        c.dec[c.n_dec++] = irmae_layer_convt(3, 1, 1, 0);
-    }
-    return c;
-}
-
-/* Resolves one layer given its input shape; fills shapes and parameter sizes. */
-static int irmae__layer_resolve(irmae_layer *L, const irmae_layer_spec *s, int c, int h, int w,
-                                int code_dim, const char *where, int index)
-{
-    irmae_conv_desc d;
-    int out = s->out == IRMAE_CODE ? code_dim : s->out, rc;
-    size_t in_f = irmae__count(c, h, w, 1);
-    memset(L, 0, sizeof *L);
-    L->spec = *s;
-    L->spec.out = out;
-    L->in_c = c; L->in_h = h; L->in_w = w;
-    L->out_c = c; L->out_h = h; L->out_w = w;
-    if (!in_f || in_f > INT_MAX)
-        return irmae__fail(IRMAE_ERR_SHAPE, "%s layer %d: input %d x %d x %d", where, index, c, h, w);
-    switch (s->type) {
-    case IRMAE_LAYER_CONV:
-    case IRMAE_LAYER_CONVT:
-        rc = s->type == IRMAE_LAYER_CONV ? irmae_conv2d_desc(&d, 1, c, h, w, out, s->k, s->stride, s->pad)
-                                         : irmae_convt2d_desc(&d, 1, c, h, w, out, s->k, s->stride, s->pad);
-        if (rc) return irmae__fail(rc, "%s layer %d (%s %d->%d k%d s%d p%d on %dx%d) is invalid",
-                                   where, index, s->type == IRMAE_LAYER_CONV ? "conv" : "convT",
-                                   c, out, s->k, s->stride, s->pad, h, w);
-        L->out_c = out; L->out_h = d.out_h; L->out_w = d.out_w;
-        L->n_w = irmae__count(c, out, s->k, s->k);
-        L->n_b = s->bias ? (size_t)out : 0;
-        break;
-    case IRMAE_LAYER_LINEAR:
-        if (out <= 0) return irmae__fail(IRMAE_ERR_ARG, "%s layer %d: linear with %d outputs", where, index, out);
-        L->out_c = out; L->out_h = 1; L->out_w = 1;
-        L->n_w = irmae__count((int)in_f, out, 1, 1);
-        L->n_b = s->bias ? (size_t)out : 0;
-        break;
-    case IRMAE_LAYER_RELU: case IRMAE_LAYER_TANH: case IRMAE_LAYER_SIGMOID:
-        break;
-    case IRMAE_LAYER_RESHAPE:
-        if (s->c == 0) { L->out_c = (int)in_f; L->out_h = 1; L->out_w = 1; }
-        else {
-            if (irmae__count(s->c, s->h, s->w, 1) != in_f)
-                return irmae__fail(IRMAE_ERR_SHAPE, "%s layer %d: cannot reshape %d x %d x %d to %d x %d x %d",
-                                   where, index, c, h, w, s->c, s->h, s->w);
-            L->out_c = s->c; L->out_h = s->h; L->out_w = s->w;
-        }
-        break;
-    default:
-        return irmae__fail(IRMAE_ERR_ARG, "%s layer %d: unknown type %d", where, index, s->type);
-    }
-    if ((s->type == IRMAE_LAYER_CONV || s->type == IRMAE_LAYER_CONVT || s->type == IRMAE_LAYER_LINEAR) && !L->n_w)
-        return irmae__fail(IRMAE_ERR_OVERFLOW, "%s layer %d: weight size overflows", where, index);
-    if (!irmae__count(L->out_c, L->out_h, L->out_w, 1) ||
-        irmae__count(L->out_c, L->out_h, L->out_w, 1) > INT_MAX)
-        return irmae__fail(IRMAE_ERR_SHAPE, "%s layer %d: output size overflows", where, index);
-    return IRMAE_OK;
-}
-
-static size_t irmae__layer_out_size(const irmae_layer *L)
-{ return (size_t)L->out_c * L->out_h * L->out_w; }
-static size_t irmae__layer_in_size(const irmae_layer *L)
-{ return (size_t)L->in_c * L->in_h * L->in_w; }
-
-/* Resolves all layers of cfg into m->layers, computing parameter offsets.
-   Does not allocate. */
-static int irmae__model_plan(irmae_model *m, const irmae_config *cfg)
-{
-    int i, c, h, w, rc, out_act;
-    size_t off = 0, act = 0, nn;
-    if (cfg->in_c <= 0 || cfg->in_h <= 0 || cfg->in_w <= 0)
-        return irmae__fail(IRMAE_ERR_ARG, "config: image %d x %d x %d", cfg->in_c, cfg->in_h, cfg->in_w);
-    if (cfg->n <= 0 || cfg->l < 0 || cfg->max_batch <= 0)
-        return irmae__fail(IRMAE_ERR_ARG, "config: n %d, l %d, max_batch %d", cfg->n, cfg->l, cfg->max_batch);
-    if (cfg->kind != IRMAE_KIND_AE && cfg->kind != IRMAE_KIND_VAE)
-        return irmae__fail(IRMAE_ERR_ARG, "config: unknown kind %d", cfg->kind);
-    if (cfg->n_enc <= 0 || cfg->n_enc > IRMAE_MAX_LAYERS || cfg->n_dec <= 0 || cfg->n_dec > IRMAE_MAX_LAYERS)
-        return irmae__fail(IRMAE_ERR_ARG, "config: %d encoder / %d decoder layers (1..%d)",
-                           cfg->n_enc, cfg->n_dec, IRMAE_MAX_LAYERS);
-    if (cfg->n > 1 << 20 || cfg->l > 1024)
-        return irmae__fail(IRMAE_ERR_LIMIT, "config: n %d or l %d too large", cfg->n, cfg->l);
-    out_act = cfg->out_act;
-    if (out_act == IRMAE_OUT_AUTO) out_act = cfg->kind == IRMAE_KIND_VAE ? IRMAE_OUT_SIGMOID : IRMAE_OUT_TANH;
-    if (out_act < IRMAE_OUT_TANH || out_act > IRMAE_OUT_NONE)
-        return irmae__fail(IRMAE_ERR_ARG, "config: unknown out_act %d", cfg->out_act);
-    if (cfg->kind == IRMAE_KIND_VAE && out_act != IRMAE_OUT_SIGMOID)
-        return irmae__fail(IRMAE_ERR_ARG, "config: the VAE's BCE loss needs a sigmoid output");
-    if (cfg->kind == IRMAE_KIND_VAE && cfg->l != 0)
-        return irmae__fail(IRMAE_ERR_ARG, "config: the VAE takes no linear maps (l = %d)", cfg->l);
-    if (!(cfg->lr >= 0.0f) || !(cfg->beta1 >= 0.0f && cfg->beta1 < 1.0f) || !(cfg->beta2 >= 0.0f && cfg->beta2 < 1.0f) || !(cfg->eps > 0.0f))
-        return irmae__fail(IRMAE_ERR_ARG, "config: Adam lr %g betas %g %g eps %g", cfg->lr, cfg->beta1, cfg->beta2, cfg->eps);
-
-    m->code_dim = cfg->kind == IRMAE_KIND_VAE ? 2 * cfg->n : cfg->n;
-    m->n_layers = 0;
-    c = cfg->in_c; h = cfg->in_h; w = cfg->in_w;
-    for (i = 0; i < cfg->n_enc + cfg->n_dec + 1; i++) {
-        irmae_layer *L = &m->layers[m->n_layers];
-        irmae_layer_spec spec;
-        const char *where = i < cfg->n_enc ? "encoder" : "decoder";
-        int idx = i < cfg->n_enc ? i : i - cfg->n_enc;
-        if (i == cfg->n_enc) {
-            /* the code: encoder must have produced code_dim values */
-            if (irmae__count(c, h, w, 1) != (size_t)m->code_dim)
-                return irmae__fail(IRMAE_ERR_SHAPE, "encoder outputs %d x %d x %d, the code needs %d values",
-                                   c, h, w, m->code_dim);
-            m->n_enc = m->n_layers;
-            /* the l maps sit between encoder and decoder parameters */
-            if (!irmae__mul3(&nn, (size_t)cfg->n, (size_t)cfg->n, (size_t)cfg->l) || off > (size_t)-1 / 2 - nn)
-                return irmae__fail(IRMAE_ERR_OVERFLOW, "config: %d maps of %d x %d", cfg->l, cfg->n, cfg->n);
-            m->maps_off = off;
-            off += nn;
-            c = cfg->n; h = 1; w = 1;
-        }
-        if (i < cfg->n_enc) spec = cfg->enc[i];
-        else if (i < cfg->n_enc + cfg->n_dec) spec = cfg->dec[i - cfg->n_enc];
-        else if (out_act == IRMAE_OUT_NONE) break;
-        else spec = irmae_layer_act(out_act == IRMAE_OUT_TANH ? IRMAE_LAYER_TANH : IRMAE_LAYER_SIGMOID);
-        if (i >= cfg->n_enc && spec.out == IRMAE_CODE)
-            return irmae__fail(IRMAE_ERR_ARG, "decoder layer %d: IRMAE_CODE is for the encoder", idx);
-        rc = irmae__layer_resolve(L, &spec, c, h, w, m->code_dim, where, idx);
-        if (rc) return rc;
-        L->w_off = off; off += L->n_w;
-        L->b_off = off; off += L->n_b;
-        L->act_off = act; act += irmae__layer_out_size(L);
-        c = L->out_c; h = L->out_h; w = L->out_w;
-        m->n_layers++;
-    }
-    if (c != cfg->in_c || h != cfg->in_h || w != cfg->in_w)
-        return irmae__fail(IRMAE_ERR_SHAPE, "decoder outputs %d x %d x %d, the images are %d x %d x %d",
-                           c, h, w, cfg->in_c, cfg->in_h, cfg->in_w);
-    m->n_params = off;
-    m->max_act = act; /* total activation floats per image */
-    return IRMAE_OK;
-}
-
-IRMAEDEF size_t irmae_config_param_count(const irmae_config *cfg)
-{
-    irmae_model *m;
-    size_t n = 0;
-    if (!cfg) return 0;
-    m = (irmae_model *)irmae__alloc(1, sizeof *m);
-    if (!m) return 0;
-    if (irmae__model_plan(m, cfg) == IRMAE_OK) n = m->n_params;
-    irmae__free(m);
-    return n;
-}
-
-static void irmae__uniform_fill(float *p, size_t count, float bound, irmae_rng *rng)
-{
-    size_t i;
-    for (i = 0; i < count; i++) p[i] = (2.0f * irmae_rng_uniform(rng) - 1.0f) * bound;
-}
-
-IRMAEDEF void irmae_model_free(irmae_model *m)
-{
-    if (!m) return;
-    irmae__free(m->params); irmae__free(m->grads); irmae__free(m->adam_m); irmae__free(m->adam_v);
-    irmae__free(m->acts); irmae__free(m->codes); irmae__free(m->vae_eps);
-    irmae__free(m->grad_a); irmae__free(m->grad_b); irmae__free(m->work); irmae__free(m->work_norm);
-    irmae__free(m->sum_work);
-    memset(m, 0, sizeof *m);
-}
-
-/* The convolution descriptor of layer L at batch size batch (a conv or
-   convT layer); non-zero (the desc function's error) if it is invalid. */
-static int irmae__layer_desc_rc(irmae_conv_desc *d, const irmae_layer *L, int batch)
-{
-    return L->spec.type == IRMAE_LAYER_CONV
-        ? irmae_conv2d_desc(d, batch, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.stride, L->spec.pad)
-        : irmae_convt2d_desc(d, batch, L->in_c, L->in_h, L->in_w, L->out_c, L->spec.k, L->spec.stride, L->spec.pad);
-}
-
-/* The same for a planned model's layer, whose descriptors were validated */
-static irmae_conv_desc irmae__layer_desc(const irmae_layer *L, int batch)
-{
-    irmae_conv_desc d;
-    irmae__layer_desc_rc(&d, L, batch);
-    return d;
-}
-
-/* Workspace sizes, in floats, of a planned model for cfg->max_batch: the
-   activations, the two gradient ping-pong buffers (maxio each), the codes of
-   every linear map, the VAE noise and the largest convolution workspace.
-   Used by irmae_model_init and by the checkpoint reader (which bounds the
-   memory a file may ask for before allocating). 0 if a size overflows. */
-typedef struct { size_t acts, maxio, codes, eps, work; } irmae__sizes;
-
-static int irmae__model_sizes(const irmae_model *m, const irmae_config *cfg, irmae__sizes *z)
-{
-    size_t B = (size_t)cfg->max_batch, maxio = 0;
-    int i;
-    z->work = 0;
-    for (i = 0; i < m->n_layers; i++) {
-        const irmae_layer *L = &m->layers[i];
-        size_t io = irmae__layer_out_size(L) > irmae__layer_in_size(L) ? irmae__layer_out_size(L) : irmae__layer_in_size(L);
-        if (io > maxio) maxio = io;
-        if (L->spec.type == IRMAE_LAYER_CONV || L->spec.type == IRMAE_LAYER_CONVT) {
-            irmae_conv_desc d;
-            size_t ws;
-            if (irmae__layer_desc_rc(&d, L, cfg->max_batch)) return 0;
-            ws = irmae_conv_workspace(&d);
-            if (ws > z->work) z->work = ws;
-        }
-    }
-    return irmae__mul(&z->acts, m->max_act, B) && irmae__mul(&z->maxio, maxio, B) &&
-           irmae__mul3(&z->codes, (size_t)cfg->l + 1, B, (size_t)cfg->n) && irmae__mul(&z->eps, B, (size_t)cfg->n);
-}
-
-IRMAEDEF int irmae_model_init(irmae_model *m, const irmae_config *cfg, irmae_rng *rng)
-{
-    int i, rc, B;
-    irmae__sizes z;
-    if (!m || !cfg || !rng) return irmae__fail(IRMAE_ERR_ARG, "model_init: NULL pointer");
-    memset(m, 0, sizeof *m);
-    rc = irmae__model_plan(m, cfg);
-    if (rc) { memset(m, 0, sizeof *m); return rc; }
-    m->cfg = *cfg;
-    B = cfg->max_batch;
-    if (!irmae__model_sizes(m, cfg, &z)) {
-        memset(m, 0, sizeof *m);
-        return irmae__fail(IRMAE_ERR_OVERFLOW, "model_init: workspace for batch %d overflows", B);
-    }
-    m->params = (float *)irmae__alloc(m->n_params, sizeof(float));
-    m->grads = (float *)irmae__alloc(m->n_params, sizeof(float));
-    m->adam_m = (float *)irmae__alloc(m->n_params, sizeof(float));
-    m->adam_v = (float *)irmae__alloc(m->n_params, sizeof(float));
-    m->acts = (float *)irmae__alloc(z.acts, sizeof(float));
-    m->codes = (float *)irmae__alloc(z.codes, sizeof(float));
-    m->vae_eps = (float *)irmae__alloc(z.eps, sizeof(float));
-    m->grad_a = (float *)irmae__alloc(z.maxio, sizeof(float));
-    m->grad_b = (float *)irmae__alloc(z.maxio, sizeof(float));
-    m->work = (float *)irmae__alloc(z.work, sizeof(float));
-    m->work_norm = irmae__alloc(m->n_params / IRMAE__NORM_BLOCK + 1, sizeof(double));
-    if (!m->params || !m->grads || !m->adam_m || !m->adam_v || !m->acts || !m->codes ||
-        !m->vae_eps || !m->grad_a || !m->grad_b || !m->work || !m->work_norm) {
-        irmae_model_free(m);
-        return irmae__fail(IRMAE_ERR_NOMEM, "model_init: %lu parameters, batch %d",
-                           (unsigned long)m->n_params, B);
-    }
-    /* PyTorch's default initialisation, layer by layer in order */
-    for (i = 0; i < m->n_layers; i++) {
-        const irmae_layer *L = &m->layers[i];
-        double fan_in;
-        float bound;
-        if (i == m->n_enc)
-            irmae__uniform_fill(m->params + m->maps_off, (size_t)cfg->l * cfg->n * cfg->n,
-                                (float)(1.0 / sqrt((double)cfg->n)), rng);
-        if (!L->n_w) continue;
-        if (L->spec.type == IRMAE_LAYER_CONV) fan_in = (double)L->in_c * L->spec.k * L->spec.k;
-        else if (L->spec.type == IRMAE_LAYER_CONVT) fan_in = (double)L->out_c * L->spec.k * L->spec.k;
-        else fan_in = (double)irmae__layer_in_size(L);
-        bound = (float)(1.0 / sqrt(fan_in));
-        irmae__uniform_fill(m->params + L->w_off, L->n_w, bound, rng);
-        irmae__uniform_fill(m->params + L->b_off, L->n_b, bound, rng);
-    }
-    m->rng = irmae_rng_seed(irmae_rng_u64(rng));
-    return IRMAE_OK;
-}
-
-/* Forward of layer L on batch B: out = L(in). */
-static int irmae__layer_forward(irmae_model *m, const irmae_layer *L, float *out, const float *in, int B)
-{
-    const float *w = m->params + L->w_off, *b = L->n_b ? m->params + L->b_off : NULL;
-    size_t count = irmae__layer_out_size(L) * (size_t)B;
-    irmae_conv_desc d;
-    switch (L->spec.type) {
-    case IRMAE_LAYER_CONV:
-        d = irmae__layer_desc(L, B);
-        return irmae_conv2d_forward(out, in, w, b, &d, m->work);
-    case IRMAE_LAYER_CONVT:
-        d = irmae__layer_desc(L, B);
-        return irmae_convt2d_forward(out, in, w, b, &d, m->work);
-    case IRMAE_LAYER_LINEAR:
-        return irmae_linear_forward(out, in, w, b, B, (int)irmae__layer_in_size(L), L->out_c);
-    case IRMAE_LAYER_RELU: irmae_relu_forward(out, in, count); return IRMAE_OK;
-    case IRMAE_LAYER_TANH: irmae_tanh_forward(out, in, count); return IRMAE_OK;
-    case IRMAE_LAYER_SIGMOID: irmae_sigmoid_forward(out, in, count); return IRMAE_OK;
-    default: /* reshape: same memory order */
-        memcpy(out, in, count * sizeof(float));
-        return IRMAE_OK;
-    }
-}
-
-/* Backward of layer L: din (NULL: not needed) from dout; accumulates into grads. */
-static int irmae__layer_backward(irmae_model *m, const irmae_layer *L, float *din, const float *dout,
-                                 const float *in, const float *out, int B)
-{
-    const float *w = m->params + L->w_off;
-    float *dw = m->grads + L->w_off, *db = L->n_b ? m->grads + L->b_off : NULL;
-    size_t count = irmae__layer_out_size(L) * (size_t)B;
-    irmae_conv_desc d;
-    switch (L->spec.type) {
-    case IRMAE_LAYER_CONV:
-        d = irmae__layer_desc(L, B);
-        return irmae_conv2d_backward(din, dw, db, dout, in, w, &d, m->work);
-    case IRMAE_LAYER_CONVT:
-        d = irmae__layer_desc(L, B);
-        return irmae_convt2d_backward(din, dw, db, dout, in, w, &d, m->work);
-    case IRMAE_LAYER_LINEAR:
-        return irmae_linear_backward(din, dw, db, dout, in, w, B, (int)irmae__layer_in_size(L), L->out_c);
-    default: break;
-    }
-    if (!din) return IRMAE_OK;
-    switch (L->spec.type) {
-    case IRMAE_LAYER_RELU: irmae_relu_backward(din, dout, out, count); break;
-    case IRMAE_LAYER_TANH: irmae_tanh_backward(din, dout, out, count); break;
-    case IRMAE_LAYER_SIGMOID: irmae_sigmoid_backward(din, dout, out, count); break;
-    default: memcpy(din, dout, count * sizeof(float)); break;
-    }
-    return IRMAE_OK;
-}
-
-static float *irmae__act(irmae_model *m, int i, int B) { return m->acts + m->layers[i].act_off * (size_t)B; }
-
-static int irmae__check_batch(const irmae_model *m, const void *p, int batch, const char *fn)
-{
-    if (!m || !m->params) return irmae__fail(IRMAE_ERR_ARG, "%s: model not initialised", fn);
-    if (!p) return irmae__fail(IRMAE_ERR_ARG, "%s: NULL data", fn);
-    if (batch <= 0 || batch > m->cfg.max_batch)
-        return irmae__fail(IRMAE_ERR_ARG, "%s: batch %d not in 1..max_batch (%d)", fn, batch, m->cfg.max_batch);
-    return IRMAE_OK;
-}
-
-/* Encoder layers [0, n_enc) on x; returns the encoder output e (B x code_dim). */
-static int irmae__encode_batch(irmae_model *m, const float *x, int B, const float **e)
-{
-    int i, rc;
-    const float *h = x;
-    for (i = 0; i < m->n_enc; i++) {
-        float *out = irmae__act(m, i, B);
-        if ((rc = irmae__layer_forward(m, &m->layers[i], out, h, B))) return rc;
-        h = out;
-    }
-    *e = h;
-    return IRMAE_OK;
-}
-
-/* z_j = z_{j-1} W_j^T for j = 1..l; m->codes holds z_0 .. z_l (z_0 = e). */
-static float *irmae__maps_forward(irmae_model *m, const float *e, int B)
-{
-    int j, n = m->cfg.n;
-    size_t blk = (size_t)B * n;
-    memcpy(m->codes, e, blk * sizeof(float));
-    for (j = 1; j <= m->cfg.l; j++)
-        irmae_sgemm(0, 1, B, n, n, 1.0f, m->codes + (j - 1) * blk, n,
-                    m->params + m->maps_off + (size_t)(j - 1) * n * n, n, 0.0f, m->codes + j * blk, n);
-    return m->codes + (size_t)m->cfg.l * blk;
-}
-
-/* Decoder layers on z; returns the output (the image). */
-static int irmae__decode_batch(irmae_model *m, const float *z, int B, const float **y)
-{
-    int i, rc;
-    const float *h = z;
-    for (i = m->n_enc; i < m->n_layers; i++) {
-        float *out = irmae__act(m, i, B);
-        if ((rc = irmae__layer_forward(m, &m->layers[i], out, h, B))) return rc;
-        h = out;
-    }
-    *y = h;
-    return IRMAE_OK;
-}
-
-/* The VAE's output layer is a sigmoid whose input ("logits") the BCE uses. */
-static int irmae__is_vae(const irmae_model *m) { return m->cfg.kind == IRMAE_KIND_VAE; }
-
-/* Loss terms for a batch whose forward pass is done. If dy is not NULL, it
-   receives d loss / d (decoder output), or, for the VAE, d loss / d logits;
-   dz (B x n) receives d reg / d z (AE penalties) or is left alone. */
-static double irmae__recon_loss(irmae_model *m, const float *x, int B, float *dy)
-{
-    const irmae_layer *last = &m->layers[m->n_layers - 1];
-    size_t count = irmae__layer_out_size(last) * (size_t)B, i;
-    double sum = 0.0, inv = 1.0 / (double)count;
-    if (irmae__is_vae(m)) {
-        /* BCE with logits a: max(a,0) - a x + log(1 + exp(-|a|)); gradient sigmoid(a) - x */
-        const float *a = irmae__act(m, m->n_layers - 2 >= 0 ? m->n_layers - 2 : 0, B);
-        const float *y = irmae__act(m, m->n_layers - 1, B);
-        if (m->n_layers - 1 == m->n_enc) a = m->codes; /* decoder is only the sigmoid */
-        for (i = 0; i < count; i++) {
-            double av = a[i];
-            sum += (av > 0 ? av : 0) - av * x[i] + log1p(exp(-fabs(av)));
-            if (dy) dy[i] = (float)((y[i] - x[i]) * inv);
-        }
-    } else {
-        const float *y = irmae__act(m, m->n_layers - 1, B);
-        for (i = 0; i < count; i++) {
-            double d = (double)y[i] - x[i];
-            sum += d * d;
-            if (dy) dy[i] = (float)(2.0 * d * inv);
-        }
-    }
-    return sum * inv;
-}
-
-/* Names the parameter tensor that holds params[off] ("encoder layer 3 weight"). */
-static void irmae__param_name(const irmae_model *m, size_t off, char *buf, size_t cap)
-{
-    int i;
-    if (off >= m->maps_off && off < m->maps_off + (size_t)m->cfg.l * m->cfg.n * m->cfg.n) {
-        snprintf(buf, cap, "linear map %d", (int)((off - m->maps_off) / ((size_t)m->cfg.n * m->cfg.n)) + 1);
-        return;
-    }
-    for (i = 0; i < m->n_layers; i++) {
-        const irmae_layer *L = &m->layers[i];
-        int enc = i < m->n_enc;
-        if (off >= L->w_off && off < L->w_off + L->n_w + L->n_b) {
-            snprintf(buf, cap, "%s layer %d %s", enc ? "encoder" : "decoder", enc ? i : i - m->n_enc,
-                     off < L->w_off + L->n_w ? "weight" : "bias");
-            return;
-        }
-    }
-    snprintf(buf, cap, "parameter %lu", (unsigned long)off);
-}
-
-/* Global gradient norm in a fixed summation order (fixed blocks summed in
-   sequence), so the result does not depend on the number of threads; then
-   the finiteness check and optional clipping. */
-static int irmae__grad_guard(irmae_model *m)
-{
-    ptrdiff_t nb = (ptrdiff_t)((m->n_params + IRMAE__NORM_BLOCK - 1) / IRMAE__NORM_BLOCK), bi;
-    double total = 0.0, *part = (double *)m->work_norm;
-    IRMAE__OMP(parallel for schedule(static) if(nb > 4))
-    for (bi = 0; bi < nb; bi++) {
-        size_t j0 = (size_t)bi * IRMAE__NORM_BLOCK, j1 = j0 + IRMAE__NORM_BLOCK, j;
-        double s = 0.0;
-        if (j1 > m->n_params) j1 = m->n_params;
-        for (j = j0; j < j1; j++) s += (double)m->grads[j] * m->grads[j];
-        part[bi] = s;
-    }
-    for (bi = 0; bi < nb; bi++) total += part[bi];
-    m->last_grad_norm = sqrt(total);
-    if (!isfinite(total)) {
-        size_t j;
-        char name[96];
-        for (j = 0; j < m->n_params && isfinite(m->grads[j]); j++) {}
-        irmae__param_name(m, j < m->n_params ? j : 0, name, sizeof name);
-        return irmae__fail(IRMAE_ERR_NUMERIC, "gradient of %s is %g at step %lld", name,
-                           j < m->n_params ? m->grads[j] : 0.0f, m->step + 1);
-    }
-    if (m->cfg.grad_clip > 0.0f && m->last_grad_norm > m->cfg.grad_clip) {
-        float scale = (float)(m->cfg.grad_clip / m->last_grad_norm);
-        ptrdiff_t j, np = (ptrdiff_t)m->n_params;
-        IRMAE__OMP(parallel for schedule(static) if(np > IRMAE__PAR_MIN))
-        for (j = 0; j < np; j++) m->grads[j] *= scale;
-    }
-    return IRMAE_OK;
-}
-
-/* guard = 0: no numeric guard / clipping (the MPI version runs it after the sum). */
-static int irmae__forward_backward(irmae_model *m, const float *x, int B, float *loss, float *dx, int guard)
-{
-    const float *e, *y;
-    float *z, *g, *gnext, *dz;
-    int i, j, rc, n, last_bwd;
-    size_t blk;
-    double recon, reg = 0.0, total, tl;
-    if ((rc = irmae__check_batch(m, x, B, "forward_backward"))) return rc;
-    n = m->cfg.n;
-    blk = (size_t)B * n;
-    if ((rc = irmae__encode_batch(m, x, B, &e))) return rc;
-    tl = IRMAE__PROF_T0();
-    if (irmae__is_vae(m)) {
-        /* e = [mu | logvar] per image; z = mu + exp(logvar / 2) eps */
-        z = m->codes;
-        for (i = 0; i < B; i++)
-            for (j = 0; j < n; j++) {
-                float mu = e[(size_t)i * 2 * n + j], lv = e[(size_t)i * 2 * n + n + j];
-                float ep = irmae_rng_normal(&m->rng);
-                m->vae_eps[(size_t)i * n + j] = ep;
-                z[(size_t)i * n + j] = mu + expf(0.5f * lv) * ep;
-                reg += -0.5 * (1.0 + lv - (double)mu * mu - exp((double)lv));
-            }
-        reg *= m->cfg.vae_beta / (double)blk;
-    } else {
-        z = irmae__maps_forward(m, e, B);
-        tl = IRMAE__PROF_T0();
-        for (i = 0; i < (int)blk; i++) {
-            if (m->cfg.code_l1 != 0.0f) reg += m->cfg.code_l1 * fabs((double)z[i]);
-            if (m->cfg.code_l2 != 0.0f) reg += m->cfg.code_l2 * (double)z[i] * z[i];
-        }
-        reg /= (double)blk;
-    }
-    IRMAE__PROF_ADD(IRMAE_PHASE_LOSS, tl);
-    if ((rc = irmae__decode_batch(m, z, B, &y))) return rc;
-
-    /* backward, starting from d loss / d output (or / d logits for the VAE) */
-    memset(m->grads, 0, m->n_params * sizeof(float));
-    g = m->grad_a; gnext = m->grad_b;
-    tl = IRMAE__PROF_T0();
-    recon = irmae__recon_loss(m, x, B, g);
-    IRMAE__PROF_ADD(IRMAE_PHASE_LOSS, tl);
-    total = recon + reg;
-    m->last_recon = recon; m->last_reg = reg; m->last_loss = total;
-    if (loss) *loss = (float)total;
-    if (!isfinite(total))
-        return irmae__fail(IRMAE_ERR_NUMERIC, "forward_backward: loss is %g at step %lld", total, m->step + 1);
-    last_bwd = irmae__is_vae(m) ? m->n_layers - 2 : m->n_layers - 1;
-    for (i = last_bwd; i >= m->n_enc; i--) {
-        const float *in = i == m->n_enc ? z : irmae__act(m, i - 1, B);
-        if ((rc = irmae__layer_backward(m, &m->layers[i], gnext, g, in, irmae__act(m, i, B), B))) return rc;
-        { float *t = g; g = gnext; gnext = t; }
-    }
-    /* g = d loss / d z (B x n) */
-    dz = g;
-    tl = IRMAE__PROF_T0();
-    if (irmae__is_vae(m)) {
-        /* into d/d[mu | logvar], written to gnext as the encoder output gradient */
-        double s = m->cfg.vae_beta / (double)blk;
-        for (i = 0; i < B; i++)
-            for (j = 0; j < n; j++) {
-                float mu = e[(size_t)i * 2 * n + j], lv = e[(size_t)i * 2 * n + n + j];
-                float d = dz[(size_t)i * n + j], ep = m->vae_eps[(size_t)i * n + j];
-                gnext[(size_t)i * 2 * n + j] = d + (float)(s * mu);
-                gnext[(size_t)i * 2 * n + n + j] = d * ep * 0.5f * expf(0.5f * lv) +
-                                                   (float)(s * 0.5 * (exp((double)lv) - 1.0));
-            }
-        { float *t = g; g = gnext; gnext = t; }
-        IRMAE__PROF_ADD(IRMAE_PHASE_LOSS, tl);
-    } else {
-        /* code penalties, then back through the maps: dz_{j-1} = dz_j W_j, dW_j += dz_j^T z_{j-1} */
-        for (i = 0; i < (int)blk; i++) {
-            float zi = z[i];
-            if (m->cfg.code_l1 != 0.0f) dz[i] += (float)(m->cfg.code_l1 / (double)blk) * (zi > 0.0f ? 1.0f : zi < 0.0f ? -1.0f : 0.0f);
-            if (m->cfg.code_l2 != 0.0f) dz[i] += (float)(2.0 * m->cfg.code_l2 / (double)blk) * zi;
-        }
-        IRMAE__PROF_ADD(IRMAE_PHASE_LOSS, tl);
-        for (j = m->cfg.l; j >= 1; j--) {
-            const float *wj = m->params + m->maps_off + (size_t)(j - 1) * n * n;
-            float *dwj = m->grads + m->maps_off + (size_t)(j - 1) * n * n;
-            irmae_sgemm(1, 0, n, n, B, 1.0f, g, n, m->codes + (j - 1) * blk, n, 1.0f, dwj, n);
-            irmae_sgemm(0, 0, B, n, n, 1.0f, g, n, wj, n, 0.0f, gnext, n);
-            { float *t = g; g = gnext; gnext = t; }
-        }
-    }
-    for (i = m->n_enc - 1; i >= 0; i--) {
-        const float *in = i == 0 ? x : irmae__act(m, i - 1, B);
-        float *din = i == 0 ? dx : gnext;
-        if ((rc = irmae__layer_backward(m, &m->layers[i], din, g, in, irmae__act(m, i, B), B))) return rc;
-        { float *t = g; g = gnext; gnext = t; }
-    }
-    if (guard) {
-        double t0 = IRMAE__PROF_T0();
-        rc = irmae__grad_guard(m);
-        IRMAE__PROF_ADD(IRMAE_PHASE_ADAM, t0);
-        if (rc) return rc;
-    }
-    if (dx) { /* x is also the target: add d recon / d target */
-        size_t count = (size_t)B * irmae__layer_out_size(&m->layers[m->n_layers - 1]), k;
-        double inv = 1.0 / (double)count;
-        if (irmae__is_vae(m)) { /* d/dx of BCE with logits a: -a */
-            const float *a = m->n_layers - 1 == m->n_enc ? m->codes : irmae__act(m, m->n_layers - 2, B);
-            for (k = 0; k < count; k++) dx[k] -= (float)(a[k] * inv);
-        } else {
-            const float *yy = irmae__act(m, m->n_layers - 1, B);
-            for (k = 0; k < count; k++) dx[k] -= (float)(2.0 * ((double)yy[k] - x[k]) * inv);
-        }
-    }
-    return IRMAE_OK;
-}
-
-IRMAEDEF int irmae_model_forward_backward(irmae_model *m, const float *x, int B, float *loss, float *dx)
-{
-    return irmae__forward_backward(m, x, B, loss, dx, 1);
-}
-
-IRMAEDEF int irmae_model_features_backward(irmae_model *m, const float *x, int B, const float *de)
-{
-    const float *e;
-    float *g, *gnext;
-    int i, rc, n;
-    if ((rc = irmae__check_batch(m, x, B, "features_backward"))) return rc;
-    if (!de) return irmae__fail(IRMAE_ERR_ARG, "features_backward: NULL gradient");
-    n = m->cfg.n;
-    if ((rc = irmae__encode_batch(m, x, B, &e))) return rc;
-    memset(m->grads, 0, m->n_params * sizeof(float));
-    g = m->grad_a; gnext = m->grad_b;
-    for (i = 0; i < B; i++) { /* d/de, laid out as the encoder output (the VAE's is [mu | logvar]) */
-        memcpy(g + (size_t)i * m->code_dim, de + (size_t)i * n, (size_t)n * sizeof(float));
-        if (m->code_dim > n) memset(g + (size_t)i * m->code_dim + n, 0, (size_t)(m->code_dim - n) * sizeof(float));
-    }
-    for (i = m->n_enc - 1; i >= 0; i--) {
-        const float *in = i == 0 ? x : irmae__act(m, i - 1, B);
-        if ((rc = irmae__layer_backward(m, &m->layers[i], i == 0 ? NULL : gnext, g, in, irmae__act(m, i, B), B)))
-            return rc;
-        { float *t = g; g = gnext; gnext = t; }
-    }
-    return irmae__grad_guard(m);
-}
 
 /* One Adam update of n parameters. The AVX2 version does the same float
    operations in the same order (no fused multiply-add), so both paths give
@@ -3880,24 +3250,1002 @@ static void irmae__adam_chunk(float *p, const float *g, float *mm, float *vv, si
     }
 }
 
-IRMAEDEF int irmae_model_adam_step(irmae_model *m)
+IRMAEDEF int irmae_adam_update(float *params, float *m, float *v, const float *grads, size_t count,
+                              long long step, const irmae_adam *hp)
 {
     double bc1, bc2, t0;
-    float b1, b2, eps;
     irmae__adam_k k;
-    if (!m || !m->params) return irmae__fail(IRMAE_ERR_ARG, "adam_step: model not initialised");
-    m->step++;
-    b1 = m->cfg.beta1; b2 = m->cfg.beta2; eps = m->cfg.eps;
-    bc1 = 1.0 - pow((double)b1, (double)m->step);
-    bc2 = 1.0 - pow((double)b2, (double)m->step);
+    if (!params || !m || !v || !grads || !hp) return irmae__fail(IRMAE_ERR_ARG, "adam_update: NULL pointer");
+    if (step < 1) return irmae__fail(IRMAE_ERR_ARG, "adam_update: step %lld (the first is 1)", step);
+    if (!(hp->lr >= 0.0f) || !(hp->beta1 >= 0.0f && hp->beta1 < 1.0f) || !(hp->beta2 >= 0.0f && hp->beta2 < 1.0f) ||
+        !(hp->eps > 0.0f))
+        return irmae__fail(IRMAE_ERR_ARG, "adam_update: lr %g betas %g %g eps %g", hp->lr, hp->beta1, hp->beta2, hp->eps);
+    bc1 = 1.0 - pow((double)hp->beta1, (double)step);
+    bc2 = 1.0 - pow((double)hp->beta2, (double)step);
     /* p -= lr * (m / bc1) / (sqrt(v / bc2) + eps) */
-    k.lr = (float)(m->cfg.lr / bc1);
-    k.b1 = b1; k.b2 = b2; k.s1 = 1.0f - b1; k.s2 = 1.0f - b2; k.eps = eps;
+    k.lr = (float)(hp->lr / bc1);
+    k.b1 = hp->beta1; k.b2 = hp->beta2; k.s1 = 1.0f - hp->beta1; k.s2 = 1.0f - hp->beta2; k.eps = hp->eps;
     k.inv_bc2 = (float)(1.0 / bc2);
     t0 = IRMAE__PROF_T0();
-    IRMAE__CHUNKED(m->n_params, irmae__adam_chunk(m->params + o, m->grads + o, m->adam_m + o, m->adam_v + o, len, &k));
+    IRMAE__CHUNKED(count, irmae__adam_chunk(params + o, grads + o, m + o, v + o, len, &k));
     IRMAE__PROF_ADD(IRMAE_PHASE_ADAM, t0);
     return IRMAE_OK;
+}
+
+/* The norm in a fixed order: blocks of IRMAE__NORM_BLOCK squares summed in
+   double (in parallel), then the blocks' sums added in sequence, so the
+   result does not depend on the number of threads. Blocks are taken in
+   groups whose sums fit a stack array, so nothing is allocated. */
+#define IRMAE__NORM_GROUP 256
+IRMAEDEF double irmae_grad_clip(float *grads, size_t count, float max_norm)
+{
+    size_t nb = (count + IRMAE__NORM_BLOCK - 1) / IRMAE__NORM_BLOCK, g0;
+    double part[IRMAE__NORM_GROUP], total = 0.0, norm;
+    if (!grads) return count ? (double)NAN : 0.0;
+    for (g0 = 0; g0 < nb; g0 += IRMAE__NORM_GROUP) {
+        ptrdiff_t bi, ng = (ptrdiff_t)(nb - g0 < IRMAE__NORM_GROUP ? nb - g0 : IRMAE__NORM_GROUP);
+        IRMAE__OMP(parallel for schedule(static) if(ng > 4))
+        for (bi = 0; bi < ng; bi++) {
+            size_t j0 = (g0 + (size_t)bi) * IRMAE__NORM_BLOCK, j1 = j0 + IRMAE__NORM_BLOCK, j;
+            double s = 0.0;
+            if (j1 > count) j1 = count;
+            for (j = j0; j < j1; j++) s += (double)grads[j] * grads[j];
+            part[bi] = s;
+        }
+        for (bi = 0; bi < ng; bi++) total += part[bi];
+    }
+    norm = sqrt(total);
+    if (isfinite(total) && max_norm > 0.0f && norm > max_norm) {
+        float scale = (float)(max_norm / norm);
+        ptrdiff_t j, np = (ptrdiff_t)count;
+        IRMAE__OMP(parallel for schedule(static) if(np > IRMAE__PAR_MIN))
+        for (j = 0; j < np; j++) grads[j] *= scale;
+    }
+    return norm;
+}
+
+IRMAEDEF int irmae_softmax_xent(float *dlogits, double *loss, const float *logits, const int *labels,
+                                int batch, int classes)
+{
+    int i, j;
+    double sum_loss = 0.0;
+    if (loss) *loss = 0.0;
+    if (!logits || !labels) return irmae__fail(IRMAE_ERR_ARG, "softmax_xent: NULL logits or labels");
+    if (batch <= 0 || classes <= 0)
+        return irmae__fail(IRMAE_ERR_ARG, "softmax_xent: batch %d, %d classes", batch, classes);
+    for (i = 0; i < batch; i++)
+        if (labels[i] < 0 || labels[i] >= classes)
+            return irmae__fail(IRMAE_ERR_ARG, "softmax_xent: label %d of row %d not in 0..%d", labels[i], i, classes - 1);
+    for (i = 0; i < batch; i++) {
+        const float *z = logits + (size_t)i * classes;
+        double mx = z[0], sum = 0.0;
+        for (j = 1; j < classes; j++) if (z[j] > mx) mx = z[j];
+        for (j = 0; j < classes; j++) sum += exp((double)z[j] - mx);
+        if (dlogits) {
+            float *d = dlogits + (size_t)i * classes;
+            for (j = 0; j < classes; j++) d[j] = (float)(exp((double)z[j] - mx) / sum / batch);
+            d[labels[i]] -= 1.0f / (float)batch;
+        }
+        sum_loss -= (double)z[labels[i]] - mx - log(sum);
+    }
+    if (loss) *loss = sum_loss / batch;
+    return isfinite(sum_loss) ? IRMAE_OK : irmae__fail(IRMAE_ERR_NUMERIC, "softmax_xent: loss is %g", sum_loss);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Networks and models                                                    */
+/* ---------------------------------------------------------------------- */
+
+static irmae_layer_spec irmae__spec(int type, int out, int k, int stride, int pad, int bias)
+{
+    irmae_layer_spec s;
+    memset(&s, 0, sizeof s);
+    s.type = type; s.out = out; s.k = k; s.stride = stride; s.pad = pad; s.bias = bias;
+    return s;
+}
+IRMAEDEF irmae_layer_spec irmae_layer_conv(int out, int k, int stride, int pad)
+{ return irmae__spec(IRMAE_LAYER_CONV, out, k, stride, pad, 1); }
+IRMAEDEF irmae_layer_spec irmae_layer_convt(int out, int k, int stride, int pad)
+{ return irmae__spec(IRMAE_LAYER_CONVT, out, k, stride, pad, 1); }
+IRMAEDEF irmae_layer_spec irmae_layer_linear(int out, int bias)
+{ return irmae__spec(IRMAE_LAYER_LINEAR, out, 0, 0, 0, bias); }
+IRMAEDEF irmae_layer_spec irmae_layer_act(int type)
+{ return irmae__spec(type, 0, 0, 0, 0, 0); }
+IRMAEDEF irmae_layer_spec irmae_layer_reshape(int c, int h, int w)
+{
+    irmae_layer_spec s = irmae__spec(IRMAE_LAYER_RESHAPE, 0, 0, 0, 0, 0);
+    s.c = c; s.h = h; s.w = w;
+    return s;
+}
+IRMAEDEF irmae_layer_spec irmae_layer_flatten(void) { return irmae_layer_reshape(0, 1, 1); }
+IRMAEDEF irmae_layer_spec irmae_layer_upsample(int scale)
+{ return irmae__spec(IRMAE_LAYER_UPSAMPLE, 0, 0, scale, 0, 0); }
+
+IRMAEDEF irmae_config irmae_preset(int preset)
+{
+    irmae_config c;
+    int i, relu = IRMAE_LAYER_RELU;
+    memset(&c, 0, sizeof c);
+    c.kind = IRMAE_KIND_AE;
+    c.out_act = IRMAE_OUT_AUTO;
+    c.vae_beta = 0.1f;
+    c.lr = 1e-4f; c.beta1 = 0.9f; c.beta2 = 0.999f; c.eps = 1e-8f;
+    c.max_batch = 128;
+    if (preset == IRMAE_PRESET_SHAPES) {
+        static const int ch[4] = {32, 64, 128, 256};
+        c.in_c = 3; c.in_h = c.in_w = 32; c.n = 32;
+        for (i = 0; i < 4; i++) {
+            c.enc[c.n_enc++] = irmae_layer_conv(ch[i], 4, 2, 1);
+            c.enc[c.n_enc++] = irmae_layer_act(relu);
+        }
+        c.enc[c.n_enc++] = irmae_layer_conv(IRMAE_CODE, 2, 1, 0);
+        c.dec[c.n_dec++] = irmae_layer_convt(256, 2, 1, 0);
+        c.dec[c.n_dec++] = irmae_layer_act(relu);
+        for (i = 2; i >= 0; i--) {
+            c.dec[c.n_dec++] = irmae_layer_convt(ch[i], 4, 2, 1);
+            c.dec[c.n_dec++] = irmae_layer_act(relu);
+        }
+        c.dec[c.n_dec++] = irmae_layer_convt(3, 4, 2, 1);
+    } else if (preset == IRMAE_PRESET_MNIST) {
+        static const int ch[4] = {32, 64, 128, 256};
+        c.in_c = 1; c.in_h = c.in_w = 32; c.n = 128;
+        for (i = 0; i < 4; i++) {
+            c.enc[c.n_enc++] = irmae_layer_conv(ch[i], 4, 2, 1);
+            c.enc[c.n_enc++] = irmae_layer_act(relu);
+        }
+        c.enc[c.n_enc++] = irmae_layer_flatten();
+        c.enc[c.n_enc++] = irmae_layer_linear(IRMAE_CODE, 1);
+        c.dec[c.n_dec++] = irmae_layer_linear(128 * 8 * 8, 1);
+        c.dec[c.n_dec++] = irmae_layer_act(relu);
+        c.dec[c.n_dec++] = irmae_layer_reshape(128, 8, 8);
+        c.dec[c.n_dec++] = irmae_layer_convt(64, 4, 2, 1);
+        c.dec[c.n_dec++] = irmae_layer_act(relu);
+        c.dec[c.n_dec++] = irmae_layer_convt(32, 4, 2, 1);
+        c.dec[c.n_dec++] = irmae_layer_act(relu);
+        c.dec[c.n_dec++] = irmae_layer_convt(1, 1, 1, 0);
+    } else if (preset == IRMAE_PRESET_CELEBA64) {
+        static const int ch[4] = {128, 256, 512, 1024};
+        c.in_c = 3; c.in_h = c.in_w = 64; c.n = 128;
+        c.max_batch = 32;
+        for (i = 0; i < 4; i++) {
+            c.enc[c.n_enc++] = irmae_layer_conv(ch[i], 4, 2, 1);
+            c.enc[c.n_enc++] = irmae_layer_act(relu);
+        }
+        c.enc[c.n_enc++] = irmae_layer_flatten();
+        c.enc[c.n_enc++] = irmae_layer_linear(IRMAE_CODE, 1);
+        c.dec[c.n_dec++] = irmae_layer_linear(1024 * 8 * 8, 1);
+        c.dec[c.n_dec++] = irmae_layer_reshape(1024, 8, 8);
+        for (i = 2; i >= 0; i--) {
+            c.dec[c.n_dec++] = irmae_layer_convt(ch[i], 4, 2, 1);
+            c.dec[c.n_dec++] = irmae_layer_act(relu);
+        }
+        c.dec[c.n_dec++] = irmae_layer_convt(3, 1, 1, 0);
+    }
+    return c;
+}
+
+/* ---- Layer types: one block each, one row each in irmae__layer_types ----
+   Everything the model does with a layer goes through the row of its type:
+   the output shape and parameter sizes (resolve), PyTorch's fan-in for the
+   initialisation, the convolution scratch, forward, backward, the weight's
+   PyTorch shape and the export's description. A type that the table does
+   not have is refused by name when the model is planned, so no layer ever
+   reaches a forward or backward pass it does not own.
+   Checkpoints store the nine fields of every spec as they are, whatever the
+   type, so a new type that fits them needs no new file format.
+   To add a type: an IRMAE_LAYER_* value and a spec helper in the
+   declarations, one block of functions here and one row in the table. */
+
+typedef struct irmae__layer_type {
+    int type;                 /* IRMAE_LAYER_* */
+    const char *name;         /* for messages */
+    /* fills L->out_c/out_h/out_w and L->n_w/n_b from L->spec (out already
+       resolved from IRMAE_CODE) and L->in_c/in_h/in_w; errors name the layer */
+    int (*resolve)(irmae_layer *L, const char *where, int index);
+    /* fan-in of PyTorch's default initialisation; NULL: no parameters */
+    double (*fan_in)(const irmae_layer *L);
+    /* *floats = scratch for a batch of `batch`; non-zero if the layer is
+       invalid at that batch (a size overflows); NULL: never any scratch */
+    int (*workspace)(const irmae_layer *L, int batch, size_t *floats);
+    /* out = L(in) for B images */
+    int (*forward)(irmae_model *m, const irmae_layer *L, float *out, const float *in, int B);
+    /* din (NULL: not needed) from dout, with the forward's input and output;
+       parameter gradients ACCUMULATE into m->grads */
+    int (*backward)(irmae_model *m, const irmae_layer *L, float *din, const float *dout,
+                    const float *in, const float *out, int B);
+    /* PyTorch's shape of the weight, returns its rank; NULL: no weight */
+    int (*weight_shape)(const irmae_layer *L, size_t *shape);
+    /* the export's type name; appends the type's own JSON fields
+       (",\"k\":4,...") to extra */
+    const char *(*describe)(const irmae_layer *L, char *extra, size_t cap);
+} irmae__layer_type;
+
+static size_t irmae__layer_out_size(const irmae_layer *L)
+{ return (size_t)L->out_c * L->out_h * L->out_w; }
+static size_t irmae__layer_in_size(const irmae_layer *L)
+{ return (size_t)L->in_c * L->in_h * L->in_w; }
+static size_t irmae__image_size(const irmae_model *m)
+{ return (size_t)m->cfg.in_c * m->cfg.in_h * m->cfg.in_w; }
+/* the row of a layer's type in the table below */
+static const irmae__layer_type *irmae__lt(const irmae_layer *L);
+/* the weight and bias of L in m's parameters, and their gradients */
+static const float *irmae__lw(const irmae_model *m, const irmae_layer *L) { return m->params + L->w_off; }
+static const float *irmae__lb(const irmae_model *m, const irmae_layer *L) { return L->n_b ? m->params + L->b_off : NULL; }
+static float *irmae__ldw(irmae_model *m, const irmae_layer *L) { return m->grads + L->w_off; }
+static float *irmae__ldb(irmae_model *m, const irmae_layer *L) { return L->n_b ? m->grads + L->b_off : NULL; }
+static const char *irmae__bias_json(const irmae_layer *L) { return L->n_b ? "true" : "false"; }
+
+/* ---- conv and convT (IRMAE_LAYER_CONV, IRMAE_LAYER_CONVT) ---- */
+
+/* The convolution descriptor of a conv/convT layer at batch size batch;
+   non-zero (the desc function's error) if it is invalid. */
+static int irmae__conv_desc_of(irmae_conv_desc *d, const irmae_layer *L, int batch)
+{
+    const irmae_layer_spec *s = &L->spec;
+    return s->type == IRMAE_LAYER_CONV
+        ? irmae_conv2d_desc(d, batch, L->in_c, L->in_h, L->in_w, L->out_c, s->k, s->stride, s->pad)
+        : irmae_convt2d_desc(d, batch, L->in_c, L->in_h, L->in_w, L->out_c, s->k, s->stride, s->pad);
+}
+static int irmae__conv_resolve(irmae_layer *L, const char *where, int index)
+{
+    const irmae_layer_spec *s = &L->spec;
+    irmae_conv_desc d;
+    int rc;
+    L->out_c = s->out;
+    if ((rc = irmae__conv_desc_of(&d, L, 1)))
+        return irmae__fail(rc, "%s layer %d (%s %d->%d k%d s%d p%d on %dx%d) is invalid", where, index,
+                           irmae__lt(L)->name, L->in_c, s->out, s->k, s->stride,
+                           s->pad, L->in_h, L->in_w);
+    L->out_h = d.out_h; L->out_w = d.out_w;
+    L->n_w = irmae__count(L->in_c, L->out_c, s->k, s->k);
+    L->n_b = s->bias ? (size_t)L->out_c : 0;
+    return IRMAE_OK;
+}
+/* PyTorch: fan-in of a conv is in * k * k; of a convT, the weight's dim 1 (out) * k * k */
+static double irmae__conv_fan_in(const irmae_layer *L)
+{
+    return (double)(L->spec.type == IRMAE_LAYER_CONV ? L->in_c : L->out_c) * L->spec.k * L->spec.k;
+}
+static int irmae__conv_workspace_of(const irmae_layer *L, int batch, size_t *floats)
+{
+    irmae_conv_desc d;
+    int rc = irmae__conv_desc_of(&d, L, batch);
+    *floats = rc ? 0 : irmae_conv_workspace(&d);
+    return rc;
+}
+static int irmae__conv_forward(irmae_model *m, const irmae_layer *L, float *out, const float *in, int B)
+{
+    irmae_conv_desc d;
+    int rc = irmae__conv_desc_of(&d, L, B);
+    if (rc) return rc;
+    return L->spec.type == IRMAE_LAYER_CONV ? irmae_conv2d_forward(out, in, irmae__lw(m, L), irmae__lb(m, L), &d, m->work)
+                                            : irmae_convt2d_forward(out, in, irmae__lw(m, L), irmae__lb(m, L), &d, m->work);
+}
+static int irmae__conv_backward(irmae_model *m, const irmae_layer *L, float *din, const float *dout,
+                                const float *in, const float *out, int B)
+{
+    irmae_conv_desc d;
+    int rc = irmae__conv_desc_of(&d, L, B);
+    (void)out;
+    if (rc) return rc;
+    return L->spec.type == IRMAE_LAYER_CONV
+        ? irmae_conv2d_backward(din, irmae__ldw(m, L), irmae__ldb(m, L), dout, in, irmae__lw(m, L), &d, m->work)
+        : irmae_convt2d_backward(din, irmae__ldw(m, L), irmae__ldb(m, L), dout, in, irmae__lw(m, L), &d, m->work);
+}
+/* conv2d [out, in, k, k], convT2d [in, out, k, k] */
+static int irmae__conv_weight_shape(const irmae_layer *L, size_t *shape)
+{
+    int conv = L->spec.type == IRMAE_LAYER_CONV;
+    shape[0] = (size_t)(conv ? L->out_c : L->in_c);
+    shape[1] = (size_t)(conv ? L->in_c : L->out_c);
+    shape[2] = shape[3] = (size_t)L->spec.k;
+    return 4;
+}
+static const char *irmae__conv_describe(const irmae_layer *L, char *extra, size_t cap)
+{
+    snprintf(extra, cap, ",\"k\":%d,\"stride\":%d,\"pad\":%d,\"bias\":%s", L->spec.k, L->spec.stride,
+             L->spec.pad, irmae__bias_json(L));
+    return irmae__lt(L)->name; /* "conv" or "convT" */
+}
+
+/* ---- linear (IRMAE_LAYER_LINEAR): on the flattened input ---- */
+
+static int irmae__linear_resolve(irmae_layer *L, const char *where, int index)
+{
+    if (L->spec.out <= 0)
+        return irmae__fail(IRMAE_ERR_ARG, "%s layer %d: linear with %d outputs", where, index, L->spec.out);
+    L->out_c = L->spec.out; L->out_h = 1; L->out_w = 1;
+    L->n_w = irmae__count((int)irmae__layer_in_size(L), L->out_c, 1, 1);
+    L->n_b = L->spec.bias ? (size_t)L->out_c : 0;
+    return IRMAE_OK;
+}
+static double irmae__linear_fan_in(const irmae_layer *L) { return (double)irmae__layer_in_size(L); }
+static int irmae__linear_forward_l(irmae_model *m, const irmae_layer *L, float *out, const float *in, int B)
+{
+    return irmae_linear_forward(out, in, irmae__lw(m, L), irmae__lb(m, L), B, (int)irmae__layer_in_size(L), L->out_c);
+}
+static int irmae__linear_backward_l(irmae_model *m, const irmae_layer *L, float *din, const float *dout,
+                                    const float *in, const float *out, int B)
+{
+    (void)out;
+    return irmae_linear_backward(din, irmae__ldw(m, L), irmae__ldb(m, L), dout, in, irmae__lw(m, L), B,
+                                 (int)irmae__layer_in_size(L), L->out_c);
+}
+static int irmae__linear_weight_shape(const irmae_layer *L, size_t *shape)
+{
+    shape[0] = (size_t)L->out_c;
+    shape[1] = irmae__layer_in_size(L);
+    return 2;
+}
+static const char *irmae__linear_describe(const irmae_layer *L, char *extra, size_t cap)
+{
+    snprintf(extra, cap, ",\"bias\":%s", irmae__bias_json(L));
+    return "linear";
+}
+
+/* ---- activations (IRMAE_LAYER_RELU, _TANH, _SIGMOID): same shape, no parameters ---- */
+
+static int irmae__same_shape(irmae_layer *L, const char *where, int index)
+{
+    (void)L; (void)where; (void)index; /* out_* = in_*, set by the caller */
+    return IRMAE_OK;
+}
+static const char *irmae__act_describe(const irmae_layer *L, char *extra, size_t cap)
+{
+    if (cap) extra[0] = 0;
+    return irmae__lt(L)->name; /* "relu", "tanh", "sigmoid" */
+}
+#define IRMAE__LCOUNT(L, B) (irmae__layer_out_size(L) * (size_t)(B))
+static int irmae__relu_fw(irmae_model *m, const irmae_layer *L, float *out, const float *in, int B)
+{ (void)m; irmae_relu_forward(out, in, IRMAE__LCOUNT(L, B)); return IRMAE_OK; }
+static int irmae__relu_bw(irmae_model *m, const irmae_layer *L, float *din, const float *dout,
+                          const float *in, const float *out, int B)
+{ (void)m; (void)in; if (din) irmae_relu_backward(din, dout, out, IRMAE__LCOUNT(L, B)); return IRMAE_OK; }
+static int irmae__tanh_fw(irmae_model *m, const irmae_layer *L, float *out, const float *in, int B)
+{ (void)m; irmae_tanh_forward(out, in, IRMAE__LCOUNT(L, B)); return IRMAE_OK; }
+static int irmae__tanh_bw(irmae_model *m, const irmae_layer *L, float *din, const float *dout,
+                          const float *in, const float *out, int B)
+{ (void)m; (void)in; if (din) irmae_tanh_backward(din, dout, out, IRMAE__LCOUNT(L, B)); return IRMAE_OK; }
+static int irmae__sigmoid_fw(irmae_model *m, const irmae_layer *L, float *out, const float *in, int B)
+{ (void)m; irmae_sigmoid_forward(out, in, IRMAE__LCOUNT(L, B)); return IRMAE_OK; }
+static int irmae__sigmoid_bw(irmae_model *m, const irmae_layer *L, float *din, const float *dout,
+                             const float *in, const float *out, int B)
+{ (void)m; (void)in; if (din) irmae_sigmoid_backward(din, dout, out, IRMAE__LCOUNT(L, B)); return IRMAE_OK; }
+
+/* ---- reshape (IRMAE_LAYER_RESHAPE): the same values in the same order ---- */
+
+static int irmae__reshape_resolve(irmae_layer *L, const char *where, int index)
+{
+    const irmae_layer_spec *s = &L->spec;
+    size_t in_f = irmae__layer_in_size(L);
+    if (s->c == 0) { L->out_c = (int)in_f; L->out_h = 1; L->out_w = 1; return IRMAE_OK; }
+    if (irmae__count(s->c, s->h, s->w, 1) != in_f)
+        return irmae__fail(IRMAE_ERR_SHAPE, "%s layer %d: cannot reshape %d x %d x %d to %d x %d x %d",
+                           where, index, L->in_c, L->in_h, L->in_w, s->c, s->h, s->w);
+    L->out_c = s->c; L->out_h = s->h; L->out_w = s->w;
+    return IRMAE_OK;
+}
+static int irmae__reshape_forward(irmae_model *m, const irmae_layer *L, float *out, const float *in, int B)
+{ (void)m; memcpy(out, in, IRMAE__LCOUNT(L, B) * sizeof(float)); return IRMAE_OK; }
+static int irmae__reshape_backward(irmae_model *m, const irmae_layer *L, float *din, const float *dout,
+                                   const float *in, const float *out, int B)
+{ (void)m; (void)in; (void)out; if (din) memcpy(din, dout, IRMAE__LCOUNT(L, B) * sizeof(float)); return IRMAE_OK; }
+static const char *irmae__reshape_describe(const irmae_layer *L, char *extra, size_t cap)
+{
+    if (L->spec.c == 0) { if (cap) extra[0] = 0; return "flatten"; }
+    snprintf(extra, cap, ",\"shape\":[%d,%d,%d]", L->spec.c, L->spec.h, L->spec.w);
+    return "unflatten";
+}
+
+/* ---- nearest-neighbour upsampling (IRMAE_LAYER_UPSAMPLE) ----
+   As torch.nn.Upsample(scale_factor=s, mode="nearest") with an integer s:
+   out[c][y][x] = in[c][y / s][x / s], out is (s h) x (s w). Its backward
+   sums each s x s block of dout, row by row (a fixed order: the same bits
+   for any thread count). Decoders use it with a stride-1 conv instead of a
+   strided convT to avoid checkerboard artefacts. */
+
+static int irmae__upsample_resolve(irmae_layer *L, const char *where, int index)
+{
+    int s = L->spec.stride;
+    if (s < 1 || s > 64)
+        return irmae__fail(IRMAE_ERR_ARG, "%s layer %d: upsampling scale %d (1..64)", where, index, s);
+    if (L->in_h > INT_MAX / s || L->in_w > INT_MAX / s)
+        return irmae__fail(IRMAE_ERR_OVERFLOW, "%s layer %d: %d x %d upsampled %d times", where, index,
+                           L->in_h, L->in_w, s);
+    L->out_h = L->in_h * s; L->out_w = L->in_w * s;
+    return IRMAE_OK;
+}
+static int irmae__upsample_forward(irmae_model *m, const irmae_layer *L, float *out, const float *in, int B)
+{
+    ptrdiff_t p, planes = (ptrdiff_t)B * L->in_c;
+    int s = L->spec.stride, h = L->in_h, w = L->in_w;
+    double t0 = IRMAE__PROF_T0();
+    (void)m;
+    IRMAE__OMP(parallel for schedule(static) if(IRMAE__LCOUNT(L, B) > IRMAE__PAR_MIN))
+    for (p = 0; p < planes; p++) {
+        const float *src = in + (size_t)p * h * w;
+        float *dst = out + (size_t)p * h * w * s * s;
+        int y, x, r, k;
+        for (y = 0; y < h; y++) {
+            float *row = dst + (size_t)y * s * w * s;
+            for (x = 0; x < w; x++)
+                for (k = 0; k < s; k++) row[(size_t)x * s + k] = src[(size_t)y * w + x];
+            for (r = 1; r < s; r++) memcpy(row + (size_t)r * w * s, row, (size_t)w * s * sizeof(float));
+        }
+    }
+    IRMAE__PROF_ADD(IRMAE_PHASE_LOWER, t0);
+    return IRMAE_OK;
+}
+static int irmae__upsample_backward(irmae_model *m, const irmae_layer *L, float *din, const float *dout,
+                                    const float *in, const float *out, int B)
+{
+    ptrdiff_t p, planes = (ptrdiff_t)B * L->in_c;
+    int s = L->spec.stride, h = L->in_h, w = L->in_w;
+    double t0;
+    (void)m; (void)in; (void)out;
+    if (!din) return IRMAE_OK;
+    t0 = IRMAE__PROF_T0();
+    IRMAE__OMP(parallel for schedule(static) if(IRMAE__LCOUNT(L, B) > IRMAE__PAR_MIN))
+    for (p = 0; p < planes; p++) {
+        const float *src = dout + (size_t)p * h * w * s * s;
+        float *dst = din + (size_t)p * h * w;
+        int y, x, r, k;
+        for (y = 0; y < h; y++)
+            for (x = 0; x < w; x++) {
+                float acc = 0.0f;
+                for (r = 0; r < s; r++)
+                    for (k = 0; k < s; k++) acc += src[((size_t)y * s + r) * w * s + (size_t)x * s + k];
+                dst[(size_t)y * w + x] = acc;
+            }
+    }
+    IRMAE__PROF_ADD(IRMAE_PHASE_LOWER, t0);
+    return IRMAE_OK;
+}
+static const char *irmae__upsample_describe(const irmae_layer *L, char *extra, size_t cap)
+{
+    snprintf(extra, cap, ",\"scale\":%d", L->spec.stride);
+    return "upsample";
+}
+#undef IRMAE__LCOUNT
+
+/* The table: one row per layer type. */
+static const irmae__layer_type irmae__layer_types[] = {
+    { IRMAE_LAYER_CONV, "conv", irmae__conv_resolve, irmae__conv_fan_in, irmae__conv_workspace_of,
+      irmae__conv_forward, irmae__conv_backward, irmae__conv_weight_shape, irmae__conv_describe },
+    { IRMAE_LAYER_CONVT, "convT", irmae__conv_resolve, irmae__conv_fan_in, irmae__conv_workspace_of,
+      irmae__conv_forward, irmae__conv_backward, irmae__conv_weight_shape, irmae__conv_describe },
+    { IRMAE_LAYER_LINEAR, "linear", irmae__linear_resolve, irmae__linear_fan_in, NULL,
+      irmae__linear_forward_l, irmae__linear_backward_l, irmae__linear_weight_shape, irmae__linear_describe },
+    { IRMAE_LAYER_RELU, "relu", irmae__same_shape, NULL, NULL, irmae__relu_fw, irmae__relu_bw, NULL, irmae__act_describe },
+    { IRMAE_LAYER_TANH, "tanh", irmae__same_shape, NULL, NULL, irmae__tanh_fw, irmae__tanh_bw, NULL, irmae__act_describe },
+    { IRMAE_LAYER_SIGMOID, "sigmoid", irmae__same_shape, NULL, NULL, irmae__sigmoid_fw, irmae__sigmoid_bw, NULL,
+      irmae__act_describe },
+    { IRMAE_LAYER_RESHAPE, "reshape", irmae__reshape_resolve, NULL, NULL, irmae__reshape_forward,
+      irmae__reshape_backward, NULL, irmae__reshape_describe },
+    { IRMAE_LAYER_UPSAMPLE, "upsample", irmae__upsample_resolve, NULL, NULL, irmae__upsample_forward,
+      irmae__upsample_backward, NULL, irmae__upsample_describe }
+};
+
+/* The row of a type; NULL for a type the table does not have. */
+static const irmae__layer_type *irmae__layer_type_of(int type)
+{
+    size_t i;
+    for (i = 0; i < sizeof irmae__layer_types / sizeof irmae__layer_types[0]; i++)
+        if (irmae__layer_types[i].type == type) return &irmae__layer_types[i];
+    return NULL;
+}
+/* The row of a layer of a planned model (irmae__layer_resolve checked that it exists). */
+static const irmae__layer_type *irmae__lt(const irmae_layer *L) { return irmae__layer_type_of(L->spec.type); }
+
+/* Resolves one layer given its input shape: shapes and parameter sizes. */
+static int irmae__layer_resolve(irmae_layer *L, const irmae_layer_spec *s, int c, int h, int w,
+                                int code_dim, const char *where, int index)
+{
+    const irmae__layer_type *t = irmae__layer_type_of(s->type);
+    size_t in_f = irmae__count(c, h, w, 1);
+    int rc;
+    memset(L, 0, sizeof *L);
+    L->spec = *s;
+    if (s->out == IRMAE_CODE) L->spec.out = code_dim;
+    L->in_c = c; L->in_h = h; L->in_w = w;
+    L->out_c = c; L->out_h = h; L->out_w = w;
+    if (!in_f || in_f > INT_MAX)
+        return irmae__fail(IRMAE_ERR_SHAPE, "%s layer %d: input %d x %d x %d", where, index, c, h, w);
+    if (!t) return irmae__fail(IRMAE_ERR_ARG, "%s layer %d: unknown type %d", where, index, s->type);
+    if (!t->resolve || !t->forward || !t->backward || !t->describe)
+        return irmae__fail(IRMAE_ERR_UNSUPPORTED, "%s layer %d: layer type %s has no resolve, forward, backward "
+                           "or describe in the table", where, index, t->name);
+    if ((rc = t->resolve(L, where, index))) return rc;
+    if (t->fan_in && !L->n_w)
+        return irmae__fail(IRMAE_ERR_OVERFLOW, "%s layer %d: weight size overflows", where, index);
+    if (L->n_w && (!t->fan_in || !t->weight_shape))
+        return irmae__fail(IRMAE_ERR_UNSUPPORTED, "%s layer %d: layer type %s has parameters but no fan_in or "
+                           "weight_shape in the table", where, index, t->name);
+    if (!irmae__count(L->out_c, L->out_h, L->out_w, 1) ||
+        irmae__count(L->out_c, L->out_h, L->out_w, 1) > INT_MAX)
+        return irmae__fail(IRMAE_ERR_SHAPE, "%s layer %d: output size overflows", where, index);
+    return IRMAE_OK;
+}
+
+/* out_act as a layer type (IRMAE_OUT_AUTO resolved); 0 for IRMAE_OUT_NONE, -1 if unknown. */
+static int irmae__out_act_type(const irmae_config *cfg)
+{
+    int a = cfg->out_act;
+    if (a == IRMAE_OUT_AUTO) a = cfg->kind == IRMAE_KIND_VAE ? IRMAE_OUT_SIGMOID : IRMAE_OUT_TANH;
+    return a == IRMAE_OUT_TANH ? IRMAE_LAYER_TANH : a == IRMAE_OUT_SIGMOID ? IRMAE_LAYER_SIGMOID
+         : a == IRMAE_OUT_NONE ? 0 : -1;
+}
+
+/* Resolves all layers of cfg into m->layers, computing parameter offsets.
+   Does not allocate. */
+static int irmae__model_plan(irmae_model *m, const irmae_config *cfg)
+{
+    int i, c, h, w, rc, out_type;
+    size_t off = 0, act = 0, nn;
+    if (cfg->in_c <= 0 || cfg->in_h <= 0 || cfg->in_w <= 0)
+        return irmae__fail(IRMAE_ERR_ARG, "config: image %d x %d x %d", cfg->in_c, cfg->in_h, cfg->in_w);
+    if (cfg->n <= 0 || cfg->l < 0 || cfg->max_batch <= 0)
+        return irmae__fail(IRMAE_ERR_ARG, "config: n %d, l %d, max_batch %d", cfg->n, cfg->l, cfg->max_batch);
+    if (cfg->kind != IRMAE_KIND_AE && cfg->kind != IRMAE_KIND_VAE)
+        return irmae__fail(IRMAE_ERR_ARG, "config: unknown kind %d", cfg->kind);
+    if (cfg->n_enc <= 0 || cfg->n_enc > IRMAE_MAX_LAYERS || cfg->n_dec <= 0 || cfg->n_dec > IRMAE_MAX_LAYERS)
+        return irmae__fail(IRMAE_ERR_ARG, "config: %d encoder / %d decoder layers (1..%d)",
+                           cfg->n_enc, cfg->n_dec, IRMAE_MAX_LAYERS);
+    if (cfg->n > 1 << 20 || cfg->l > 1024)
+        return irmae__fail(IRMAE_ERR_LIMIT, "config: n %d or l %d too large", cfg->n, cfg->l);
+    out_type = irmae__out_act_type(cfg);
+    if (out_type < 0) return irmae__fail(IRMAE_ERR_ARG, "config: unknown out_act %d", cfg->out_act);
+    if (cfg->kind == IRMAE_KIND_VAE && out_type != IRMAE_LAYER_SIGMOID)
+        return irmae__fail(IRMAE_ERR_ARG, "config: the VAE's BCE loss needs a sigmoid output");
+    if (cfg->kind == IRMAE_KIND_VAE && cfg->l != 0)
+        return irmae__fail(IRMAE_ERR_ARG, "config: the VAE takes no linear maps (l = %d)", cfg->l);
+    if (!(cfg->lr >= 0.0f) || !(cfg->beta1 >= 0.0f && cfg->beta1 < 1.0f) || !(cfg->beta2 >= 0.0f && cfg->beta2 < 1.0f) || !(cfg->eps > 0.0f))
+        return irmae__fail(IRMAE_ERR_ARG, "config: Adam lr %g betas %g %g eps %g", cfg->lr, cfg->beta1, cfg->beta2, cfg->eps);
+
+    m->code_dim = cfg->kind == IRMAE_KIND_VAE ? 2 * cfg->n : cfg->n;
+    m->n_layers = 0;
+    c = cfg->in_c; h = cfg->in_h; w = cfg->in_w;
+    for (i = 0; i < cfg->n_enc + cfg->n_dec + 1; i++) {
+        irmae_layer *L = &m->layers[m->n_layers];
+        irmae_layer_spec spec;
+        const char *where = i < cfg->n_enc ? "encoder" : "decoder";
+        int idx = i < cfg->n_enc ? i : i - cfg->n_enc;
+        if (i == cfg->n_enc) {
+            /* the code: encoder must have produced code_dim values */
+            if (irmae__count(c, h, w, 1) != (size_t)m->code_dim)
+                return irmae__fail(IRMAE_ERR_SHAPE, "encoder outputs %d x %d x %d, the code needs %d values",
+                                   c, h, w, m->code_dim);
+            m->n_enc = m->n_layers;
+            /* the l maps sit between encoder and decoder parameters */
+            if (!irmae__mul3(&nn, (size_t)cfg->n, (size_t)cfg->n, (size_t)cfg->l) || off > (size_t)-1 / 2 - nn)
+                return irmae__fail(IRMAE_ERR_OVERFLOW, "config: %d maps of %d x %d", cfg->l, cfg->n, cfg->n);
+            m->maps_off = off;
+            off += nn;
+            c = cfg->n; h = 1; w = 1;
+        }
+        if (i < cfg->n_enc) spec = cfg->enc[i];
+        else if (i < cfg->n_enc + cfg->n_dec) spec = cfg->dec[i - cfg->n_enc];
+        else if (out_type == 0) break;
+        else spec = irmae_layer_act(out_type);
+        if (i >= cfg->n_enc && spec.out == IRMAE_CODE)
+            return irmae__fail(IRMAE_ERR_ARG, "decoder layer %d: IRMAE_CODE is for the encoder", idx);
+        rc = irmae__layer_resolve(L, &spec, c, h, w, m->code_dim, where, idx);
+        if (rc) return rc;
+        L->w_off = off; off += L->n_w;
+        L->b_off = off; off += L->n_b;
+        L->act_off = act; act += irmae__layer_out_size(L);
+        c = L->out_c; h = L->out_h; w = L->out_w;
+        m->n_layers++;
+    }
+    if (c != cfg->in_c || h != cfg->in_h || w != cfg->in_w)
+        return irmae__fail(IRMAE_ERR_SHAPE, "decoder outputs %d x %d x %d, the images are %d x %d x %d",
+                           c, h, w, cfg->in_c, cfg->in_h, cfg->in_w);
+    m->n_params = off;
+    m->act_per_image = act;
+    return IRMAE_OK;
+}
+
+IRMAEDEF size_t irmae_config_param_count(const irmae_config *cfg)
+{
+    irmae_model *m;
+    size_t n = 0;
+    if (!cfg) return 0;
+    m = (irmae_model *)irmae__alloc(1, sizeof *m);
+    if (!m) return 0;
+    if (irmae__model_plan(m, cfg) == IRMAE_OK) n = m->n_params;
+    irmae__free(m);
+    return n;
+}
+
+static void irmae__uniform_fill(float *p, size_t count, float bound, irmae_rng *rng)
+{
+    size_t i;
+    for (i = 0; i < count; i++) p[i] = (2.0f * irmae_rng_uniform(rng) - 1.0f) * bound;
+}
+
+IRMAEDEF void irmae_model_free(irmae_model *m)
+{
+    if (!m) return;
+    irmae__free(m->params); irmae__free(m->grads); irmae__free(m->adam_m); irmae__free(m->adam_v);
+    irmae__free(m->acts); irmae__free(m->codes); irmae__free(m->vae_eps);
+    irmae__free(m->grad_a); irmae__free(m->grad_b); irmae__free(m->work);
+    irmae__free(m->sum_work);
+    memset(m, 0, sizeof *m);
+}
+
+/* Workspace sizes, in floats, of a planned model for cfg->max_batch: the
+   activations, the two gradient ping-pong buffers (maxio each), the codes of
+   every linear map, the VAE noise and the largest layer scratch. Used by
+   irmae_model_init and by the checkpoint reader (which bounds the memory a
+   file may ask for before allocating). 0 if a size overflows. */
+typedef struct { size_t acts, maxio, codes, eps, work; } irmae__sizes;
+
+static int irmae__model_sizes(const irmae_model *m, const irmae_config *cfg, irmae__sizes *z)
+{
+    size_t B = (size_t)cfg->max_batch, maxio = 0;
+    int i;
+    z->work = 0;
+    for (i = 0; i < m->n_layers; i++) {
+        const irmae_layer *L = &m->layers[i];
+        const irmae__layer_type *t = irmae__lt(L);
+        size_t io = irmae__layer_out_size(L) > irmae__layer_in_size(L) ? irmae__layer_out_size(L) : irmae__layer_in_size(L);
+        if (io > maxio) maxio = io;
+        if (t->workspace) {
+            size_t ws;
+            if (t->workspace(L, cfg->max_batch, &ws)) return 0;
+            if (ws > z->work) z->work = ws;
+        }
+    }
+    return irmae__mul(&z->acts, m->act_per_image, B) && irmae__mul(&z->maxio, maxio, B) &&
+           irmae__mul3(&z->codes, (size_t)cfg->l + 1, B, (size_t)cfg->n) && irmae__mul(&z->eps, B, (size_t)cfg->n);
+}
+
+IRMAEDEF int irmae_model_init(irmae_model *m, const irmae_config *cfg, irmae_rng *rng)
+{
+    int i, rc, B;
+    irmae__sizes z;
+    if (!m || !cfg || !rng) return irmae__fail(IRMAE_ERR_ARG, "model_init: NULL pointer");
+    memset(m, 0, sizeof *m);
+    rc = irmae__model_plan(m, cfg);
+    if (rc) { memset(m, 0, sizeof *m); return rc; }
+    m->cfg = *cfg;
+    B = cfg->max_batch;
+    if (!irmae__model_sizes(m, cfg, &z)) {
+        memset(m, 0, sizeof *m);
+        return irmae__fail(IRMAE_ERR_OVERFLOW, "model_init: workspace for batch %d overflows", B);
+    }
+    m->params = (float *)irmae__alloc(m->n_params, sizeof(float));
+    m->grads = (float *)irmae__alloc(m->n_params, sizeof(float));
+    m->adam_m = (float *)irmae__alloc(m->n_params, sizeof(float));
+    m->adam_v = (float *)irmae__alloc(m->n_params, sizeof(float));
+    m->acts = (float *)irmae__alloc(z.acts, sizeof(float));
+    m->codes = (float *)irmae__alloc(z.codes, sizeof(float));
+    m->vae_eps = (float *)irmae__alloc(z.eps, sizeof(float));
+    m->grad_a = (float *)irmae__alloc(z.maxio, sizeof(float));
+    m->grad_b = (float *)irmae__alloc(z.maxio, sizeof(float));
+    m->work = (float *)irmae__alloc(z.work, sizeof(float));
+    if (!m->params || !m->grads || !m->adam_m || !m->adam_v || !m->acts || !m->codes ||
+        !m->vae_eps || !m->grad_a || !m->grad_b || !m->work) {
+        irmae_model_free(m);
+        return irmae__fail(IRMAE_ERR_NOMEM, "model_init: %lu parameters, batch %d",
+                           (unsigned long)m->n_params, B);
+    }
+    /* PyTorch's default initialisation, layer by layer in order */
+    for (i = 0; i < m->n_layers; i++) {
+        const irmae_layer *L = &m->layers[i];
+        float bound;
+        if (i == m->n_enc)
+            irmae__uniform_fill(m->params + m->maps_off, (size_t)cfg->l * cfg->n * cfg->n,
+                                (float)(1.0 / sqrt((double)cfg->n)), rng);
+        if (!L->n_w) continue;
+        bound = (float)(1.0 / sqrt(irmae__lt(L)->fan_in(L)));
+        irmae__uniform_fill(m->params + L->w_off, L->n_w, bound, rng);
+        irmae__uniform_fill(m->params + L->b_off, L->n_b, bound, rng);
+    }
+    m->rng = irmae_rng_seed(irmae_rng_u64(rng));
+    return IRMAE_OK;
+}
+
+static float *irmae__act(irmae_model *m, int i, int B) { return m->acts + m->layers[i].act_off * (size_t)B; }
+
+static int irmae__check_batch(const irmae_model *m, const void *p, int batch, const char *fn)
+{
+    if (!m || !m->params) return irmae__fail(IRMAE_ERR_ARG, "%s: model not initialised", fn);
+    if (!p) return irmae__fail(IRMAE_ERR_ARG, "%s: NULL data", fn);
+    if (batch <= 0 || batch > m->cfg.max_batch)
+        return irmae__fail(IRMAE_ERR_ARG, "%s: batch %d not in 1..max_batch (%d)", fn, batch, m->cfg.max_batch);
+    return IRMAE_OK;
+}
+
+/* ---- The forward pass ----------------------------------------------------
+   One forward pass serves training (irmae_model_forward_backward), the
+   loss of a batch (irmae_model_loss) and inference (encode, features,
+   decode): image -> encoder layers -> e -> the code stage (the VAE's
+   sampling or mean, the l maps, the code term of the loss) -> z -> decoder
+   layers -> output activation -> image. Every layer's output stays in
+   m->acts for the backward pass. */
+
+/* Layers [from, to) on h (B images); *y gets the last output. */
+static int irmae__layers_forward(irmae_model *m, int from, int to, const float *h, int B, const float **y)
+{
+    int i, rc;
+    for (i = from; i < to; i++) {
+        float *out = irmae__act(m, i, B);
+        if ((rc = irmae__lt(&m->layers[i])->forward(m, &m->layers[i], out, h, B))) return rc;
+        h = out;
+    }
+    *y = h;
+    return IRMAE_OK;
+}
+
+/* z_j = z_{j-1} W_j^T for j = 1..l; m->codes holds z_0 .. z_l (z_0 = e). */
+static float *irmae__maps_forward(irmae_model *m, const float *e, int B)
+{
+    int j, n = m->cfg.n;
+    size_t blk = (size_t)B * n;
+    memcpy(m->codes, e, blk * sizeof(float));
+    for (j = 1; j <= m->cfg.l; j++)
+        irmae_sgemm(0, 1, B, n, n, 1.0f, m->codes + (j - 1) * blk, n,
+                    m->params + m->maps_off + (size_t)(j - 1) * n * n, n, 0.0f, m->codes + j * blk, n);
+    return m->codes + (size_t)m->cfg.l * blk;
+}
+
+static int irmae__is_vae(const irmae_model *m) { return m->cfg.kind == IRMAE_KIND_VAE; }
+
+/* The code stage. The VAE: e = [mu | logvar] per image, z = mu + exp(logvar / 2) eps
+   with fresh noise eps (sample != 0, kept in m->vae_eps for the backward pass)
+   or z = mu; *reg = beta * KL(N(mu, sigma) || N(0, 1)), the mean over the
+   batch's B x n entries. The AE/IRMAE: z = W_l .. W_1 e and *reg = the mean
+   of code_l1 |z| + code_l2 z^2. Returns z (B x n, in m->codes). */
+static const float *irmae__code_forward(irmae_model *m, const float *e, int B, int sample, double *reg)
+{
+    int i, j, n = m->cfg.n;
+    size_t blk = (size_t)B * n, k;
+    double r = 0.0, t0;
+    float *z;
+    if (irmae__is_vae(m)) {
+        t0 = IRMAE__PROF_T0();
+        z = m->codes;
+        for (i = 0; i < B; i++)
+            for (j = 0; j < n; j++) {
+                float mu = e[(size_t)i * 2 * n + j], lv = e[(size_t)i * 2 * n + n + j];
+                if (sample) {
+                    float ep = irmae_rng_normal(&m->rng);
+                    m->vae_eps[(size_t)i * n + j] = ep;
+                    z[(size_t)i * n + j] = mu + expf(0.5f * lv) * ep;
+                } else z[(size_t)i * n + j] = mu;
+                r += -0.5 * (1.0 + lv - (double)mu * mu - exp((double)lv));
+            }
+        r *= m->cfg.vae_beta / (double)blk;
+    } else {
+        z = irmae__maps_forward(m, e, B);
+        t0 = IRMAE__PROF_T0();
+        for (k = 0; k < blk; k++) {
+            if (m->cfg.code_l1 != 0.0f) r += m->cfg.code_l1 * fabs((double)z[k]);
+            if (m->cfg.code_l2 != 0.0f) r += m->cfg.code_l2 * (double)z[k] * z[k];
+        }
+        r /= (double)blk;
+    }
+    IRMAE__PROF_ADD(IRMAE_PHASE_LOSS, t0);
+    *reg = r;
+    return z;
+}
+
+/* What one forward pass leaves for the loss and the backward pass. */
+typedef struct irmae__pass {
+    const float *e;   /* encoder output, B x code_dim (the VAE: [mu | logvar]) */
+    const float *z;   /* the decoder's input, B x n */
+    const float *y;   /* the output image, B x C x H x W */
+    double reg;       /* the code term of the loss */
+} irmae__pass;
+
+static int irmae__forward(irmae_model *m, const float *x, int B, int sample, irmae__pass *p)
+{
+    int rc;
+    if ((rc = irmae__layers_forward(m, 0, m->n_enc, x, B, &p->e))) return rc;
+    p->z = irmae__code_forward(m, p->e, B, sample, &p->reg);
+    return irmae__layers_forward(m, m->n_enc, m->n_layers, p->z, B, &p->y);
+}
+
+/* The VAE's BCE works on the logits: the input of the output sigmoid, i.e.
+   the output of the layer before it, or z when the decoder is that sigmoid. */
+static const float *irmae__logits(irmae_model *m, const float *z, int B)
+{
+    return m->n_layers - 1 == m->n_enc ? z : irmae__act(m, m->n_layers - 2, B);
+}
+
+/* Reconstruction loss of a batch whose forward pass is p: the mean over
+   pixels of (y - x)^2 (AE/IRMAE) or of the BCE of the logits a against x
+   (the VAE: max(a,0) - a x + log(1 + exp(-|a|))). dy (NULL: not wanted)
+   receives d loss / d y, or for the VAE d loss / d a = (sigmoid(a) - x) / count. */
+static double irmae__recon_loss(irmae_model *m, const irmae__pass *p, const float *x, int B, float *dy)
+{
+    size_t count = irmae__image_size(m) * (size_t)B, i;
+    double sum = 0.0, inv = 1.0 / (double)count, t0 = IRMAE__PROF_T0();
+    const float *y = p->y;
+    if (irmae__is_vae(m)) {
+        const float *a = irmae__logits(m, p->z, B);
+        for (i = 0; i < count; i++) {
+            double av = a[i];
+            sum += (av > 0 ? av : 0) - av * x[i] + log1p(exp(-fabs(av)));
+            if (dy) dy[i] = (float)((y[i] - x[i]) * inv);
+        }
+    } else {
+        for (i = 0; i < count; i++) {
+            double d = (double)y[i] - x[i];
+            sum += d * d;
+            if (dy) dy[i] = (float)(2.0 * d * inv);
+        }
+    }
+    IRMAE__PROF_ADD(IRMAE_PHASE_LOSS, t0);
+    return sum * inv;
+}
+
+/* ---- The backward pass ---------------------------------------------------
+   The ping-pong buffers m->grad_a / m->grad_b carry d loss / d (a layer's
+   output) down the network; *g is the current gradient, *gn the other
+   buffer, swapped after every stage. */
+static void irmae__swap(float **g, float **gn) { float *t = *g; *g = *gn; *gn = t; }
+
+/* Layers (from, to] backwards, to >= from; in of layer from is `in0`.
+   din of layer `from` goes to `din0` (NULL: not computed) instead of *gn. */
+static int irmae__layers_backward(irmae_model *m, int from, int to, const float *in0, int B,
+                                  float **g, float **gn, float *din0, int din0_set)
+{
+    int i, rc;
+    for (i = to; i >= from; i--) {
+        const float *in = i == from ? in0 : irmae__act(m, i - 1, B);
+        float *din = i == from && din0_set ? din0 : *gn;
+        if ((rc = irmae__lt(&m->layers[i])->backward(m, &m->layers[i], din, *g, in, irmae__act(m, i, B), B)))
+            return rc;
+        irmae__swap(g, gn);
+    }
+    return IRMAE_OK;
+}
+
+/* The code stage backwards: from *g = d loss / d z to *g = d loss / d e. */
+static void irmae__code_backward(irmae_model *m, const irmae__pass *p, int B, float **g, float **gn)
+{
+    int i, j, n = m->cfg.n;
+    size_t blk = (size_t)B * n;
+    const float *e = p->e, *z = p->z;
+    float *dz = *g;
+    double t0 = IRMAE__PROF_T0();
+    if (irmae__is_vae(m)) {
+        /* into d/d[mu | logvar], with the KL term's own gradient */
+        double s = m->cfg.vae_beta / (double)blk;
+        for (i = 0; i < B; i++)
+            for (j = 0; j < n; j++) {
+                float mu = e[(size_t)i * 2 * n + j], lv = e[(size_t)i * 2 * n + n + j];
+                float d = dz[(size_t)i * n + j], ep = m->vae_eps[(size_t)i * n + j];
+                (*gn)[(size_t)i * 2 * n + j] = d + (float)(s * mu);
+                (*gn)[(size_t)i * 2 * n + n + j] = d * ep * 0.5f * expf(0.5f * lv) +
+                                                   (float)(s * 0.5 * (exp((double)lv) - 1.0));
+            }
+        irmae__swap(g, gn);
+        IRMAE__PROF_ADD(IRMAE_PHASE_LOSS, t0);
+        return;
+    }
+    /* the code penalties, then back through the maps: dz_{j-1} = dz_j W_j, dW_j += dz_j^T z_{j-1} */
+    for (i = 0; i < (int)blk; i++) {
+        float zi = z[i];
+        if (m->cfg.code_l1 != 0.0f) dz[i] += (float)(m->cfg.code_l1 / (double)blk) * (zi > 0.0f ? 1.0f : zi < 0.0f ? -1.0f : 0.0f);
+        if (m->cfg.code_l2 != 0.0f) dz[i] += (float)(2.0 * m->cfg.code_l2 / (double)blk) * zi;
+    }
+    IRMAE__PROF_ADD(IRMAE_PHASE_LOSS, t0);
+    for (j = m->cfg.l; j >= 1; j--) {
+        const float *wj = m->params + m->maps_off + (size_t)(j - 1) * n * n;
+        float *dwj = m->grads + m->maps_off + (size_t)(j - 1) * n * n;
+        irmae_sgemm(1, 0, n, n, B, 1.0f, *g, n, m->codes + (j - 1) * blk, n, 1.0f, dwj, n);
+        irmae_sgemm(0, 0, B, n, n, 1.0f, *g, n, wj, n, 0.0f, *gn, n);
+        irmae__swap(g, gn);
+    }
+}
+
+/* Names the parameter tensor that holds params[off] ("encoder layer 3 weight"). */
+static void irmae__param_name(const irmae_model *m, size_t off, char *buf, size_t cap)
+{
+    int i;
+    if (off >= m->maps_off && off < m->maps_off + (size_t)m->cfg.l * m->cfg.n * m->cfg.n) {
+        snprintf(buf, cap, "linear map %d", (int)((off - m->maps_off) / ((size_t)m->cfg.n * m->cfg.n)) + 1);
+        return;
+    }
+    for (i = 0; i < m->n_layers; i++) {
+        const irmae_layer *L = &m->layers[i];
+        int enc = i < m->n_enc;
+        if (off >= L->w_off && off < L->w_off + L->n_w + L->n_b) {
+            snprintf(buf, cap, "%s layer %d %s", enc ? "encoder" : "decoder", enc ? i : i - m->n_enc,
+                     off < L->w_off + L->n_w ? "weight" : "bias");
+            return;
+        }
+    }
+    snprintf(buf, cap, "parameter %lu", (unsigned long)off);
+}
+
+/* The gradient norm, the finiteness check naming the first bad tensor, and
+   the optional clipping (irmae_grad_clip). */
+static int irmae__grad_guard(irmae_model *m)
+{
+    double t0 = IRMAE__PROF_T0();
+    m->last_grad_norm = irmae_grad_clip(m->grads, m->n_params, m->cfg.grad_clip);
+    IRMAE__PROF_ADD(IRMAE_PHASE_ADAM, t0);
+    if (!isfinite(m->last_grad_norm)) {
+        size_t j;
+        char name[96];
+        for (j = 0; j < m->n_params && isfinite(m->grads[j]); j++) {}
+        irmae__param_name(m, j < m->n_params ? j : 0, name, sizeof name);
+        return irmae__fail(IRMAE_ERR_NUMERIC, "gradient of %s is %g at step %lld", name,
+                           j < m->n_params ? m->grads[j] : 0.0f, m->step + 1);
+    }
+    return IRMAE_OK;
+}
+
+/* guard = 0: no numeric guard / clipping (the MPI version runs it after the sum). */
+static int irmae__forward_backward(irmae_model *m, const float *x, int B, float *loss, float *dx, int guard)
+{
+    irmae__pass p;
+    float *g = m->grad_a, *gn = m->grad_b;
+    int rc;
+    double recon;
+    if ((rc = irmae__check_batch(m, x, B, "forward_backward"))) return rc;
+    if ((rc = irmae__forward(m, x, B, 1, &p))) return rc;
+    memset(m->grads, 0, m->n_params * sizeof(float));
+    recon = irmae__recon_loss(m, &p, x, B, g);
+    m->last_recon = recon; m->last_reg = p.reg; m->last_loss = recon + p.reg;
+    if (loss) *loss = (float)m->last_loss;
+    if (!isfinite(m->last_loss))
+        return irmae__fail(IRMAE_ERR_NUMERIC, "forward_backward: loss is %g at step %lld", m->last_loss, m->step + 1);
+    /* the decoder (the VAE starts below its sigmoid: g is d loss / d logits) */
+    if ((rc = irmae__layers_backward(m, m->n_enc, irmae__is_vae(m) ? m->n_layers - 2 : m->n_layers - 1,
+                                     p.z, B, &g, &gn, NULL, 0))) return rc;
+    irmae__code_backward(m, &p, B, &g, &gn);
+    if ((rc = irmae__layers_backward(m, 0, m->n_enc - 1, x, B, &g, &gn, dx, 1))) return rc;
+    if (guard && (rc = irmae__grad_guard(m))) return rc;
+    if (dx) { /* x is also the target: add d recon / d target */
+        size_t count = (size_t)B * irmae__image_size(m), k;
+        double inv = 1.0 / (double)count;
+        if (irmae__is_vae(m)) { /* d/dx of BCE with logits a: -a */
+            const float *a = irmae__logits(m, p.z, B);
+            for (k = 0; k < count; k++) dx[k] -= (float)(a[k] * inv);
+        } else {
+            for (k = 0; k < count; k++) dx[k] -= (float)(2.0 * ((double)p.y[k] - x[k]) * inv);
+        }
+    }
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_model_forward_backward(irmae_model *m, const float *x, int B, float *loss, float *dx)
+{
+    return irmae__forward_backward(m, x, B, loss, dx, 1);
+}
+
+IRMAEDEF int irmae_model_features_backward(irmae_model *m, const float *x, int B, const float *de)
+{
+    const float *e;
+    float *g = m ? m->grad_a : NULL, *gn = m ? m->grad_b : NULL;
+    int i, rc, n;
+    if ((rc = irmae__check_batch(m, x, B, "features_backward"))) return rc;
+    if (!de) return irmae__fail(IRMAE_ERR_ARG, "features_backward: NULL gradient");
+    n = m->cfg.n;
+    if ((rc = irmae__layers_forward(m, 0, m->n_enc, x, B, &e))) return rc;
+    memset(m->grads, 0, m->n_params * sizeof(float));
+    for (i = 0; i < B; i++) { /* d/de, laid out as the encoder output (the VAE's is [mu | logvar]) */
+        memcpy(g + (size_t)i * m->code_dim, de + (size_t)i * n, (size_t)n * sizeof(float));
+        if (m->code_dim > n) memset(g + (size_t)i * m->code_dim + n, 0, (size_t)(m->code_dim - n) * sizeof(float));
+    }
+    if ((rc = irmae__layers_backward(m, 0, m->n_enc - 1, x, B, &g, &gn, NULL, 1))) return rc;
+    return irmae__grad_guard(m);
+}
+
+IRMAEDEF int irmae_model_adam_step(irmae_model *m)
+{
+    irmae_adam hp;
+    int rc;
+    if (!m || !m->params) return irmae__fail(IRMAE_ERR_ARG, "adam_step: model not initialised");
+    hp.lr = m->cfg.lr; hp.beta1 = m->cfg.beta1; hp.beta2 = m->cfg.beta2; hp.eps = m->cfg.eps;
+    rc = irmae_adam_update(m->params, m->adam_m, m->adam_v, m->grads, m->n_params, m->step + 1, &hp);
+    if (!rc) m->step++;
+    return rc;
 }
 
 IRMAEDEF int irmae_model_train_step(irmae_model *m, const float *x, int batch, float *loss)
@@ -3906,6 +4254,8 @@ IRMAEDEF int irmae_model_train_step(irmae_model *m, const float *x, int batch, f
     if (rc) return rc;
     return irmae_model_adam_step(m);
 }
+
+/* ---- Inference: the forward pass's stages on any number of images ---- */
 
 /* Runs f over count items in chunks of max_batch. */
 static int irmae__chunks(irmae_model *m, const float *src, size_t src_stride, int count, float *dst,
@@ -3923,7 +4273,7 @@ static int irmae__features_chunk(irmae_model *m, const float *x, int B, float *o
 {
     const float *e;
     int i, rc, n = m->cfg.n;
-    if ((rc = irmae__encode_batch(m, x, B, &e))) return rc;
+    if ((rc = irmae__layers_forward(m, 0, m->n_enc, x, B, &e))) return rc;
     for (i = 0; i < B; i++) /* the VAE's e is [mu | logvar]: keep mu */
         memcpy(out + (size_t)i * n, e + (size_t)i * m->code_dim, (size_t)n * sizeof(float));
     return IRMAE_OK;
@@ -3931,23 +4281,22 @@ static int irmae__features_chunk(irmae_model *m, const float *x, int B, float *o
 
 static int irmae__encode_chunk(irmae_model *m, const float *x, int B, float *z)
 {
-    int rc = irmae__features_chunk(m, x, B, z);
-    if (rc || irmae__is_vae(m)) return rc;
-    memcpy(z, irmae__maps_forward(m, z, B), (size_t)B * m->cfg.n * sizeof(float));
+    const float *e;
+    double reg;
+    int rc = irmae__layers_forward(m, 0, m->n_enc, x, B, &e);
+    if (rc) return rc;
+    memcpy(z, irmae__code_forward(m, e, B, 0, &reg), (size_t)B * m->cfg.n * sizeof(float));
     return IRMAE_OK;
 }
 
 static int irmae__decode_chunk(irmae_model *m, const float *z, int B, float *out)
 {
     const float *y;
-    int rc = irmae__decode_batch(m, z, B, &y);
+    int rc = irmae__layers_forward(m, m->n_enc, m->n_layers, z, B, &y);
     if (rc) return rc;
-    memcpy(out, y, (size_t)B * m->cfg.in_c * m->cfg.in_h * m->cfg.in_w * sizeof(float));
+    memcpy(out, y, (size_t)B * irmae__image_size(m) * sizeof(float));
     return IRMAE_OK;
 }
-
-static size_t irmae__image_size(const irmae_model *m)
-{ return (size_t)m->cfg.in_c * m->cfg.in_h * m->cfg.in_w; }
 
 static int irmae__check_io(const irmae_model *m, const void *in, int count, const void *out, const char *fn)
 {
@@ -3977,33 +4326,12 @@ IRMAEDEF int irmae_model_decode(irmae_model *m, const float *z, int count, float
 
 IRMAEDEF int irmae_model_loss(irmae_model *m, const float *x, int batch, float *loss)
 {
-    const float *e, *y;
-    const float *z;
+    irmae__pass p;
     int rc;
-    double reg = 0.0;
-    size_t i, blk;
     if ((rc = irmae__check_batch(m, x, batch, "model_loss"))) return rc;
     if (!loss) return irmae__fail(IRMAE_ERR_ARG, "model_loss: NULL loss");
-    blk = (size_t)batch * m->cfg.n;
-    if ((rc = irmae__encode_batch(m, x, batch, &e))) return rc;
-    if (irmae__is_vae(m)) {
-        int b, j, n = m->cfg.n;
-        for (b = 0; b < batch; b++)
-            for (j = 0; j < n; j++) {
-                double mu = e[(size_t)b * 2 * n + j], lv = e[(size_t)b * 2 * n + n + j];
-                m->codes[(size_t)b * n + j] = (float)mu;
-                reg += -0.5 * (1.0 + lv - mu * mu - exp(lv));
-            }
-        reg *= m->cfg.vae_beta / (double)blk;
-        z = m->codes;
-    } else {
-        z = irmae__maps_forward(m, e, batch);
-        for (i = 0; i < blk; i++)
-            reg += m->cfg.code_l1 * fabs((double)z[i]) + m->cfg.code_l2 * (double)z[i] * z[i];
-        reg /= (double)blk;
-    }
-    if ((rc = irmae__decode_batch(m, z, batch, &y))) return rc;
-    *loss = (float)(irmae__recon_loss(m, x, batch, NULL) + reg);
+    if ((rc = irmae__forward(m, x, batch, 0, &p))) return rc;
+    *loss = (float)(irmae__recon_loss(m, &p, x, batch, NULL) + p.reg);
     return isfinite(*loss) ? IRMAE_OK : irmae__fail(IRMAE_ERR_NUMERIC, "model_loss: loss is %g", *loss);
 }
 
@@ -8646,32 +8974,13 @@ static void irmae__st_emit(irmae__ckw *w, const void *ctx)
     for (i = 0; i < s->nt; i++) irmae__ckw_floats(w, s->t[i].data, s->t[i].count);
 }
 
-static const char *irmae__st_type(const irmae_layer *L)
-{
-    switch (L->spec.type) {
-    case IRMAE_LAYER_CONV: return "conv";
-    case IRMAE_LAYER_CONVT: return "convT";
-    case IRMAE_LAYER_LINEAR: return "linear";
-    case IRMAE_LAYER_RELU: return "relu";
-    case IRMAE_LAYER_TANH: return "tanh";
-    case IRMAE_LAYER_SIGMOID: return "sigmoid";
-    default: return L->spec.c == 0 ? "flatten" : "unflatten";
-    }
-}
-
-/* One module of the "layers" JSON text. */
+/* One module of the "layers" JSON text: the type's name and fields from its row. */
 static void irmae__st_layer_json(irmae__sb *b, const irmae_layer *L, int first)
 {
-    irmae__sb_fmt(b, "%s{\"type\":\"%s\",\"in\":[%d,%d,%d],\"out\":[%d,%d,%d]", first ? "" : ",",
-                  irmae__st_type(L), L->in_c, L->in_h, L->in_w, L->out_c, L->out_h, L->out_w);
-    if (L->spec.type == IRMAE_LAYER_CONV || L->spec.type == IRMAE_LAYER_CONVT)
-        irmae__sb_fmt(b, ",\"k\":%d,\"stride\":%d,\"pad\":%d,\"bias\":%s", L->spec.k, L->spec.stride,
-                      L->spec.pad, L->n_b ? "true" : "false");
-    else if (L->spec.type == IRMAE_LAYER_LINEAR)
-        irmae__sb_fmt(b, ",\"bias\":%s", L->n_b ? "true" : "false");
-    else if (L->spec.type == IRMAE_LAYER_RESHAPE && L->spec.c != 0)
-        irmae__sb_fmt(b, ",\"shape\":[%d,%d,%d]", L->spec.c, L->spec.h, L->spec.w);
-    irmae__sb_raw(b, "}", 1);
+    char extra[160];
+    const char *type = irmae__lt(L)->describe(L, extra, sizeof extra);
+    irmae__sb_fmt(b, "%s{\"type\":\"%s\",\"in\":[%d,%d,%d],\"out\":[%d,%d,%d]%s}", first ? "" : ",",
+                  type, L->in_c, L->in_h, L->in_w, L->out_c, L->out_h, L->out_w, extra);
 }
 
 /* Adds the weight (and bias) tensors of layer L named <prefix>.<index>. */
@@ -8685,14 +8994,7 @@ static void irmae__st_layer_tensors(irmae__st_tensor *t, int *nt, const irmae_mo
     snprintf(w->name, sizeof w->name, "%s.%d.weight", prefix, index);
     w->data = m->params + L->w_off;
     w->count = L->n_w;
-    if (L->spec.type == IRMAE_LAYER_LINEAR) {
-        w->rank = 2; w->shape[0] = (size_t)L->out_c; w->shape[1] = irmae__layer_in_size(L);
-    } else {
-        w->rank = 4;
-        w->shape[0] = (size_t)(L->spec.type == IRMAE_LAYER_CONV ? L->out_c : L->in_c);
-        w->shape[1] = (size_t)(L->spec.type == IRMAE_LAYER_CONV ? L->in_c : L->out_c);
-        w->shape[2] = w->shape[3] = (size_t)L->spec.k;
-    }
+    w->rank = irmae__lt(L)->weight_shape(L, w->shape);
     if (L->n_b) {
         irmae__st_tensor *b = &t[(*nt)++];
         memset(b, 0, sizeof *b);

@@ -1128,7 +1128,7 @@ static void mem_child(int ci, int B)
         }
     }
     state = 4.0 * 4.0 * (double)m.n_params;                      /* params, grads, Adam m, v */
-    acts = 4.0 * (double)m.max_act * B;                           /* every layer's output */
+    acts = 4.0 * (double)m.act_per_image * B;                           /* every layer's output */
     codes = 4.0 * ((double)(m.cfg.l + 1) * B * m.cfg.n + (double)B * m.cfg.n); /* codes + vae_eps */
     grads = 4.0 * 2.0 * (double)maxio * B;                        /* activation-gradient ping-pong */
     work = 4.0 * (double)ws;                                      /* conv workspace */

@@ -25,9 +25,10 @@
    Resuming: `train --resume FILE` restores the model, Adam's moments and the
    training loop's position from the checkpoint. Model flags given together
    with --resume must agree with the checkpoint; the data flags (--data,
-   --dir, --count, --seed) and --grad-clip are not stored and must be the
-   same as in the first run. N steps straight and k steps + resume give
-   bit-identical checkpoints.
+   --dir, --count, --seed) are not stored and must be the same as in the
+   first run. --grad-clip is stored: resuming keeps the checkpoint's, and a
+   --grad-clip given with --resume replaces it (with a note on stderr).
+   N steps straight and k steps + resume give bit-identical checkpoints.
 
    Several machines (MPI): built with mpicc -DIRMAE_MPI (make mpi ->
    ./irmae-mpi), `mpirun -np N ./irmae-mpi train <the same flags>` trains
@@ -168,7 +169,7 @@ static const flag_def FLAGS[] = {
      "minibatch size (default 32; with --resume: the checkpoint's)"},
     {"--lr", T_TRAIN, F_FLOAT, OFF(lr), 0, 1e38, NULL, "1e-4", "LR", "Adam learning rate"},
     {"--grad-clip", T_TRAIN, F_FLOAT, OFF(grad_clip), 0, 1e38, NULL, "0", "C",
-     "scale gradients to global L2 norm <= C (0: off; not stored: repeat it when resuming)"},
+     "scale gradients to global L2 norm <= C (0: off; stored in the checkpoint; given with --resume it replaces the stored value)"},
     {"--out", T_TRAIN, F_STR, OFF(out), 0, 0, NULL, NULL, "FILE",
      "checkpoint to write (default model.ckpt; with --resume: the resumed file)"},
     {"--save-every", T_TRAIN, F_INT, OFF(save_every), 0, BIG, NULL, "0", "STEPS",
@@ -859,7 +860,12 @@ static int task_train(options *o)
     /* the model: fresh from the flags, or the checkpoint */
     if (o->resume) {
         if (load_model(&m, o->resume, &ts)) { status = 1; goto agree; }
-        m.cfg.grad_clip = o->grad_clip; /* not stored in checkpoints */
+        if (given("--grad-clip") && o->grad_clip != m.cfg.grad_clip) { /* stored; a flag on resume overrides it */
+            if (g_rank == 0)
+                fprintf(stderr, "note: --grad-clip %g replaces the checkpoint's %g from here on\n", o->grad_clip,
+                        m.cfg.grad_clip);
+            m.cfg.grad_clip = o->grad_clip;
+        }
         data_rng = ts.data_rng;
         if (g_rank == 0)
             fprintf(stderr, "resuming %s at epoch %lld, batch %lld (step %lld)\n", o->resume, ts.epoch, ts.batch, m.step);
@@ -1323,23 +1329,14 @@ static void mlp_forward(mlp *net, const float *x, int B, int train, irmae_rng *r
     }
 }
 
-/* Softmax cross-entropy of the logits against labels; gradient into net->d1
-   (mean over the batch). Returns the mean loss. */
+/* Softmax cross-entropy of the logits against labels (the library's);
+   gradient into net->d1 (mean over the batch). Returns the mean loss (NaN
+   when a logit is not finite). */
 static double mlp_loss(mlp *net, const int *labels, int B)
 {
-    int i, j, c = net->dims[net->layers];
     double loss = 0.0;
-    for (i = 0; i < B; i++) {
-        const float *z = net->logits + (size_t)i * c;
-        float *d = net->d1 + (size_t)i * c;
-        double mx = z[0], sum = 0.0;
-        for (j = 1; j < c; j++) if (z[j] > mx) mx = z[j];
-        for (j = 0; j < c; j++) sum += exp((double)z[j] - mx);
-        for (j = 0; j < c; j++) d[j] = (float)(exp((double)z[j] - mx) / sum / B);
-        d[labels[i]] -= 1.0f / (float)B;
-        loss -= (double)z[labels[i]] - mx - log(sum);
-    }
-    return loss / B;
+    if (irmae_softmax_xent(net->d1, &loss, net->logits, labels, B, net->dims[net->layers])) return NAN;
+    return loss;
 }
 
 /* Backward from net->d1 (d loss / d logits) and one Adam step; dx (NULL: not
@@ -1349,7 +1346,7 @@ static void mlp_backward_adam(mlp *net, const float *x, int B, float lr, float *
     int i;
     size_t k;
     float *d = net->d1, *dn = net->d2;
-    double bc1, bc2;
+    irmae_adam hp;
     memset(net->g, 0, net->n_params * sizeof(float));
     for (i = net->layers - 1; i >= 0; i--) {
         const float *in = i == 0 ? x : net->h[i];
@@ -1360,15 +1357,9 @@ static void mlp_backward_adam(mlp *net, const float *x, int B, float lr, float *
         irmae_relu_backward(dn, dn, net->relu[i], (size_t)B * net->dims[i]);
         { float *t = d; d = dn; dn = t; }
     }
-    net->t++;
-    bc1 = 1.0 - pow(0.9, (double)net->t);
-    bc2 = 1.0 - pow(0.999, (double)net->t);
-    for (k = 0; k < net->n_params; k++) {
-        float gk = net->g[k];
-        net->m[k] = 0.9f * net->m[k] + 0.1f * gk;
-        net->v[k] = 0.999f * net->v[k] + 0.001f * gk * gk;
-        net->p[k] -= (float)(lr * (net->m[k] / bc1) / (sqrt(net->v[k] / bc2) + 1e-8));
-    }
+    /* the library's Adam, with PyTorch's defaults */
+    hp.lr = lr; hp.beta1 = 0.9f; hp.beta2 = 0.999f; hp.eps = 1e-8f;
+    irmae_adam_update(net->p, net->m, net->v, net->g, net->n_params, ++net->t, &hp);
 }
 
 /* The next minibatch of rows of x (count x d) and their labels into xb, yb:

@@ -103,6 +103,25 @@ static irmae_config micro_cfg(void)
     return c;
 }
 
+/* 3 x 8 x 8 images; the decoder upsamples (nearest) and convolves at stride 1. */
+static irmae_config upsample_cfg(void)
+{
+    irmae_config c = tiny_cfg(IRMAE_KIND_AE);
+    c.in_c = 3; c.n = 6; c.l = 2;
+    c.n_enc = c.n_dec = 0;
+    memset(c.enc, 0, sizeof c.enc);
+    memset(c.dec, 0, sizeof c.dec);
+    c.enc[c.n_enc++] = irmae_layer_conv(4, 4, 2, 1);
+    c.enc[c.n_enc++] = irmae_layer_act(IRMAE_LAYER_RELU);
+    c.enc[c.n_enc++] = irmae_layer_conv(IRMAE_CODE, 4, 1, 0);
+    c.dec[c.n_dec++] = irmae_layer_upsample(2);
+    c.dec[c.n_dec++] = irmae_layer_conv(5, 3, 1, 1);
+    c.dec[c.n_dec++] = irmae_layer_act(IRMAE_LAYER_RELU);
+    c.dec[c.n_dec++] = irmae_layer_upsample(4);
+    c.dec[c.n_dec++] = irmae_layer_conv(3, 3, 1, 1);
+    return c;
+}
+
 /* count smooth images in [0, 1], deterministic in seed. */
 static void make_data(irmae_dataset *ds, int count, int c, int h, int w, uint64_t seed)
 {
@@ -1082,6 +1101,8 @@ int main(int argc, char **argv)
     c = irmae_preset(IRMAE_PRESET_MNIST);
     c.l = 8; c.max_batch = 4;
     test_safetensors("mnist l=8", 4, &c, 4);
+    c = upsample_cfg();
+    test_safetensors("upsampling decoder", 5, &c, 4);
     py_run("safetensors_check.py", g_st_jobs, g_nst, "st_jobs.txt");
     py_run("torch_check.py", g_torch_jobs, g_ntorch, "torch_jobs.txt");
     write_corpus();

@@ -108,6 +108,19 @@ expect "stop after 5 steps (mid-epoch)" 0 "$CLI" train $S --epochs 2 --save-ever
 expect "resume mid-epoch with 1 thread" 0 "$CLI" train $S --epochs 2 --resume "$T/mid.ckpt" --threads 1
 check "resume mid-epoch is bit-exact" cmp -s "$T/straight.ckpt" "$T/mid.ckpt"
 expect "resume with a conflicting flag" 2 "$CLI" train $S --epochs 3 --resume "$T/e1.ckpt" --n 16
+# --grad-clip is stored: a resume without the flag keeps clipping (bit-exact with
+# a straight clipped run, which differs from an unclipped one); a flag given on
+# resume replaces it, with a note
+G="$S --epochs 1 --grad-clip 0.05"
+expect "train clipped, 8 steps straight" 0 "$CLI" train $G --out "$T/clip.ckpt"
+expect "train clipped, stop after 3 steps" 0 "$CLI" train $G --max-steps 3 --out "$T/clip3.ckpt"
+expect "resume without --grad-clip" 0 "$CLI" train $S --epochs 1 --resume "$T/clip3.ckpt"
+check "resume keeps the stored --grad-clip (bit-exact)" cmp -s "$T/clip.ckpt" "$T/clip3.ckpt"
+check "clipping changes the run (control)" sh -c "! cmp -s '$T/clip.ckpt' '$T/e1.ckpt'"
+expect "train clipped, stop after 3 steps again" 0 "$CLI" train $G --max-steps 3 --out "$T/clip3b.ckpt"
+expect "resume with another --grad-clip" 0 "$CLI" train $S --epochs 1 --grad-clip 0 --resume "$T/clip3b.ckpt"
+check "a --grad-clip given on resume is noted" grep -q "replaces the checkpoint's" "$T/err"
+check "a --grad-clip given on resume takes effect" sh -c "! cmp -s '$T/clip.ckpt' '$T/clip3b.ckpt'"
 
 # the numeric guard: a NaN in the batch of step 11 (epoch 2, batch 3)
 cp "$T/e1.ckpt" "$T/poison.ckpt"; cp "$T/e1.ckpt" "$T/poison.bak"

@@ -309,6 +309,70 @@ static irmae_config small_conv_config(int kind, int l)
     return c;
 }
 
+/* a decoder that upsamples (nearest, by 2 and by 3) and convolves at stride 1,
+   the layer added through the layer table */
+static irmae_config small_upsample_config(int l)
+{
+    irmae_config c = small_conv_config(IRMAE_KIND_AE, l);
+    c.in_c = 2; c.in_h = 6; c.in_w = 6; c.n = 4;
+    c.n_enc = 0; c.n_dec = 0;
+    c.enc[c.n_enc++] = irmae_layer_conv(3, 3, 2, 1);    /* 6 -> 3 */
+    c.enc[c.n_enc++] = irmae_layer_act(IRMAE_LAYER_RELU);
+    c.enc[c.n_enc++] = irmae_layer_flatten();
+    c.enc[c.n_enc++] = irmae_layer_linear(IRMAE_CODE, 1);
+    c.dec[c.n_dec++] = irmae_layer_linear(3 * 1 * 1, 1);
+    c.dec[c.n_dec++] = irmae_layer_reshape(3, 1, 1);
+    c.dec[c.n_dec++] = irmae_layer_upsample(3);         /* 1 -> 3 */
+    c.dec[c.n_dec++] = irmae_layer_conv(4, 3, 1, 1);    /* 3 -> 3 */
+    c.dec[c.n_dec++] = irmae_layer_act(IRMAE_LAYER_RELU);
+    c.dec[c.n_dec++] = irmae_layer_upsample(2);         /* 3 -> 6 */
+    c.dec[c.n_dec++] = irmae_layer_conv(2, 3, 1, 1);    /* 6 -> 6 */
+    return c;
+}
+
+/* The upsampling layer against its definition: decoding a code through a
+   model whose decoder is reshape + upsample(s) gives out[c][y][x] =
+   z[c][y / s][x / s] exactly; its backward (features of a 1-layer encoder
+   would not reach it, so through the whole model's dx) is checked by the
+   gradient checks above. Bad scales and overflowing sizes are named errors. */
+static void test_upsample(void)
+{
+    irmae_config c = irmae_preset(IRMAE_PRESET_SHAPES);
+    irmae_model m;
+    irmae_rng r = irmae_rng_seed(61);
+    float z[2 * 12], y[2 * 3 * 8 * 8];
+    int i, ch, yy, xx, bad = 0, s;
+    c.in_c = 3; c.in_h = 8; c.in_w = 8; c.n = 12; c.l = 0; c.max_batch = 2; c.out_act = IRMAE_OUT_NONE;
+    c.n_enc = c.n_dec = 0;
+    c.enc[c.n_enc++] = irmae_layer_flatten();
+    c.enc[c.n_enc++] = irmae_layer_linear(IRMAE_CODE, 0);
+    c.dec[c.n_dec++] = irmae_layer_reshape(3, 2, 2);
+    c.dec[c.n_dec++] = irmae_layer_upsample(4);
+    CHECK(irmae_model_init(&m, &c, &r) == 0, "upsample model: %s", irmae_error_detail());
+    CHECK(m.n_params == (size_t)12 * 192, "upsample has no parameters: %lu", (unsigned long)m.n_params);
+    for (i = 0; i < 24; i++) z[i] = (float)i - 7.5f;
+    CHECK(irmae_model_decode(&m, z, 2, y) == 0, "upsample decode");
+    for (i = 0; i < 2; i++)
+        for (ch = 0; ch < 3; ch++)
+            for (yy = 0; yy < 8; yy++)
+                for (xx = 0; xx < 8; xx++)
+                    bad += y[((i * 3 + ch) * 8 + yy) * 8 + xx] != z[i * 12 + ch * 4 + (yy / 4) * 2 + xx / 4];
+    CHECK(bad == 0, "upsample: %d pixels differ from z[c][y/s][x/s]", bad);
+    irmae_model_free(&m);
+    for (s = -1; s <= 65; s += 66) {
+        c.dec[1] = irmae_layer_upsample(s);
+        CHECK(irmae_model_init(&m, &c, &r) == IRMAE_ERR_ARG && strstr(irmae_error_detail(), "upsampling scale"),
+              "upsample scale %d: %s", s, irmae_error_detail());
+    }
+    c.dec[1] = irmae_layer_upsample(3); /* 2 x 2 -> 6 x 6, not the 8 x 8 image */
+    CHECK(irmae_model_init(&m, &c, &r) == IRMAE_ERR_SHAPE, "upsample to the wrong size: %s", irmae_error_detail());
+    /* an unknown layer type is refused by name, never run as a copy */
+    c.dec[1] = irmae_layer_upsample(4);
+    c.dec[1].type = 99;
+    CHECK(irmae_model_init(&m, &c, &r) == IRMAE_ERR_ARG && strstr(irmae_error_detail(), "unknown type 99"),
+          "unknown layer type: %s", irmae_error_detail());
+}
+
 /* the shapes preset's layer types at a quarter of the size: conv-only code path */
 static irmae_config small_allconv_config(int l)
 {
@@ -848,6 +912,8 @@ int main(void)
     check_model_grads(TAG("IRMAE conv-only l=2"), &c, 2, 6);
     c = small_allconv_config(0); c.out_act = IRMAE_OUT_NONE;
     check_model_grads(TAG("AE conv-only, no out_act"), &c, 1, 7);
+    c = small_upsample_config(2);
+    check_model_grads(TAG("IRMAE l=2, upsampling decoder"), &c, 2, 8);
 #undef TAG
     }
     irmae_simd_force(IRMAE_SIMD_BEST);
@@ -855,6 +921,7 @@ int main(void)
     check_features_backward("IRMAE l=3", &c, 3, 11);
     c = small_conv_config(IRMAE_KIND_VAE, 0);
     check_features_backward("VAE", &c, 2, 12);
+    test_upsample();
     test_init_distribution();
     test_collapse();
     test_adam();

@@ -68,6 +68,8 @@ def module(L):
         return nn.Flatten()
     if t == "unflatten":
         return nn.Unflatten(1, tuple(L["shape"]))
+    if t == "upsample":
+        return nn.Upsample(scale_factor=L["scale"], mode="nearest")
     raise ValueError("unknown layer type %r" % t)
 
 
@@ -75,7 +77,7 @@ def run(seq, layers, x):
     """Sequential forward, with irmae's implicit reshapes: a conv sees its
     input as C x H x W, a linear layer or an unflatten sees it flat."""
     for mod, L in zip(seq, layers):
-        if L["type"] in ("conv", "convT"):
+        if L["type"] in ("conv", "convT", "upsample"):
             x = x.reshape(x.shape[0], *L["in"])
         elif L["type"] in ("linear", "unflatten"):
             x = x.reshape(x.shape[0], -1)

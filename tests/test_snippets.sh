@@ -1,0 +1,65 @@
+#!/bin/sh
+# test_snippets.sh - the code in the documentation is code: compiles and runs
+# the quick start in irmae.h's opening comment and every ```c block of
+# README.md, extracted from those files as they stand (never from copies).
+#
+#   sh tests/test_snippets.sh "CC FLAGS..."      (from the repository root)
+#
+# A block that defines IRMAE_IMPLEMENTATION is a file of its own and gets an
+# empty main(); any other block is the body of main() in a file that includes
+# the implementation and <stdio.h>, <stdlib.h>, <string.h>. Each must compile
+# warning-free with the given flags (plus -Werror) and exit 0. The last line
+# is "test_snippets: N passed, M failed".
+
+CCF=${1:-cc -O2 -std=c99 -Wall -Wextra -pedantic}
+T=$(mktemp -d 2>/dev/null || { mkdir -p "/tmp/test_snippets.$$" && echo "/tmp/test_snippets.$$"; })
+trap 'rm -rf "$T"' EXIT INT TERM
+pass=0; fail=0
+ROOT=$(pwd)
+
+# the quick start: the indented lines between "Quick start" and "Build:" that
+# are code (7 spaces of indent), with the indent removed
+awk '/^   Quick start/ { on = 1; next } on && /^   Build:/ { exit } on && /^       / { print substr($0, 8) }' \
+    irmae.h > "$T/snip_quickstart.txt"
+# README: every ```c block (fences may be indented), numbered in order
+awk -v dir="$T" '
+    /^ *```c *$/ { n++; on = 1; f = sprintf("%s/snip_readme%d.txt", dir, n); printf "" > f; next }
+    on && /^ *``` *$/ { on = 0; close(f); next }
+    on { sub(/^   /, ""); print >> f }' README.md
+
+run_one() {
+    name=$1; body=$2; src="$T/$name.c"
+    if grep -q 'define IRMAE_IMPLEMENTATION' "$body"; then
+        sed "s|#include \"irmae.h\"|#include \"$ROOT/irmae.h\"|" "$body" > "$src"
+        printf 'int main(void) { return 0; }\n' >> "$src"
+    else
+        {
+            printf '#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n'
+            printf '#define IRMAE_IMPLEMENTATION\n#include "%s/irmae.h"\n' "$ROOT"
+            printf 'int main(void)\n{\n'
+            cat "$body"
+            printf '    return 0;\n}\n'
+        } > "$src"
+    fi
+    if ! $CCF -Werror "$src" -o "$T/$name" -lm > "$T/$name.log" 2>&1; then
+        fail=$((fail + 1)); echo "FAIL $name: does not compile"; sed 's/^/     | /' "$T/$name.log" | head -20; return
+    fi
+    pass=$((pass + 1)); echo "ok   $name compiles"
+    if "$T/$name" > "$T/$name.out" 2>&1; then
+        pass=$((pass + 1)); echo "ok   $name runs: $(tail -n 1 "$T/$name.out")"
+    else
+        fail=$((fail + 1)); echo "FAIL $name exits non-zero"; tail -n 5 "$T/$name.out" | sed 's/^/     | /'
+    fi
+}
+
+if [ -s "$T/snip_quickstart.txt" ]; then run_one quickstart "$T/snip_quickstart.txt"
+else fail=$((fail + 1)); echo "FAIL no quick start found in irmae.h"; fi
+n=0
+for f in "$T"/snip_readme*.txt; do
+    [ -f "$f" ] || continue
+    n=$((n + 1))
+    run_one "readme$(basename "$f" .txt | sed 's/snip_readme//')" "$f"
+done
+if [ "$n" -lt 2 ]; then fail=$((fail + 1)); echo "FAIL only $n C blocks found in README.md"; fi
+echo "test_snippets: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
