@@ -49,7 +49,7 @@
        IRMAE_MPI               data-parallel training over MPI (includes <mpi.h>;
                                build with mpicc): irmae_model_train_step_mpi()
 
-   Version 0.1.0. MIT licence at the end of this file.
+   Version 0.2.0. MIT licence at the end of this file.
 */
 #ifndef IRMAE_H
 #define IRMAE_H
@@ -58,7 +58,7 @@
 #include <stdint.h>
 
 #define IRMAE_VERSION_MAJOR 0
-#define IRMAE_VERSION_MINOR 1
+#define IRMAE_VERSION_MINOR 2
 #define IRMAE_VERSION_PATCH 0
 
 #ifndef IRMAEDEF

@@ -43,7 +43,7 @@ static int parse(int argc, char **argv, options *o)
         else return 0;
     }
     return i == argc && o->images >= o->batch && o->epochs > 0 && o->l > 0 && o->batch > 0 &&
-           o->batch <= 128 && o->val >= 16 && o->lr > 0;
+           o->batch <= 128 && o->val >= 16 && o->lr > 0;   /* val >= 16: the 10 shown + 4 pairs */
 }
 
 static double seconds(void) { return (double)time(NULL); }
@@ -57,8 +57,16 @@ static const char *path(const options *o, const char *name)
 
 #define TRY(call) do { int rc_ = (call); if (rc_) { fprintf(stderr, "shapes: %s\n", irmae_error_detail()); return 1; } } while (0)
 
+/* The codes of n images through m, then their reconstructions into out. */
+static int reconstruct(irmae_model *m, const float *x, int n, float *codes, float *out)
+{
+    int rc = irmae_model_encode(m, x, n, codes);
+    return rc ? rc : irmae_model_decode(m, codes, n, out);
+}
+
 int main(int argc, char **argv)
 {
+    enum { SHOW = 10, PAIRS = 4, STEPS = 10 };   /* images per row of the PNG grids */
     options o = {20000, 3, 2, 32, 2000, 5e-4f, 1, "demo-out"};
     irmae_rng rng;
     irmae_dataset train, val;
@@ -67,8 +75,9 @@ int main(int argc, char **argv)
     irmae_spectrum s_ae, s_ir;
     const irmae_spectrum *spectra[2];
     const char *names[2] = {"AE", "IRMAE"};
-    int *order, epoch, i, j, n;
-    float *grid;
+    int *order, epoch, i, j;
+    size_t img;                                  /* floats per image: 3 x 32 x 32 */
+    float *batch, *recon, *codes, *interp;
     char title[128];
     double t0 = seconds();
 
@@ -80,6 +89,7 @@ int main(int argc, char **argv)
     rng = irmae_rng_seed(o.seed);
     TRY(irmae_shapes_make(&train, o.images, &rng, NULL));
     TRY(irmae_shapes_make(&val, o.val, &rng, NULL));
+    img = (size_t)train.c * train.h * train.w;
 
     /* the same initial encoder/decoder for both: seed each from a copy of rng */
     cfg = irmae_preset(IRMAE_PRESET_SHAPES);
@@ -96,23 +106,21 @@ int main(int argc, char **argv)
            "%d epochs, pixels in [0,1]\n", o.images, o.val, o.l, cfg.n, o.lr, o.batch, o.epochs);
 
     order = (int *)malloc((size_t)o.images * sizeof(int));
-    grid = (float *)malloc((size_t)(o.batch > 30 ? o.batch : 30) * 3 * 32 * 32 * sizeof(float));
-    if (!order || !grid) { fprintf(stderr, "shapes: out of memory\n"); return 1; }
-    for (i = 0; i < o.images; i++) order[i] = i;
+    batch = (float *)malloc((size_t)o.batch * img * sizeof(float));
+    recon = (float *)malloc((size_t)3 * SHOW * img * sizeof(float));        /* rows: input, AE, IRMAE */
+    codes = (float *)malloc((size_t)SHOW * cfg.n * sizeof(float));
+    interp = (float *)malloc((size_t)PAIRS * STEPS * img * sizeof(float));
+    if (!order || !batch || !recon || !codes || !interp) { fprintf(stderr, "shapes: out of memory\n"); return 1; }
 
     for (epoch = 1; epoch <= o.epochs; epoch++) {
         double loss_ae = 0, loss_ir = 0;
         int steps = 0;
-        for (i = o.images - 1; i > 0; i--) { /* shuffle */
-            int k = irmae_rng_int(&rng, 0, i), t = order[i];
-            order[i] = order[k]; order[k] = t;
-        }
+        TRY(irmae_shuffle(order, o.images, &rng));          /* a new order every epoch */
         for (i = 0; i + o.batch <= o.images; i += o.batch, steps++) {
             float l1, l2;
-            for (j = 0; j < o.batch; j++)
-                memcpy(grid + (size_t)j * 3072, irmae_dataset_image(&train, order[i + j]), 3072 * sizeof(float));
-            TRY(irmae_model_train_step(&ae, grid, o.batch, &l1));
-            TRY(irmae_model_train_step(&ir, grid, o.batch, &l2));
+            TRY(irmae_dataset_gather(&train, order + i, o.batch, batch));
+            TRY(irmae_model_train_step(&ae, batch, o.batch, &l1));   /* the same batch for both */
+            TRY(irmae_model_train_step(&ir, batch, o.batch, &l2));
             loss_ae += l1; loss_ir += l2;
         }
         TRY(irmae_model_spectrum(&ae, val.x, val.n, &s_ae));
@@ -135,28 +143,20 @@ int main(int argc, char **argv)
     TRY(irmae_spectra_write_csv(path(&o, "spectra.csv"), spectra, names, 2));
     TRY(irmae_spectra_write_svg(path(&o, "spectra.svg"), spectra, names, 2, title));
 
-    /* reconstructions: input row, AE row, IRMAE row */
-    n = 10;
-    memcpy(grid, val.x, (size_t)n * 3072 * sizeof(float));
-    TRY(irmae_model_encode(&ae, grid, n, grid + (size_t)n * 3072)); /* codes, scratch */
-    TRY(irmae_model_decode(&ae, grid + (size_t)n * 3072, n, grid + (size_t)n * 3072));
-    {
-        float *codes = (float *)malloc((size_t)n * cfg.n * sizeof(float));
-        TRY(irmae_model_encode(&ir, grid, n, codes));
-        TRY(irmae_model_decode(&ir, codes, n, grid + (size_t)2 * n * 3072));
-        free(codes);
-    }
-    TRY(irmae_png_write_grid(path(&o, "recon.png"), grid, 3 * n, 3, 32, 32, n, 2, 0.0f, 1.0f));
+    /* reconstructions of SHOW held-out images: input row, AE row, IRMAE row */
+    memcpy(recon, val.x, (size_t)SHOW * img * sizeof(float));
+    TRY(reconstruct(&ae, val.x, SHOW, codes, recon + (size_t)SHOW * img));
+    TRY(reconstruct(&ir, val.x, SHOW, codes, recon + (size_t)2 * SHOW * img));
+    TRY(irmae_png_write_grid(path(&o, "recon.png"), recon, 3 * SHOW, 3, 32, 32, SHOW, 2, 0.0f, 1.0f));
 
-    /* interpolations between pairs of held-out images, one row per pair */
+    /* interpolations between PAIRS pairs of held-out images, one row per pair */
     for (j = 0; j < 2; j++) {
         irmae_model *m = j == 0 ? &ae : &ir;
-        float *all = (float *)malloc((size_t)4 * 10 * 3072 * sizeof(float));
-        for (i = 0; i < 4; i++)
+        for (i = 0; i < PAIRS; i++)
             TRY(irmae_model_interpolate(m, irmae_dataset_image(&val, 2 * i), irmae_dataset_image(&val, 2 * i + 1),
-                                        10, all + (size_t)i * 10 * 3072));
-        TRY(irmae_png_write_grid(path(&o, j == 0 ? "interp_ae.png" : "interp_irmae.png"), all, 40, 3, 32, 32, 10, 2, 0.0f, 1.0f));
-        free(all);
+                                        STEPS, interp + (size_t)i * STEPS * img));
+        TRY(irmae_png_write_grid(path(&o, j == 0 ? "interp_ae.png" : "interp_irmae.png"), interp, PAIRS * STEPS,
+                                 3, 32, 32, STEPS, 2, 0.0f, 1.0f));
     }
     printf("wrote %s/{recon.png,interp_ae.png,interp_irmae.png,spectra.csv,spectra.svg}\n", o.out);
     printf("rank@1%% AE=%d IRMAE=%d rank@0.1%% AE=%d IRMAE=%d\n",
@@ -165,7 +165,7 @@ int main(int argc, char **argv)
     irmae_spectrum_free(&s_ae); irmae_spectrum_free(&s_ir);
     irmae_model_free(&ae); irmae_model_free(&ir);
     irmae_dataset_free(&train); irmae_dataset_free(&val);
-    free(order); free(grid);
+    free(order); free(batch); free(recon); free(codes); free(interp);
     irmae_sgemm_release(); /* the GEMM's packing buffers of this thread */
     return 0;
 }

@@ -523,6 +523,100 @@ static void test_adam(void)
     irmae_model_free(&m);
 }
 
+/* The standalone optimiser: irmae_adam_update on a plain buffer (odd length,
+   so every vector path has a tail) equals the formula in double and gives
+   the model's bits; irmae_grad_clip's norm, scaling and NaN pass-through;
+   irmae_softmax_xent against its definition and finite differences. */
+static void test_optimiser(void)
+{
+    enum { N = 1037 };                 /* not a multiple of 8 or 16: every vector path has a tail */
+    float p[N], mm[N], vv[N], g[N], big[3 * 16384 + 5];
+    double pd[N], md[N], vd[N], norm, want;
+    irmae_adam hp;
+    int i, t, bad = 0;
+    hp.lr = 0.02f; hp.beta1 = 0.7f; hp.beta2 = 0.95f; hp.eps = 1e-4f;
+    for (i = 0; i < N; i++) { pd[i] = p[i] = 0.01f * (float)(i % 17) - 0.08f; mm[i] = vv[i] = 0.0f; md[i] = vd[i] = 0.0; }
+    for (t = 1; t <= 3; t++) {
+        for (i = 0; i < N; i++) g[i] = (float)((i * 7 + t) % 11 - 5) * 0.05f;
+        for (i = 0; i < N; i++) {
+            md[i] = 0.7 * md[i] + 0.3 * g[i];
+            vd[i] = 0.95 * vd[i] + 0.05 * (double)g[i] * g[i];
+            pd[i] -= 0.02 * (md[i] / (1 - pow(0.7, t))) / (sqrt(vd[i] / (1 - pow(0.95, t))) + 1e-4);
+        }
+        CHECK(irmae_adam_update(p, mm, vv, g, N, t, &hp) == 0, "adam_update step %d", t);
+    }
+    for (i = 0; i < N; i++) if (fabs(pd[i] - p[i]) > 1e-5 * (1 + fabs(pd[i]))) bad++;
+    CHECK(bad == 0, "adam_update differs from the formula in %d of %d", bad, N);
+    CHECK(irmae_adam_update(p, mm, vv, g, N, 0, &hp) == IRMAE_ERR_ARG, "adam_update: step 0 is refused");
+    CHECK(irmae_adam_update(p, NULL, vv, g, N, 1, &hp) == IRMAE_ERR_ARG, "adam_update: NULL moment");
+    hp.beta2 = 1.0f;
+    CHECK(irmae_adam_update(p, mm, vv, g, N, 1, &hp) == IRMAE_ERR_ARG, "adam_update: beta2 = 1 is refused");
+    { /* the model's Adam is this function on its buffers: the same bits */
+        irmae_rng r = irmae_rng_seed(71);
+        irmae_config c = small_conv_config(IRMAE_KIND_AE, 2);
+        irmae_model m;
+        float *q, *qm, *qv;
+        size_t k;
+        CHECK(irmae_model_init(&m, &c, &r) == 0, "init");
+        q = (float *)malloc(m.n_params * 4); qm = (float *)calloc(m.n_params, 4); qv = (float *)calloc(m.n_params, 4);
+        memcpy(q, m.params, m.n_params * 4);
+        for (k = 0; k < m.n_params; k++) m.grads[k] = (float)((int)(k % 23) - 11) * 0.01f;
+        hp.lr = c.lr; hp.beta1 = c.beta1; hp.beta2 = c.beta2; hp.eps = c.eps;
+        irmae_model_adam_step(&m);
+        irmae_adam_update(q, qm, qv, m.grads, m.n_params, 1, &hp);
+        CHECK(memcmp(q, m.params, m.n_params * 4) == 0 && memcmp(qv, m.adam_v, m.n_params * 4) == 0,
+              "model Adam and irmae_adam_update differ");
+        free(q); free(qm); free(qv);
+        irmae_model_free(&m);
+    }
+    /* clipping: the norm over more than one block, scaling to max_norm, NaN left alone */
+    for (i = 0, want = 0; i < (int)(sizeof big / sizeof big[0]); i++) {
+        big[i] = (float)((i % 9) - 4) * 0.25f;
+        want += (double)big[i] * big[i];
+    }
+    want = sqrt(want);
+    norm = irmae_grad_clip(big, sizeof big / sizeof big[0], 0.0f);
+    CHECK(fabs(norm - want) <= 1e-12 * want, "grad_clip norm %.17g, want %.17g", norm, want);
+    norm = irmae_grad_clip(big, sizeof big / sizeof big[0], 2.0f);
+    CHECK(fabs(norm - want) <= 1e-12 * want, "grad_clip returns the norm before clipping");
+    norm = irmae_grad_clip(big, sizeof big / sizeof big[0], 0.0f);
+    CHECK(fabs(norm - 2.0) < 1e-5, "after clipping to 2 the norm is %.9g", norm);
+    norm = irmae_grad_clip(big, sizeof big / sizeof big[0], 1e9f);
+    CHECK(fabs(norm - 2.0) < 1e-5, "a larger max_norm leaves the gradients alone (%.9g)", norm);
+    {
+        float keep0 = big[0], keep1 = big[40000];
+        big[20000] = (float)NAN;
+        norm = irmae_grad_clip(big, sizeof big / sizeof big[0], 1.0f);
+        CHECK(isnan(norm) && big[0] == keep0 && big[40000] == keep1, "grad_clip with a NaN: norm %g, nothing scaled", norm);
+    }
+    { /* softmax cross-entropy: the loss by definition, the gradient by finite differences */
+        float z[3 * 5], dz[3 * 5];
+        int lab[3] = { 4, 0, 2 }, badlab[3] = { 4, 5, 0 };
+        double loss, lp, lm, ref = 0.0;
+        int b, j;
+        for (i = 0; i < 15; i++) z[i] = 0.3f * (float)((i * 5) % 7) - 0.9f + (i == 3 ? 40.0f : 0.0f);
+        for (b = 0; b < 3; b++) {
+            double s = 0.0;
+            for (j = 0; j < 5; j++) s += exp((double)z[b * 5 + j]);
+            ref += (log(s) - z[b * 5 + lab[b]]) / 3.0;
+        }
+        CHECK(irmae_softmax_xent(dz, &loss, z, lab, 3, 5) == 0 && fabs(loss - ref) < 1e-9 * (1 + ref),
+              "softmax_xent loss %.12g, by definition %.12g", loss, ref);
+        for (i = 0, bad = 0; i < 15; i++) {
+            float keep = z[i];
+            z[i] = keep + 1e-2f; irmae_softmax_xent(NULL, &lp, z, lab, 3, 5);
+            z[i] = keep - 1e-2f; irmae_softmax_xent(NULL, &lm, z, lab, 3, 5);
+            z[i] = keep;
+            if (fabs((lp - lm) / (2e-2) - dz[i]) > 1e-4 + 1e-3 * fabs(dz[i])) bad++;
+        }
+        CHECK(bad == 0, "softmax_xent gradient differs from finite differences in %d of 15", bad);
+        CHECK(irmae_softmax_xent(dz, &loss, z, badlab, 3, 5) == IRMAE_ERR_ARG && strstr(irmae_error_detail(), "label 5"),
+              "softmax_xent names a label out of range: %s", irmae_error_detail());
+        z[7] = (float)INFINITY;
+        CHECK(irmae_softmax_xent(dz, &loss, z, lab, 3, 5) == IRMAE_ERR_NUMERIC, "softmax_xent with an infinite logit");
+    }
+}
+
 static void test_shapes(void)
 {
     irmae_rng a = irmae_rng_seed(9), b = irmae_rng_seed(9), c = irmae_rng_seed(10);
@@ -925,6 +1019,7 @@ int main(void)
     test_init_distribution();
     test_collapse();
     test_adam();
+    test_optimiser();
     test_shapes();
     test_threads();
     test_paths_identical();
