@@ -34,6 +34,29 @@
 
    Build:  cc -O2 -fopenmp prog.c -lm     (the same without -fopenmp works)
 
+   Contents. Each section has a tag: search for it to jump to the section's
+   declarations (first hit) and then to its implementation (second hit).
+       @errors       status codes, irmae_error_detail()
+       @rng          xoshiro256** random numbers
+       @checksums    CRC-32, Adler-32
+       @gemm         sgemm: packing, AVX-512 / AVX2 / NEON / scalar micro-kernels
+       @conv         conv2d / conv-transpose2d: im2col, col2im, phase planes
+       @layers       linear, ReLU, tanh, sigmoid on batches
+       @optimiser    Adam, gradient-norm clipping, softmax cross-entropy
+       @model        configurations, presets, the model and its training step;
+                     in the implementation: @layer-types (one block and one
+                     table row per layer type, e.g. @upsample), @forward,
+                     @backward, @inference
+       @mpi          data-parallel training (only with IRMAE_MPI)
+       @datasets     data sets, synthetic shapes
+       @deflate      DEFLATE / zlib compression, PNG writing
+       @loaders      untrusted files: @inflate, @png, @idx, @resample, @mnist
+                     (MNIST, image folders, shuffling, minibatches)
+       @analysis     covariance, eigen-solver, spectrum, GMM, PCA, Frechet
+       @checkpoints  checkpoints, safetensors export
+       @model-analysis  the spectrum of a model's codes, interpolation
+   (@portability, in the implementation only: includes, SIMD detection, OpenMP.)
+
    Configuration macros (define before including):
        IRMAE_STATIC            make every function static to this translation unit
        IRMAEDEF                override the storage class of the public functions
@@ -92,7 +115,7 @@ extern "C" {
 #endif
 
 /* ======================================================================== */
-/* Errors                                                                   */
+/* Errors                                                           @errors */
 /* ======================================================================== */
 
 /* Every fallible function returns 0 (IRMAE_OK) or one of these negative codes.
@@ -125,7 +148,7 @@ IRMAEDEF const char *irmae_error_detail(void);
 IRMAEDEF void irmae_error_clear(void);
 
 /* ======================================================================== */
-/* Random numbers                                                           */
+/* Random numbers                                                      @rng */
 /* ======================================================================== */
 
 /* xoshiro256** seeded through splitmix64. State is explicit: same seed, same
@@ -142,7 +165,7 @@ IRMAEDEF int irmae_rng_int(irmae_rng *r, int lo, int hi);
 IRMAEDEF float irmae_rng_normal(irmae_rng *r);
 
 /* ======================================================================== */
-/* Checksums                                                                */
+/* Checksums                                                     @checksums */
 /* ======================================================================== */
 
 /* CRC-32 (ISO-HDLC, as PNG/gzip). Start with crc = 0; chain calls. */
@@ -151,7 +174,7 @@ IRMAEDEF uint32_t irmae_crc32(uint32_t crc, const void *data, size_t len);
 IRMAEDEF uint32_t irmae_adler32(uint32_t adler, const void *data, size_t len);
 
 /* ======================================================================== */
-/* Kernels: GEMM                                                            */
+/* Kernels: GEMM                                                      @gemm */
 /* ======================================================================== */
 
 /* C = alpha * op(A) * op(B) + beta * C, row-major, op(X) = X or X^T.
@@ -204,7 +227,7 @@ IRMAEDEF void irmae_profile_read(double *seconds, int reset);
 IRMAEDEF const char *irmae_phase_name(int phase); /* "gemm", "pack", ... */
 
 /* ======================================================================== */
-/* Kernels: convolution                                                     */
+/* Kernels: convolution                                               @conv */
 /* ======================================================================== */
 
 /* 2-D convolution and transposed convolution on NCHW float32 tensors, with
@@ -293,7 +316,7 @@ IRMAEDEF int irmae_convt2d_backward_ref(float *din, float *dw, float *db, const 
                                         const float *in, const float *w, const irmae_conv_desc *d);
 
 /* ======================================================================== */
-/* Layers                                                                   */
+/* Layers                                                           @layers */
 /* ======================================================================== */
 
 /* Forward/backward pairs on batches. Outputs first, then inputs, then sizes.
@@ -317,7 +340,7 @@ IRMAEDEF void irmae_sigmoid_forward(float *out, const float *in, size_t count);
 IRMAEDEF void irmae_sigmoid_backward(float *din, const float *dout, const float *out, size_t count);
 
 /* ======================================================================== */
-/* Optimiser: Adam, gradient clipping, softmax cross-entropy                */
+/* Optimiser: Adam, gradient clipping, softmax cross-entropy     @optimiser */
 /* ======================================================================== */
 
 /* Adam (Kingma & Ba, as torch.optim.Adam without weight decay). For the
@@ -351,7 +374,7 @@ IRMAEDEF int irmae_softmax_xent(float *dlogits, double *loss, const float *logit
                                 int batch, int classes);
 
 /* ======================================================================== */
-/* Networks and models                                                      */
+/* Networks and models                                               @model */
 /* ======================================================================== */
 
 enum {
@@ -536,7 +559,7 @@ IRMAEDEF int irmae_model_train_step_mpi(irmae_model *m, const float *x, int glob
                                         MPI_Comm comm, float *loss);
 #endif /* IRMAE_MPI */
 /* ======================================================================== */
-/* Data sets                                                                */
+/* Data sets                                                      @datasets */
 /* ======================================================================== */
 
 /* n images of c x h x w floats (CHW, one image after the other), with
@@ -570,7 +593,7 @@ IRMAEDEF int irmae_shapes_make(irmae_dataset *ds, int count, irmae_rng *rng, irm
 IRMAEDEF int irmae_dataset_rescale(irmae_dataset *ds, float lo, float hi);
 
 /* ======================================================================== */
-/* Data: DEFLATE / zlib compression, PNG writing                            */
+/* Data: DEFLATE / zlib compression, PNG writing                   @deflate */
 /* ======================================================================== */
 
 /* Raw DEFLATE (RFC 1951) of src[0..size) into a new buffer (*out, *out_size),
@@ -625,8 +648,8 @@ IRMAEDEF int irmae_png_write(const char *path, const unsigned char *pixels, int 
 IRMAEDEF int irmae_png_write_grid(const char *path, const float *images, int count, int c,
                                   int h, int w, int cols, int pad, float lo, float hi);
 /* ======================================================================== */
-/* Data: loaders for untrusted files (inflate, zlib, gzip, PNG, IDX/MNIST,  */
-/* image folders)                                                           */
+/* Data: loaders for untrusted files (inflate, zlib, gzip, PNG, IDX/MNIST, */
+/* image folders)                                                 @loaders */
 /* ======================================================================== */
 
 /* Every loader treats its input as hostile: each length, offset, count and
@@ -804,8 +827,8 @@ IRMAEDEF int irmae_shuffle(int *perm, int n, irmae_rng *rng);
    an index outside 0..n-1: the detail names its position). */
 IRMAEDEF int irmae_dataset_gather(const irmae_dataset *ds, const int *idx, int count, float *out);
 /* ======================================================================== */
-/* Analysis: covariance, eigen-solver, spectrum, Gaussian / GMM, PCA,       */
-/* Frechet distance                                                         */
+/* Analysis: covariance, eigen-solver, spectrum, Gaussian / GMM, PCA,      */
+/* Frechet distance                                              @analysis */
 /* ======================================================================== */
 
 /* All numerics here run in double. Inputs are row vectors: `x` is a
@@ -936,7 +959,7 @@ IRMAEDEF void irmae_pca_free(irmae_pca *p);
    Errors: ARG, OVERFLOW, NOMEM, NUMERIC. */
 IRMAEDEF int irmae_frechet_distance(const float *a, int na, const float *b, int nb, int d, double *out);
 /* ======================================================================== */
-/* Checkpoints and export                                                   */
+/* Checkpoints and export                                      @checkpoints */
 /* ======================================================================== */
 
 /* A checkpoint holds everything needed to continue training exactly: the
@@ -1065,7 +1088,7 @@ IRMAEDEF int irmae_checkpoint_read_config(const char *path, irmae_config *cfg);
    Errors: IRMAE_ERR_ARG, IRMAE_ERR_IO, IRMAE_ERR_OVERFLOW, IRMAE_ERR_NOMEM. */
 IRMAEDEF int irmae_export_safetensors(const char *path, const irmae_model *m);
 /* ======================================================================== */
-/* Model analysis                                                           */
+/* Model analysis                                           @model-analysis */
 /* ======================================================================== */
 
 /* Spectrum of the codes z (after the l maps; the VAE's mean) of `count`
@@ -1104,7 +1127,7 @@ IRMAEDEF int irmae_model_interpolate(irmae_model *m, const float *xa, const floa
 #endif
 
 /* ---------------------------------------------------------------------- */
-/* Config and portability                                                 */
+/* Config and portability                                    @portability */
 /* ---------------------------------------------------------------------- */
 
 #if defined(IRMAE_MALLOC) && !defined(IRMAE_FREE) || !defined(IRMAE_MALLOC) && defined(IRMAE_FREE)
@@ -1214,7 +1237,7 @@ static void irmae__free(void *p)
 }
 
 /* ---------------------------------------------------------------------- */
-/* Errors                                                                 */
+/* Errors                                                         @errors */
 /* ---------------------------------------------------------------------- */
 
 static IRMAE__THREAD_LOCAL char irmae__detail[512];
@@ -1282,7 +1305,7 @@ static size_t irmae__count(int a, int b, int c, int d)
 }
 
 /* ---------------------------------------------------------------------- */
-/* Random numbers                                                         */
+/* Random numbers                                                    @rng */
 /* ---------------------------------------------------------------------- */
 
 static uint64_t irmae__splitmix(uint64_t *x)
@@ -1338,7 +1361,7 @@ IRMAEDEF float irmae_rng_normal(irmae_rng *r)
 }
 
 /* ---------------------------------------------------------------------- */
-/* Checksums                                                              */
+/* Checksums                                                   @checksums */
 /* ---------------------------------------------------------------------- */
 
 IRMAEDEF uint32_t irmae_crc32(uint32_t crc, const void *data, size_t len)
@@ -1373,7 +1396,7 @@ IRMAEDEF uint32_t irmae_adler32(uint32_t adler, const void *data, size_t len)
 }
 
 /* ---------------------------------------------------------------------- */
-/* Kernels: GEMM                                                          */
+/* Kernels: GEMM                                                    @gemm */
 /* ---------------------------------------------------------------------- */
 
 IRMAEDEF void irmae_sgemm_ref(int trans_a, int trans_b, int m, int n, int k,
@@ -1966,7 +1989,7 @@ IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
 }
 
 /* ---------------------------------------------------------------------- */
-/* Kernels: convolution                                                   */
+/* Kernels: convolution                                             @conv */
 /* ---------------------------------------------------------------------- */
 
 /* Both operators are expressed through one geometry: an "image side" X
@@ -2984,7 +3007,7 @@ IRMAEDEF int irmae_convt2d_backward_ref(float *din, float *dw, float *db, const 
 #undef IRMAE__IX4
 
 /* ---------------------------------------------------------------------- */
-/* Layers                                                                 */
+/* Layers                                                         @layers */
 /* ---------------------------------------------------------------------- */
 
 /* Elementwise loops run in parallel only when there is enough work to pay
@@ -3166,7 +3189,7 @@ IRMAEDEF void irmae_sigmoid_backward(float *din, const float *dout, const float 
 }
 
 /* ---------------------------------------------------------------------- */
-/* Optimiser: Adam, gradient clipping, softmax cross-entropy              */
+/* Optimiser: Adam, gradient clipping, softmax cross-entropy   @optimiser */
 /* ---------------------------------------------------------------------- */
 
 /* One Adam update of n parameters. The AVX2 version does the same float
@@ -3333,7 +3356,7 @@ IRMAEDEF int irmae_softmax_xent(float *dlogits, double *loss, const float *logit
 }
 
 /* ---------------------------------------------------------------------- */
-/* Networks and models                                                    */
+/* Networks and models                                             @model */
 /* ---------------------------------------------------------------------- */
 
 static irmae_layer_spec irmae__spec(int type, int out, int k, int stride, int pad, int bias)
@@ -3424,7 +3447,7 @@ IRMAEDEF irmae_config irmae_preset(int preset)
     return c;
 }
 
-/* ---- Layer types: one block each, one row each in irmae__layer_types ----
+/* ---- Layer types: one block each, one row each in irmae__layer_types ---- @layer-types
    Everything the model does with a layer goes through the row of its type:
    the output shape and parameter sizes (resolve), PyTorch's fan-in for the
    initialisation, the convolution scratch, forward, backward, the weight's
@@ -3637,7 +3660,7 @@ static const char *irmae__reshape_describe(const irmae_layer *L, char *extra, si
     return "unflatten";
 }
 
-/* ---- nearest-neighbour upsampling (IRMAE_LAYER_UPSAMPLE) ----
+/* ---- nearest-neighbour upsampling (IRMAE_LAYER_UPSAMPLE) ---- @upsample
    As torch.nn.Upsample(scale_factor=s, mode="nearest") with an integer s:
    out[c][y][x] = in[c][y / s][x / s], out is (s h) x (s w). Its backward
    sums each s x s block of dout, row by row (a fixed order: the same bits
@@ -3957,7 +3980,7 @@ static int irmae__check_batch(const irmae_model *m, const void *p, int batch, co
     return IRMAE_OK;
 }
 
-/* ---- The forward pass ----------------------------------------------------
+/* ---- The forward pass ---------------------------------------------------- @forward
    One forward pass serves training (irmae_model_forward_backward), the
    loss of a batch (irmae_model_loss) and inference (encode, features,
    decode): image -> encoder layers -> e -> the code stage (the VAE's
@@ -4081,7 +4104,7 @@ static double irmae__recon_loss(irmae_model *m, const irmae__pass *p, const floa
     return sum * inv;
 }
 
-/* ---- The backward pass ---------------------------------------------------
+/* ---- The backward pass --------------------------------------------------- @backward
    The ping-pong buffers m->grad_a / m->grad_b carry d loss / d (a layer's
    output) down the network; *g is the current gradient, *gn the other
    buffer, swapped after every stage. */
@@ -4255,7 +4278,7 @@ IRMAEDEF int irmae_model_train_step(irmae_model *m, const float *x, int batch, f
     return irmae_model_adam_step(m);
 }
 
-/* ---- Inference: the forward pass's stages on any number of images ---- */
+/* ---- Inference: the forward pass's stages on any number of images ---- @inference */
 
 /* Runs f over count items in chunks of max_batch. */
 static int irmae__chunks(irmae_model *m, const float *src, size_t src_stride, int count, float *dst,
@@ -4356,7 +4379,7 @@ IRMAEDEF int irmae_model_collapse(const irmae_model *m, float *w)
 }
 #ifdef IRMAE_MPI
 /* ---------------------------------------------------------------------- */
-/* MPI: data-parallel training (only with -DIRMAE_MPI)                    */
+/* MPI: data-parallel training (only with -DIRMAE_MPI)               @mpi */
 /* ---------------------------------------------------------------------- */
 
 IRMAEDEF void irmae_mpi_shard(int global_batch, int rank, int size, int *offset, int *count)
@@ -4538,7 +4561,7 @@ IRMAEDEF int irmae_model_train_step_mpi(irmae_model *m, const float *x, int glob
 }
 #endif /* IRMAE_MPI */
 /* ---------------------------------------------------------------------- */
-/* Data sets                                                              */
+/* Data sets                                                    @datasets */
 /* ---------------------------------------------------------------------- */
 
 IRMAEDEF int irmae_dataset_alloc(irmae_dataset *ds, int n, int c, int h, int w, int with_labels)
@@ -4628,7 +4651,7 @@ IRMAEDEF int irmae_dataset_rescale(irmae_dataset *ds, float lo, float hi)
 }
 
 /* ---------------------------------------------------------------------- */
-/* Data: DEFLATE / zlib compression, PNG writing                          */
+/* Data: DEFLATE / zlib compression, PNG writing                 @deflate */
 /* ---------------------------------------------------------------------- */
 
 /* Growable output buffer with an LSB-first bit accumulator (DEFLATE packs
@@ -5390,7 +5413,7 @@ IRMAEDEF int irmae_png_write_grid(const char *path, const float *images, int cou
     return rc;
 }
 /* ---------------------------------------------------------------------- */
-/* Data: loaders for untrusted files                                      */
+/* Data: loaders for untrusted files                             @loaders */
 /* ---------------------------------------------------------------------- */
 
 #if defined(_WIN32)
@@ -5480,7 +5503,7 @@ static int irmae__cd_read_file(const char *path, unsigned char **out, size_t *ou
 }
 
 /* ---------------------------------------------------------------------- */
-/* Inflate (RFC 1951)                                                     */
+/* Inflate (RFC 1951)                                            @inflate */
 /* ---------------------------------------------------------------------- */
 
 /* Canonical Huffman decoding: a 10-bit lookup table resolves every code of
@@ -6025,7 +6048,7 @@ IRMAEDEF int irmae_gzip_decompress(const void *src, size_t size, size_t max_out,
 }
 
 /* ---------------------------------------------------------------------- */
-/* PNG decoding                                                           */
+/* PNG decoding                                                      @png */
 /* ---------------------------------------------------------------------- */
 
 typedef struct irmae__pngd {
@@ -6507,7 +6530,7 @@ IRMAEDEF void irmae_image_free(irmae_image *img)
 }
 
 /* ---------------------------------------------------------------------- */
-/* IDX                                                                    */
+/* IDX                                                               @idx */
 /* ---------------------------------------------------------------------- */
 
 static int irmae__idx_raw(const unsigned char *p, size_t size, irmae_idx *out, const char *what)
@@ -6590,7 +6613,7 @@ IRMAEDEF void irmae_idx_free(irmae_idx *idx)
 }
 
 /* ---------------------------------------------------------------------- */
-/* Resampling (separable triangle filter at pixel centres)                */
+/* Resampling (separable triangle filter at pixel centres)      @resample */
 /* ---------------------------------------------------------------------- */
 
 /* Weights of one axis: output o reads in[first[o] .. first[o] + cnt[o]) with
@@ -6671,7 +6694,7 @@ static void irmae__rs_plane(float *dst, const float *src, float *tmp, int ih, in
 }
 
 /* ---------------------------------------------------------------------- */
-/* MNIST, image folders, batches                                          */
+/* MNIST, image folders, batches                                   @mnist */
 /* ---------------------------------------------------------------------- */
 
 IRMAEDEF int irmae_mnist_load(irmae_dataset *ds, const char *images_path, const char *labels_path,
@@ -6919,8 +6942,8 @@ IRMAEDEF int irmae_dataset_gather(const irmae_dataset *ds, const int *idx, int c
     return IRMAE_OK;
 }
 /* ---------------------------------------------------------------------- */
-/* Analysis: covariance, eigen-solver, spectrum, Gaussian / GMM, PCA,     */
-/* Frechet distance                                                       */
+/* Analysis: covariance, eigen-solver, spectrum, Gaussian / GMM, PCA,      */
+/* Frechet distance                                              @analysis */
 /* ---------------------------------------------------------------------- */
 
 /* Rows per block when accumulating centred outer products. Parallel regions
@@ -8196,7 +8219,7 @@ done:
     return rc;
 }
 /* ---------------------------------------------------------------------- */
-/* Model analysis                                                         */
+/* Model analysis                                         @model-analysis */
 /* ---------------------------------------------------------------------- */
 
 IRMAEDEF int irmae_model_spectrum(irmae_model *m, const float *x, int count, irmae_spectrum *s)
@@ -8237,7 +8260,7 @@ IRMAEDEF int irmae_model_interpolate(irmae_model *m, const float *xa, const floa
 }
 
 /* ---------------------------------------------------------------------- */
-/* Checkpoints and export                                                 */
+/* Checkpoints and export                                    @checkpoints */
 /* ---------------------------------------------------------------------- */
 
 /* Durable writes need the platform's sync call: fsync (POSIX, with open /
@@ -8311,13 +8334,9 @@ static void irmae__ck_le64(unsigned char *p, uint64_t v)
     int i;
     for (i = 0; i < 8; i++) p[i] = (unsigned char)((v >> (8 * i)) & 0xFF);
 }
-static uint32_t irmae__ck_rd32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
 static uint64_t irmae__ck_rd64(const unsigned char *p)
 {
-    return (uint64_t)irmae__ck_rd32(p) | ((uint64_t)irmae__ck_rd32(p + 4) << 32);
+    return (uint64_t)irmae__cd_le32(p) | ((uint64_t)irmae__cd_le32(p + 4) << 32);
 }
 static uint32_t irmae__ck_fbits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static float irmae__ck_bitsf(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
@@ -8621,7 +8640,7 @@ static int irmae__ck_header(const unsigned char *p, size_t size)
         return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: bad magic at offset 0 (not an irmae checkpoint)");
     if (size < 12)
         return irmae__fail(IRMAE_ERR_TRUNCATED, "checkpoint: %lu bytes, the version ends at 12", (unsigned long)size);
-    v = irmae__ck_rd32(p + 8);
+    v = irmae__cd_le32(p + 8);
     if (v == 0) return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: format version 0 at offset 8");
     if (v > IRMAE__CK_VERSION)
         return irmae__fail(IRMAE_ERR_VERSION, "checkpoint: format version %lu at offset 8, this library reads up to %u",
@@ -8629,14 +8648,14 @@ static int irmae__ck_header(const unsigned char *p, size_t size)
     if (size < IRMAE__CK_HEADER)
         return irmae__fail(IRMAE_ERR_TRUNCATED, "checkpoint: %lu bytes, the header needs %u",
                            (unsigned long)size, IRMAE__CK_HEADER);
-    crc = irmae__ck_rd32(p + 16);
+    crc = irmae__cd_le32(p + 16);
     want = irmae_crc32(0, p, 16);
     if (crc != want)
         return irmae__fail(IRMAE_ERR_CHECKSUM, "checkpoint: header CRC at offset 16 is %08lx, the bytes give %08lx",
                            (unsigned long)crc, (unsigned long)want);
-    if (irmae__ck_rd32(p + 12) != IRMAE__CK_NSECT)
+    if (irmae__cd_le32(p + 12) != IRMAE__CK_NSECT)
         return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: %lu sections at offset 12, version 1 has %u",
-                           (unsigned long)irmae__ck_rd32(p + 12), IRMAE__CK_NSECT);
+                           (unsigned long)irmae__cd_le32(p + 12), IRMAE__CK_NSECT);
     return IRMAE_OK;
 }
 
@@ -8667,7 +8686,7 @@ static int irmae__ck_section(const unsigned char *p, size_t size, size_t *pos, i
         return irmae__fail(IRMAE_ERR_TRUNCATED, "checkpoint: section '%s' at offset %lu: %.0f payload bytes and a CRC, %lu bytes left",
                            tag, (unsigned long)at, (double)len64, (unsigned long)(left - 12));
     n = (size_t)len64;
-    crc = irmae__ck_rd32(p + at + 12 + n);
+    crc = irmae__cd_le32(p + at + 12 + n);
     got = irmae_crc32(0, p + at, 12 + n);
     if (crc != got)
         return irmae__fail(IRMAE_ERR_CHECKSUM, "checkpoint: section '%s' at offset %lu: CRC %08lx stored at offset %lu, the bytes give %08lx",
@@ -8709,8 +8728,8 @@ static int irmae__ck_conf(const unsigned char *q, size_t len, size_t base, irmae
     if (len < IRMAE__CK_CONF_FIXED + 8u)
         return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: configuration at offset %lu has %lu bytes, at least %u needed",
                            (unsigned long)base, (unsigned long)len, IRMAE__CK_CONF_FIXED + 8u);
-    ne = irmae__ck_i32(irmae__ck_rd32(q + IRMAE__CK_CONF_FIXED - 8u));
-    nd = irmae__ck_i32(irmae__ck_rd32(q + IRMAE__CK_CONF_FIXED - 4u));
+    ne = irmae__ck_i32(irmae__cd_le32(q + IRMAE__CK_CONF_FIXED - 8u));
+    nd = irmae__ck_i32(irmae__cd_le32(q + IRMAE__CK_CONF_FIXED - 4u));
     if (ne > IRMAE_MAX_LAYERS || nd > IRMAE_MAX_LAYERS)
         return irmae__fail(IRMAE_ERR_LIMIT, "checkpoint: %d encoder / %d decoder layers at offset %lu, IRMAE_MAX_LAYERS is %d",
                            ne, nd, (unsigned long)(base + IRMAE__CK_CONF_FIXED - 8u), IRMAE_MAX_LAYERS);
@@ -8721,13 +8740,13 @@ static int irmae__ck_conf(const unsigned char *q, size_t len, size_t base, irmae
     if (len != want)
         return irmae__fail(IRMAE_ERR_FORMAT, "checkpoint: configuration at offset %lu has %lu bytes, %d + %d layers need %lu",
                            (unsigned long)base, (unsigned long)len, ne, nd, (unsigned long)want);
-    for (i = 0; i < IRMAE__CK_NINT; i++) *irmae__ck_int(c, i) = irmae__ck_i32(irmae__ck_rd32(q + 4 * i));
-    for (i = 0; i < IRMAE__CK_NFLT; i++) *irmae__ck_flt(c, i) = irmae__ck_bitsf(irmae__ck_rd32(q + 36 + 4 * i));
+    for (i = 0; i < IRMAE__CK_NINT; i++) *irmae__ck_int(c, i) = irmae__ck_i32(irmae__cd_le32(q + 4 * i));
+    for (i = 0; i < IRMAE__CK_NFLT; i++) *irmae__ck_flt(c, i) = irmae__ck_bitsf(irmae__cd_le32(q + 36 + 4 * i));
     c->n_enc = ne; c->n_dec = nd;
     off = IRMAE__CK_CONF_FIXED;
     for (i = 0; i < ne + nd; i++) {
         irmae_layer_spec *s = i < ne ? &c->enc[i] : &c->dec[i - ne];
-        for (j = 0; j < IRMAE__CK_NSPEC; j++, off += 4) *irmae__ck_spec(s, j) = irmae__ck_i32(irmae__ck_rd32(q + off));
+        for (j = 0; j < IRMAE__CK_NSPEC; j++, off += 4) *irmae__ck_spec(s, j) = irmae__ck_i32(irmae__cd_le32(q + off));
     }
     stored = irmae__ck_rd64(q + off);
     pm = (irmae_model *)irmae__alloc(1, sizeof *pm);
@@ -8810,7 +8829,7 @@ static int irmae__ck_compare(const irmae_config *file, const irmae_config *model
 static void irmae__ck_read_floats(float *dst, const unsigned char *src, size_t n)
 {
     size_t i;
-    for (i = 0; i < n; i++) dst[i] = irmae__ck_bitsf(irmae__ck_rd32(src + 4 * i));
+    for (i = 0; i < n; i++) dst[i] = irmae__ck_bitsf(irmae__cd_le32(src + 4 * i));
 }
 
 static void irmae__ck_apply(irmae_model *m, const irmae__ck_view *v)
