@@ -10,7 +10,8 @@
 #   make install PREFIX=/usr/local [DESTDIR=]   irmae.h + irmae.pc; make uninstall
 #   make test-windows / test-s390x / test-neon   cross builds run under wine / qemu
 #   make test-install  pkg-config, CMake add_subdirectory and FetchContent users
-#   make test-options  IRMAE_STATIC, IRMAE_NO_SIMD, no OpenMP, GNU C / C++ modes, custom allocator, 2 TUs
+#   make test-options  IRMAE_STATIC, IRMAE_NO_SIMD, no OpenMP, GNU C / C++ modes, custom allocator, 2 TUs,
+#                      the parts left out (IRMAE_NO_CODECS / _ANALYSIS / _CHECKPOINTS ...)
 # Variables: CC, CFLAGS, NO_OPENMP=1 (build without OpenMP), WERROR=1 (CI), MPICC.
 
 CC      ?= cc
@@ -235,8 +236,24 @@ test-options: | $(B)
 	@# paths must still agree bit for bit and match the golden training hash
 	$(CC) $(CFLAGS) -std=gnu11 $(WARN) -Werror $(OMP) tests/test_model.c -o $(B)/opt_gnu_model $(LDLIBS)
 	$(CXX) $(CFLAGS) -x c++ -std=gnu++17 $(WARN) -Werror $(OMP) tests/test_gemm.c -o $(B)/opt_cxx_gemm $(LDLIBS)
+	@# parts left out: each macro alone and all together must build; the
+	@# parts must be gone from the object (nm), and the program must train
+	for d in IRMAE_NO_WRITERS IRMAE_NO_LOADERS IRMAE_NO_CODECS IRMAE_NO_ANALYSIS IRMAE_NO_CHECKPOINTS; do \
+	  $(CC) $(ALLFLAGS) -Werror -D$$d -c tests/tu_model_only.c -o $(B)/opt_$$d.o || exit 1; done
+	$(CC) $(ALLFLAGS) -Werror -DIRMAE_NO_CODECS -DIRMAE_NO_ANALYSIS -DIRMAE_NO_CHECKPOINTS \
+	  tests/tu_model_only.c -o $(B)/opt_model_only $(LDLIBS)
+	$(CXX) $(CFLAGS) -x c++ $(WARN) -Werror $(OMP) -DIRMAE_NO_CODECS -DIRMAE_NO_ANALYSIS -DIRMAE_NO_CHECKPOINTS \
+	  -fsyntax-only tests/tu_model_only.c
+	@check() { if nm $(B)/$$1.o | grep -q " T $$2$$"; then echo "$$1: $$2 is still compiled"; exit 1; fi; }; \
+	  check opt_IRMAE_NO_WRITERS irmae_png_encode && check opt_IRMAE_NO_LOADERS irmae_png_decode && \
+	  check opt_IRMAE_NO_CODECS irmae_inflate && check opt_IRMAE_NO_CODECS irmae_deflate && \
+	  check opt_IRMAE_NO_ANALYSIS irmae_eigh && check opt_IRMAE_NO_CHECKPOINTS irmae_checkpoint_save && \
+	  if ! nm $(B)/opt_IRMAE_NO_ANALYSIS.o | grep -q ' T irmae_png_decode$$'; then \
+	    echo "control: irmae_png_decode should be in opt_IRMAE_NO_ANALYSIS.o"; exit 1; fi; \
+	  echo "parts left out: 7 passed, 0 failed"
 	$(MAKE) --no-print-directory check-header
-	@IRMAE_TEST_QUICK=1 sh tests/run.sh $(B)/opt_static $(B)/opt_nosimd $(B)/opt_noomp $(B)/opt_gnu_model $(B)/opt_cxx_gemm
+	@IRMAE_TEST_QUICK=1 sh tests/run.sh $(B)/opt_static $(B)/opt_nosimd $(B)/opt_noomp $(B)/opt_gnu_model $(B)/opt_cxx_gemm \
+	  $(B)/opt_model_only
 
 # make install PREFIX=... DESTDIR=...: the header and a pkg-config file.
 PREFIX ?= /usr/local

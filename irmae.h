@@ -72,6 +72,18 @@
        IRMAE_MPI               data-parallel training over MPI (includes <mpi.h>;
                                build with mpicc): irmae_model_train_step_mpi()
 
+   Parts you can leave out (define before including, in every file that
+   includes irmae.h; the model, its kernels, the optimiser and the data sets
+   always stay):
+       IRMAE_NO_WRITERS        DEFLATE/zlib compression and PNG writing (@deflate)
+       IRMAE_NO_LOADERS        inflate, zlib, gzip, PNG, IDX/MNIST and image-folder
+                               readers (@loaders)
+       IRMAE_NO_CODECS         both of the above
+       IRMAE_NO_ANALYSIS       covariance, eigen-solver, spectra, GMM, PCA, Frechet
+                               and the model's spectrum / interpolation (@analysis)
+       IRMAE_NO_CHECKPOINTS    checkpoints and the safetensors export (@checkpoints)
+   (MPI is left out unless IRMAE_MPI is defined.)
+
    Version 0.2.0. MIT licence at the end of this file.
 */
 #ifndef IRMAE_H
@@ -98,6 +110,24 @@
 
 #ifndef IRMAE_MAX_LAYERS
 #define IRMAE_MAX_LAYERS 32
+#endif
+#ifdef IRMAE_NO_CODECS
+#ifndef IRMAE_NO_WRITERS
+#define IRMAE_NO_WRITERS
+#endif
+#ifndef IRMAE_NO_LOADERS
+#define IRMAE_NO_LOADERS
+#endif
+#endif
+/* limits of the loaders (see @loaders) */
+#ifndef IRMAE_MAX_IMAGE_DIM
+#define IRMAE_MAX_IMAGE_DIM 32768
+#endif
+#ifndef IRMAE_MAX_IMAGE_PIXELS
+#define IRMAE_MAX_IMAGE_PIXELS ((size_t)1 << 28)
+#endif
+#ifndef IRMAE_MAX_ALLOC
+#define IRMAE_MAX_ALLOC ((size_t)1 << 31)
 #endif
 
 #ifdef IRMAE_MPI /* data-parallel training over MPI (see "MPI" in the model section) */
@@ -591,7 +621,17 @@ IRMAEDEF void irmae_shape_draw(float *img, int h, int w, const irmae_shape *s);
 IRMAEDEF int irmae_shapes_make(irmae_dataset *ds, int count, irmae_rng *rng, irmae_shape *factors);
 /* Maps every value v of the data set to lo + v (hi - lo), e.g. [0,1] -> [-1,1]. */
 IRMAEDEF int irmae_dataset_rescale(irmae_dataset *ds, float lo, float hi);
+/* Fills perm[0..n) with 0..n-1 and shuffles it (Fisher-Yates, each swap
+   index from irmae_rng_int): the same rng state gives the same order.
+   Errors: IRMAE_ERR_ARG (NULL perm or rng with n > 0, n < 0). */
+IRMAEDEF int irmae_shuffle(int *perm, int n, irmae_rng *rng);
+/* Copies images idx[0..count) of ds into out (count * c * h * w floats, one
+   image after the other), e.g. a shuffled minibatch. Every index is checked
+   before anything is written. Errors: IRMAE_ERR_ARG (NULL pointer, count < 0,
+   an index outside 0..n-1: the detail names its position). */
+IRMAEDEF int irmae_dataset_gather(const irmae_dataset *ds, const int *idx, int count, float *out);
 
+#ifndef IRMAE_NO_WRITERS
 /* ======================================================================== */
 /* Data: DEFLATE / zlib compression, PNG writing                   @deflate */
 /* ======================================================================== */
@@ -647,6 +687,8 @@ IRMAEDEF int irmae_png_write(const char *path, const unsigned char *pixels, int 
    irmae_png_write. */
 IRMAEDEF int irmae_png_write_grid(const char *path, const float *images, int count, int c,
                                   int h, int w, int cols, int pad, float lo, float hi);
+#endif /* IRMAE_NO_WRITERS */
+#ifndef IRMAE_NO_LOADERS
 /* ======================================================================== */
 /* Data: loaders for untrusted files (inflate, zlib, gzip, PNG, IDX/MNIST, */
 /* image folders)                                                 @loaders */
@@ -665,15 +707,6 @@ IRMAEDEF int irmae_png_write_grid(const char *path, const float *images, int cou
                              memory, a decompressed stream, an image
                              ((size_t)1 << 31)
    Exceeding one gives IRMAE_ERR_LIMIT. */
-#ifndef IRMAE_MAX_IMAGE_DIM
-#define IRMAE_MAX_IMAGE_DIM 32768
-#endif
-#ifndef IRMAE_MAX_IMAGE_PIXELS
-#define IRMAE_MAX_IMAGE_PIXELS ((size_t)1 << 28)
-#endif
-#ifndef IRMAE_MAX_ALLOC
-#define IRMAE_MAX_ALLOC ((size_t)1 << 31)
-#endif
 
 /* --- DEFLATE decoding --------------------------------------------------- */
 
@@ -817,15 +850,8 @@ IRMAEDEF int irmae_mnist_load(irmae_dataset *ds, const char *images_path, const 
 IRMAEDEF int irmae_images_load(irmae_dataset *ds, const char *folder, int c, int out_h, int out_w,
                                int crop, int range_pm1);
 
-/* Fills perm[0..n) with 0..n-1 and shuffles it (Fisher-Yates, each swap
-   index from irmae_rng_int): the same rng state gives the same order.
-   Errors: IRMAE_ERR_ARG (NULL perm or rng with n > 0, n < 0). */
-IRMAEDEF int irmae_shuffle(int *perm, int n, irmae_rng *rng);
-/* Copies images idx[0..count) of ds into out (count * c * h * w floats, one
-   image after the other), e.g. a shuffled minibatch. Every index is checked
-   before anything is written. Errors: IRMAE_ERR_ARG (NULL pointer, count < 0,
-   an index outside 0..n-1: the detail names its position). */
-IRMAEDEF int irmae_dataset_gather(const irmae_dataset *ds, const int *idx, int count, float *out);
+#endif /* IRMAE_NO_LOADERS */
+#ifndef IRMAE_NO_ANALYSIS
 /* ======================================================================== */
 /* Analysis: covariance, eigen-solver, spectrum, Gaussian / GMM, PCA,      */
 /* Frechet distance                                              @analysis */
@@ -959,6 +985,20 @@ IRMAEDEF void irmae_pca_free(irmae_pca *p);
    Errors: ARG, OVERFLOW, NOMEM, NUMERIC. */
 IRMAEDEF int irmae_frechet_distance(const float *a, int na, const float *b, int nb, int d, double *out);
 /* ======================================================================== */
+/* Model analysis                                           @model-analysis */
+/* ======================================================================== */
+
+/* Spectrum of the codes z (after the l maps; the VAE's mean) of `count`
+   images x (count x C x H x W): covariance, eigenvalues, ranks. Free s with
+   irmae_spectrum_free(). */
+IRMAEDEF int irmae_model_spectrum(irmae_model *m, const float *x, int count, irmae_spectrum *s);
+/* Decodes (1 - t) z_a + t z_b for `steps` values of t evenly spaced in
+   [0, 1] (steps >= 2), z_a/z_b the codes of images xa/xb; out gets steps images. */
+IRMAEDEF int irmae_model_interpolate(irmae_model *m, const float *xa, const float *xb, int steps, float *out);
+
+#endif /* IRMAE_NO_ANALYSIS */
+#ifndef IRMAE_NO_CHECKPOINTS
+/* ======================================================================== */
 /* Checkpoints and export                                      @checkpoints */
 /* ======================================================================== */
 
@@ -1087,18 +1127,7 @@ IRMAEDEF int irmae_checkpoint_read_config(const char *path, irmae_config *cfg);
    "out" shapes [c, h, w], and k/stride/pad/bias or the unflatten "shape".
    Errors: IRMAE_ERR_ARG, IRMAE_ERR_IO, IRMAE_ERR_OVERFLOW, IRMAE_ERR_NOMEM. */
 IRMAEDEF int irmae_export_safetensors(const char *path, const irmae_model *m);
-/* ======================================================================== */
-/* Model analysis                                           @model-analysis */
-/* ======================================================================== */
-
-/* Spectrum of the codes z (after the l maps; the VAE's mean) of `count`
-   images x (count x C x H x W): covariance, eigenvalues, ranks. Free s with
-   irmae_spectrum_free(). */
-IRMAEDEF int irmae_model_spectrum(irmae_model *m, const float *x, int count, irmae_spectrum *s);
-/* Decodes (1 - t) z_a + t z_b for `steps` values of t evenly spaced in
-   [0, 1] (steps >= 2), z_a/z_b the codes of images xa/xb; out gets steps images. */
-IRMAEDEF int irmae_model_interpolate(irmae_model *m, const float *xa, const float *xb, int steps, float *out);
-
+#endif /* IRMAE_NO_CHECKPOINTS */
 #ifdef __cplusplus
 }
 #endif
@@ -1394,6 +1423,100 @@ IRMAEDEF uint32_t irmae_adler32(uint32_t adler, const void *data, size_t len)
     }
     return (b << 16) | a;
 }
+
+/* ---------------------------------------------------------------------- */
+/* Bytes and files                                                 @files */
+/* ---------------------------------------------------------------------- */
+
+#if !defined(IRMAE_NO_LOADERS) || !defined(IRMAE_NO_CHECKPOINTS)
+/* The platform's directory listing (loaders) and durable writes
+   (checkpoints): fsync with open / write / close on a file descriptor
+   (POSIX; stdio's fileno is not declared in strict C99 mode), _commit +
+   MoveFileExA on Windows. */
+#if defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <windows.h>
+#include <io.h>
+#else
+#include <dirent.h>
+#include <unistd.h>
+#include <fcntl.h>
+#endif
+
+/* A little-endian integer from bytes, whatever the host's byte order. */
+static uint32_t irmae__cd_le32(const unsigned char *p)
+{
+    return ((uint32_t)p[3] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[1] << 8) | (uint32_t)p[0];
+}
+
+/* The calling thread's detail of the failure rc without its "<name of rc>: "
+   prefix, copied into msg (cap bytes), for re-failing with more context. */
+static void irmae__detail_body(int rc, char *msg, size_t cap)
+{
+    const char *d = irmae_error_detail();
+    size_t skip = strlen(irmae_error_string(rc)) + 2, len;
+    if (strlen(d) >= skip && strncmp(d, irmae_error_string(rc), skip - 2) == 0) d += skip;
+    len = strlen(d);
+    if (len > cap - 1) len = cap - 1;
+    memcpy(msg, d, len);
+    msg[len] = 0;
+}
+/* Re-fails with the current detail plus the name of the file. */
+static int irmae__cd_tag_path(int rc, const char *path)
+{
+    char msg[400];
+    irmae__detail_body(rc, msg, sizeof msg);
+    return irmae__fail(rc, "%s (file '%.200s')", msg, path);
+}
+/* Reads a whole file (at most IRMAE_MAX_ALLOC bytes) into a new buffer. */
+static int irmae__cd_read_file(const char *path, unsigned char **out, size_t *out_size)
+{
+    FILE *f;
+    unsigned char *buf = NULL, *nb;
+    size_t len = 0, cap = 0, got;
+    *out = NULL; *out_size = 0;
+    if (!path) return irmae__fail(IRMAE_ERR_ARG, "read: path is NULL");
+    f = fopen(path, "rb");
+    if (!f) return irmae__fail(IRMAE_ERR_IO, "read: cannot open '%.300s'", path);
+    for (;;) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 65536;
+            if (cap >= (size_t)IRMAE_MAX_ALLOC) {
+                /* full at the limit: one more byte means too large */
+                unsigned char probe;
+                if (fread(&probe, 1, 1, f) == 1) {
+                    fclose(f); irmae__free(buf);
+                    return irmae__fail(IRMAE_ERR_LIMIT, "read: '%.300s' is larger than IRMAE_MAX_ALLOC (%lu bytes)",
+                                       path, (unsigned long)IRMAE_MAX_ALLOC);
+                }
+                break;
+            }
+            if (ncap > (size_t)IRMAE_MAX_ALLOC || ncap < cap) ncap = (size_t)IRMAE_MAX_ALLOC;
+            nb = (unsigned char *)irmae__alloc(ncap, 1);
+            if (!nb) { fclose(f); irmae__free(buf); return irmae__fail(IRMAE_ERR_NOMEM, "read: %lu bytes for '%.300s'", (unsigned long)ncap, path); }
+            if (len) memcpy(nb, buf, len);
+            irmae__free(buf);
+            buf = nb; cap = ncap;
+        }
+        got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) {
+        fclose(f); irmae__free(buf);
+        return irmae__fail(IRMAE_ERR_IO, "read: error reading '%.300s' after %lu bytes", path, (unsigned long)len);
+    }
+    fclose(f);
+    if (!buf) { /* cannot happen (the first pass allocates), kept for clarity */
+        buf = (unsigned char *)irmae__alloc(1, 1);
+        if (!buf) return irmae__fail(IRMAE_ERR_NOMEM, "read: 1 byte");
+    }
+    *out = buf; *out_size = len;
+    return IRMAE_OK;
+}
+#endif /* the loaders or the checkpoints */
 
 /* ---------------------------------------------------------------------- */
 /* Kernels: GEMM                                                    @gemm */
@@ -4650,6 +4773,37 @@ IRMAEDEF int irmae_dataset_rescale(irmae_dataset *ds, float lo, float hi)
     return IRMAE_OK;
 }
 
+IRMAEDEF int irmae_shuffle(int *perm, int n, irmae_rng *rng)
+{
+    int i, j, t;
+    if (n < 0) return irmae__fail(IRMAE_ERR_ARG, "shuffle: n = %d", n);
+    if (n > 0 && (!perm || !rng)) return irmae__fail(IRMAE_ERR_ARG, "shuffle: perm or rng is NULL");
+    for (i = 0; i < n; i++) perm[i] = i;
+    for (i = n - 1; i > 0; i--) {
+        j = irmae_rng_int(rng, 0, i);
+        t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+    }
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_dataset_gather(const irmae_dataset *ds, const int *idx, int count, float *out)
+{
+    size_t per;
+    int i;
+    if (!ds || (count > 0 && (!idx || !out)) || count < 0)
+        return irmae__fail(IRMAE_ERR_ARG, "gather: NULL pointer or count %d < 0", count);
+    if (count == 0) return IRMAE_OK;
+    if (!ds->x) return irmae__fail(IRMAE_ERR_ARG, "gather: empty data set");
+    for (i = 0; i < count; i++)
+        if (idx[i] < 0 || idx[i] >= ds->n)
+            return irmae__fail(IRMAE_ERR_ARG, "gather: idx[%d] = %d outside 0..%d", i, idx[i], ds->n - 1);
+    per = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
+    for (i = 0; i < count; i++)
+        memcpy(out + (size_t)i * per, ds->x + (size_t)idx[i] * per, per * sizeof(float));
+    return IRMAE_OK;
+}
+
+#ifndef IRMAE_NO_WRITERS
 /* ---------------------------------------------------------------------- */
 /* Data: DEFLATE / zlib compression, PNG writing                 @deflate */
 /* ---------------------------------------------------------------------- */
@@ -5412,26 +5566,16 @@ IRMAEDEF int irmae_png_write_grid(const char *path, const float *images, int cou
     irmae__free(g);
     return rc;
 }
+#endif /* IRMAE_NO_WRITERS */
+#ifndef IRMAE_NO_LOADERS
 /* ---------------------------------------------------------------------- */
 /* Data: loaders for untrusted files                             @loaders */
 /* ---------------------------------------------------------------------- */
 
-#if defined(_WIN32)
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#include <windows.h>
-#else
-#include <dirent.h>
-#endif
-
+/* A big-endian integer from bytes (PNG, IDX). */
 static uint32_t irmae__cd_be32(const unsigned char *p)
 {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
-}
-static uint32_t irmae__cd_le32(const unsigned char *p)
-{
-    return ((uint32_t)p[3] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[1] << 8) | (uint32_t)p[0];
 }
 
 /* The effective output limit of a decompressor: 0 and anything above
@@ -5439,67 +5583,6 @@ static uint32_t irmae__cd_le32(const unsigned char *p)
 static size_t irmae__cd_limit(size_t max_out)
 {
     return (max_out == 0 || max_out > (size_t)IRMAE_MAX_ALLOC) ? (size_t)IRMAE_MAX_ALLOC : max_out;
-}
-
-/* Re-fails with the current detail plus the name of the file. */
-static int irmae__cd_tag_path(int rc, const char *path)
-{
-    char msg[400];
-    const char *d = irmae_error_detail();
-    size_t skip = strlen(irmae_error_string(rc)) + 2, len; /* "<name>: " prefix */
-    if (strlen(d) >= skip && strncmp(d, irmae_error_string(rc), skip - 2) == 0) d += skip;
-    len = strlen(d);
-    if (len > sizeof msg - 1) len = sizeof msg - 1;
-    memcpy(msg, d, len);
-    msg[len] = 0;
-    return irmae__fail(rc, "%s (file '%.200s')", msg, path);
-}
-
-/* Reads a whole file (at most IRMAE_MAX_ALLOC bytes) into a new buffer. */
-static int irmae__cd_read_file(const char *path, unsigned char **out, size_t *out_size)
-{
-    FILE *f;
-    unsigned char *buf = NULL, *nb;
-    size_t len = 0, cap = 0, got;
-    *out = NULL; *out_size = 0;
-    if (!path) return irmae__fail(IRMAE_ERR_ARG, "read: path is NULL");
-    f = fopen(path, "rb");
-    if (!f) return irmae__fail(IRMAE_ERR_IO, "read: cannot open '%.300s'", path);
-    for (;;) {
-        if (len == cap) {
-            size_t ncap = cap ? cap * 2 : 65536;
-            if (cap >= (size_t)IRMAE_MAX_ALLOC) {
-                /* full at the limit: one more byte means too large */
-                unsigned char probe;
-                if (fread(&probe, 1, 1, f) == 1) {
-                    fclose(f); irmae__free(buf);
-                    return irmae__fail(IRMAE_ERR_LIMIT, "read: '%.300s' is larger than IRMAE_MAX_ALLOC (%lu bytes)",
-                                       path, (unsigned long)IRMAE_MAX_ALLOC);
-                }
-                break;
-            }
-            if (ncap > (size_t)IRMAE_MAX_ALLOC || ncap < cap) ncap = (size_t)IRMAE_MAX_ALLOC;
-            nb = (unsigned char *)irmae__alloc(ncap, 1);
-            if (!nb) { fclose(f); irmae__free(buf); return irmae__fail(IRMAE_ERR_NOMEM, "read: %lu bytes for '%.300s'", (unsigned long)ncap, path); }
-            if (len) memcpy(nb, buf, len);
-            irmae__free(buf);
-            buf = nb; cap = ncap;
-        }
-        got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) {
-        fclose(f); irmae__free(buf);
-        return irmae__fail(IRMAE_ERR_IO, "read: error reading '%.300s' after %lu bytes", path, (unsigned long)len);
-    }
-    fclose(f);
-    if (!buf) { /* cannot happen (the first pass allocates), kept for clarity */
-        buf = (unsigned char *)irmae__alloc(1, 1);
-        if (!buf) return irmae__fail(IRMAE_ERR_NOMEM, "read: 1 byte");
-    }
-    *out = buf; *out_size = len;
-    return IRMAE_OK;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -6912,35 +6995,9 @@ done:
     return rc;
 }
 
-IRMAEDEF int irmae_shuffle(int *perm, int n, irmae_rng *rng)
-{
-    int i, j, t;
-    if (n < 0) return irmae__fail(IRMAE_ERR_ARG, "shuffle: n = %d", n);
-    if (n > 0 && (!perm || !rng)) return irmae__fail(IRMAE_ERR_ARG, "shuffle: perm or rng is NULL");
-    for (i = 0; i < n; i++) perm[i] = i;
-    for (i = n - 1; i > 0; i--) {
-        j = irmae_rng_int(rng, 0, i);
-        t = perm[i]; perm[i] = perm[j]; perm[j] = t;
-    }
-    return IRMAE_OK;
-}
 
-IRMAEDEF int irmae_dataset_gather(const irmae_dataset *ds, const int *idx, int count, float *out)
-{
-    size_t per;
-    int i;
-    if (!ds || (count > 0 && (!idx || !out)) || count < 0)
-        return irmae__fail(IRMAE_ERR_ARG, "gather: NULL pointer or count %d < 0", count);
-    if (count == 0) return IRMAE_OK;
-    if (!ds->x) return irmae__fail(IRMAE_ERR_ARG, "gather: empty data set");
-    for (i = 0; i < count; i++)
-        if (idx[i] < 0 || idx[i] >= ds->n)
-            return irmae__fail(IRMAE_ERR_ARG, "gather: idx[%d] = %d outside 0..%d", i, idx[i], ds->n - 1);
-    per = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
-    for (i = 0; i < count; i++)
-        memcpy(out + (size_t)i * per, ds->x + (size_t)idx[i] * per, per * sizeof(float));
-    return IRMAE_OK;
-}
+#endif /* IRMAE_NO_LOADERS */
+#ifndef IRMAE_NO_ANALYSIS
 /* ---------------------------------------------------------------------- */
 /* Analysis: covariance, eigen-solver, spectrum, Gaussian / GMM, PCA,      */
 /* Frechet distance                                              @analysis */
@@ -8259,23 +8316,11 @@ IRMAEDEF int irmae_model_interpolate(irmae_model *m, const float *xa, const floa
     return rc;
 }
 
+#endif /* IRMAE_NO_ANALYSIS */
+#ifndef IRMAE_NO_CHECKPOINTS
 /* ---------------------------------------------------------------------- */
 /* Checkpoints and export                                    @checkpoints */
 /* ---------------------------------------------------------------------- */
-
-/* Durable writes need the platform's sync call: fsync (POSIX, with open /
-   write / close on a file descriptor, as stdio's fileno is not declared in
-   strict C99 mode) or _commit + MoveFileExA (Windows). */
-#if defined(_WIN32)
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#include <windows.h>
-#include <io.h>
-#else
-#include <unistd.h>
-#include <fcntl.h>
-#endif
 
 #define IRMAE__CK_VERSION 1u
 #define IRMAE__CK_NSECT 5u
@@ -8424,13 +8469,7 @@ static void irmae__ckw_end(irmae__ckw *w) { irmae__ckw_u32(w, w->crc); }
 static int irmae__ck_refail(int rc, int code, const char *what)
 {
     char msg[400];
-    const char *d = irmae_error_detail();
-    size_t skip = strlen(irmae_error_string(rc)) + 2, len;
-    if (strlen(d) >= skip && strncmp(d, irmae_error_string(rc), skip - 2) == 0) d += skip;
-    len = strlen(d);
-    if (len > sizeof msg - 1) len = sizeof msg - 1;
-    memcpy(msg, d, len);
-    msg[len] = 0;
+    irmae__detail_body(rc, msg, sizeof msg);
     return irmae__fail(code, "%s: %s", what, msg);
 }
 
@@ -9109,6 +9148,7 @@ done:
     return rc;
 }
 
+#endif /* IRMAE_NO_CHECKPOINTS */
 #endif /* IRMAE_IMPLEMENTATION_DONE */
 #endif /* IRMAE_IMPLEMENTATION */
 
