@@ -72,7 +72,7 @@ check-header: | $(B)
 
 test: all check-cxx check-header
 	@IRMAE_PYTHON=$(PYTHON) sh tests/run.sh $(TEST_BINS) "sh tests/test_cli.sh ./irmae" \
-	  "sh tests/test_snippets.sh '$(CC) $(ALLFLAGS)'"
+	  "sh tests/test_snippets.sh $(CC) $(ALLFLAGS)"
 
 demo: $(B)/shapes
 	OMP_PROC_BIND=true $(B)/shapes --out demo-out

@@ -23,16 +23,28 @@
        irmae_dataset train;
        irmae_config cfg = irmae_preset(IRMAE_PRESET_SHAPES);
        irmae_model m;
-       if (irmae_shapes_make(&train, 10000, &rng, NULL)) return 1;  // 7 factors
+       if (irmae_shapes_make(&train, NULL, 10000, &rng)) return 1;  // 7 factors
        cfg.l = 2;                                       // the extra linear maps
        if (irmae_model_init(&m, &cfg, &rng)) { puts(irmae_error_detail()); return 1; }
        for (int i = 0; i + 32 <= train.n; i += 32)
-           irmae_model_train_step(&m, irmae_dataset_image(&train, i), 32, NULL);
+           irmae_model_train_step(&m, NULL, irmae_dataset_image(&train, i), 32);
        printf("last batch: loss %.4f\n", m.last_loss);
        irmae_model_free(&m);
        irmae_dataset_free(&train);
 
    Build:  cc -O2 -fopenmp prog.c -lm     (the same without -fopenmp works)
+
+   Conventions. Arguments come in one order everywhere, as in
+   memcpy(dst, src, n): the object whose function it is (the irmae_model *
+   of irmae_model_*, the irmae_dataset * of irmae_dataset_*, a struct the
+   call fills or frees) first; then what the call writes (output buffers,
+   out-parameters, the file it creates; a buffer updated in place counts as
+   written); then what it reads; then sizes (a count may follow the buffer
+   it describes); options and the RNG last. Two functions keep the order
+   their users know: irmae_sgemm (BLAS's) and irmae_crc32 / irmae_adler32
+   (zlib's running value first). Every fallible function returns 0
+   (IRMAE_OK) or a negative IRMAE_ERR_* code, and irmae_error_detail() says
+   which check failed.
 
    Contents. Each section has a tag: search for it to jump to the section's
    declarations (first hit) and then to its implementation (second hit).
@@ -516,28 +528,28 @@ IRMAEDEF size_t irmae_config_param_count(const irmae_config *cfg);
    any gradient is not finite, with a detail naming the step and the layer.
    With cfg.grad_clip > 0 the gradients are scaled to that global L2 norm
    when larger (m->last_grad_norm keeps the norm before clipping). */
-IRMAEDEF int irmae_model_forward_backward(irmae_model *m, const float *x, int batch, float *loss, float *dx);
+IRMAEDEF int irmae_model_forward_backward(irmae_model *m, float *loss, float *dx, const float *x, int batch);
 /* One Adam step with the current grads (bias-corrected). */
 IRMAEDEF int irmae_model_adam_step(irmae_model *m);
 /* forward_backward + adam_step. */
-IRMAEDEF int irmae_model_train_step(irmae_model *m, const float *x, int batch, float *loss);
+IRMAEDEF int irmae_model_train_step(irmae_model *m, float *loss, const float *x, int batch);
 /* Loss of a batch without touching grads (VAE: with the mean code, no noise). */
-IRMAEDEF int irmae_model_loss(irmae_model *m, const float *x, int batch, float *loss);
+IRMAEDEF int irmae_model_loss(irmae_model *m, float *loss, const float *x, int batch);
 
 /* Codes z (count x n) of count images: after the l maps; the mean for the VAE. */
-IRMAEDEF int irmae_model_encode(irmae_model *m, const float *x, int count, float *z);
+IRMAEDEF int irmae_model_encode(irmae_model *m, float *z, const float *x, int count);
 /* Encoder features e (count x n) before the linear maps (the VAE: the mean). */
-IRMAEDEF int irmae_model_features(irmae_model *m, const float *x, int count, float *e);
+IRMAEDEF int irmae_model_features(irmae_model *m, float *e, const float *x, int count);
 /* Supervised training of the encoder (the paper's fully supervised
    reference): with de = dL/de (batch x n) of some loss L on the features
-   e = irmae_model_features(x), zeroes the gradients and back-propagates de
+   e = the features of x (irmae_model_features), zeroes the gradients and back-propagates de
    through the encoder (the VAE: into the mean; the log-variance gets no
    gradient). Decoder and map gradients stay 0; irmae_model_adam_step then
    updates the model. The encoder's forward pass is recomputed here, so the
    call depends only on its arguments. batch <= max_batch. */
-IRMAEDEF int irmae_model_features_backward(irmae_model *m, const float *x, int batch, const float *de);
+IRMAEDEF int irmae_model_features_backward(irmae_model *m, const float *x, const float *de, int batch);
 /* Images (count x C x H x W) decoded from codes z (count x n). */
-IRMAEDEF int irmae_model_decode(irmae_model *m, const float *z, int count, float *out);
+IRMAEDEF int irmae_model_decode(irmae_model *m, float *out, const float *z, int count);
 /* The l maps multiplied into one n x n matrix W = W_l ... W_1 (identity for
    l = 0), so that z = W e. */
 IRMAEDEF int irmae_model_collapse(const irmae_model *m, float *w);
@@ -563,7 +575,7 @@ IRMAEDEF int irmae_model_collapse(const irmae_model *m, float *w);
 
 /* The slice of a global batch of `global_batch` images that rank `rank` of
    `size` trains on: images [*offset, *offset + *count). */
-IRMAEDEF void irmae_mpi_shard(int global_batch, int rank, int size, int *offset, int *count);
+IRMAEDEF void irmae_mpi_shard(int *offset, int *count, int global_batch, int rank, int size);
 /* buf[0..count) <- the sum over the ranks of comm of their buf, in rank order
    (see above); collective. Memory: one temporary of about count floats
    (irmae_model_forward_backward_mpi keeps its own in the model instead).
@@ -574,19 +586,18 @@ IRMAEDEF int irmae_mpi_allreduce_sum(float *buf, size_t count, MPI_Comm comm);
    back the rc of the lowest rank whose rc is not 0 (0 if none); *first_rank
    (may be NULL) gets that rank (-1 if none). When some rank failed, the
    detail of every rank becomes "rank r of N: <detail of rank r>". */
-IRMAEDEF int irmae_mpi_agree(int rc, MPI_Comm comm, int *first_rank);
+IRMAEDEF int irmae_mpi_agree(int *first_rank, int rc, MPI_Comm comm);
 /* forward_backward over the ranks of comm: x holds this rank's shard
-   (irmae_mpi_shard(global_batch, rank, size)) of the global batch; on
+   (irmae_mpi_shard(&offset, &count, global_batch, rank, size)) of the global batch; on
    return every rank holds the same gradients of the global-batch mean loss
    (after the guard and clipping, as irmae_model_forward_backward), *loss
    (may be NULL) the global mean loss. Collective: every rank must call it
    with the same global_batch. The VAE's noise is drawn per global image, as
    one process would. */
-IRMAEDEF int irmae_model_forward_backward_mpi(irmae_model *m, const float *x, int global_batch,
-                                              MPI_Comm comm, float *loss);
+IRMAEDEF int irmae_model_forward_backward_mpi(irmae_model *m, float *loss, const float *x, int global_batch,
+                                              MPI_Comm comm);
 /* forward_backward_mpi + adam_step (the same step on every rank). */
-IRMAEDEF int irmae_model_train_step_mpi(irmae_model *m, const float *x, int global_batch,
-                                        MPI_Comm comm, float *loss);
+IRMAEDEF int irmae_model_train_step_mpi(irmae_model *m, float *loss, const float *x, int global_batch, MPI_Comm comm);
 #endif /* IRMAE_MPI */
 /* ======================================================================== */
 /* Data sets                                                      @datasets */
@@ -616,9 +627,9 @@ typedef struct irmae_shape { float r, g, b; int x, y, size, kind; } irmae_shape;
 enum { IRMAE_SHAPE_CIRCLE = 0, IRMAE_SHAPE_SQUARE = 1 };
 IRMAEDEF irmae_shape irmae_shape_random(irmae_rng *rng);
 /* Draws s into img (3 x h x w floats, cleared first). */
-IRMAEDEF void irmae_shape_draw(float *img, int h, int w, const irmae_shape *s);
+IRMAEDEF void irmae_shape_draw(float *img, const irmae_shape *s, int h, int w);
 /* count images drawn from rng; factors (count entries, may be NULL) gets each image's factors. */
-IRMAEDEF int irmae_shapes_make(irmae_dataset *ds, int count, irmae_rng *rng, irmae_shape *factors);
+IRMAEDEF int irmae_shapes_make(irmae_dataset *ds, irmae_shape *factors, int count, irmae_rng *rng);
 /* Maps every value v of the data set to lo + v (hi - lo), e.g. [0,1] -> [-1,1]. */
 IRMAEDEF int irmae_dataset_rescale(irmae_dataset *ds, float lo, float hi);
 /* Fills perm[0..n) with 0..n-1 and shuffles it (Fisher-Yates, each swap
@@ -629,7 +640,7 @@ IRMAEDEF int irmae_shuffle(int *perm, int n, irmae_rng *rng);
    image after the other), e.g. a shuffled minibatch. Every index is checked
    before anything is written. Errors: IRMAE_ERR_ARG (NULL pointer, count < 0,
    an index outside 0..n-1: the detail names its position). */
-IRMAEDEF int irmae_dataset_gather(const irmae_dataset *ds, const int *idx, int count, float *out);
+IRMAEDEF int irmae_dataset_gather(const irmae_dataset *ds, float *out, const int *idx, int count);
 
 #ifndef IRMAE_NO_WRITERS
 /* ======================================================================== */
@@ -648,13 +659,11 @@ IRMAEDEF int irmae_dataset_gather(const irmae_dataset *ds, const int *idx, int c
    src may be NULL only when size == 0. On error *out = NULL, *out_size = 0.
    Errors: IRMAE_ERR_ARG (NULL out/out_size/src, level outside -1..9),
    IRMAE_ERR_NOMEM. */
-IRMAEDEF int irmae_deflate(const void *src, size_t size, int level,
-                           unsigned char **out, size_t *out_size);
+IRMAEDEF int irmae_deflate(unsigned char **out, size_t *out_size, const void *src, size_t size, int level);
 /* zlib stream (RFC 1950): 2-byte header (32 KiB window, FLEVEL from level,
    valid FCHECK, no dictionary), raw DEFLATE as irmae_deflate(), big-endian
    Adler-32 of src. Same ownership and errors as irmae_deflate(). */
-IRMAEDEF int irmae_zlib_compress(const void *src, size_t size, int level,
-                                 unsigned char **out, size_t *out_size);
+IRMAEDEF int irmae_zlib_compress(unsigned char **out, size_t *out_size, const void *src, size_t size, int level);
 /* Frees a buffer returned by irmae_deflate / irmae_zlib_compress /
    irmae_png_encode. NULL is a no-op. */
 IRMAEDEF void irmae_free_buffer(void *p);
@@ -668,8 +677,7 @@ IRMAEDEF void irmae_free_buffer(void *p);
    Errors: IRMAE_ERR_ARG (NULL pointer, w or h <= 0, c not in 1..4),
    IRMAE_ERR_OVERFLOW (w * c + 1) * h does not fit in memory sizes,
    IRMAE_ERR_NOMEM. */
-IRMAEDEF int irmae_png_encode(const unsigned char *pixels, int w, int h, int c,
-                              unsigned char **out, size_t *out_size);
+IRMAEDEF int irmae_png_encode(unsigned char **out, size_t *out_size, const unsigned char *pixels, int w, int h, int c);
 /* irmae_png_encode() and write the bytes to the file at path (created or
    truncated). Errors: those of irmae_png_encode, IRMAE_ERR_ARG for a NULL
    path, IRMAE_ERR_IO (open/write/close failed; the detail names the path). */
@@ -726,14 +734,12 @@ IRMAEDEF int irmae_png_write_grid(const char *path, const float *images, int cou
    Errors: IRMAE_ERR_ARG (NULL out/out_size, NULL src with size > 0),
    IRMAE_ERR_FORMAT (invalid data), IRMAE_ERR_TRUNCATED (input ends inside the
    stream), IRMAE_ERR_LIMIT (output would exceed the limit), IRMAE_ERR_NOMEM. */
-IRMAEDEF int irmae_inflate(const void *src, size_t size, size_t max_out,
-                           unsigned char **out, size_t *out_size);
+IRMAEDEF int irmae_inflate(unsigned char **out, size_t *out_size, const void *src, size_t size, size_t max_out);
 /* A zlib stream (RFC 1950) that fills src[0..size) exactly: CM must be 8 with
    a window (CINFO) <= 32 KiB, the header check FCHECK must hold, a preset
    dictionary (FDICT) is IRMAE_ERR_UNSUPPORTED, the big-endian Adler-32 of the
    output is verified (IRMAE_ERR_CHECKSUM). Otherwise as irmae_inflate(). */
-IRMAEDEF int irmae_zlib_decompress(const void *src, size_t size, size_t max_out,
-                                   unsigned char **out, size_t *out_size);
+IRMAEDEF int irmae_zlib_decompress(unsigned char **out, size_t *out_size, const void *src, size_t size, size_t max_out);
 /* A gzip file (RFC 1952), possibly several members, whose outputs are
    concatenated (like gzip -d). FEXTRA, FNAME and FCOMMENT are skipped, FHCRC
    (CRC-16 of the header) is verified, reserved flag bits are an error, and
@@ -741,8 +747,7 @@ IRMAEDEF int irmae_zlib_decompress(const void *src, size_t size, size_t max_out,
    (IRMAE_ERR_CHECKSUM). Zero bytes after a member are ignored (padding);
    anything else after a member must be another member (IRMAE_ERR_FORMAT).
    Otherwise as irmae_inflate(); max_out bounds the total output. */
-IRMAEDEF int irmae_gzip_decompress(const void *src, size_t size, size_t max_out,
-                                   unsigned char **out, size_t *out_size);
+IRMAEDEF int irmae_gzip_decompress(unsigned char **out, size_t *out_size, const void *src, size_t size, size_t max_out);
 
 /* --- PNG decoding ------------------------------------------------------- */
 
@@ -778,10 +783,10 @@ typedef struct irmae_image { int w, h, c; unsigned char *pixels; } irmae_image;
    outside 0..4), IRMAE_ERR_FORMAT, IRMAE_ERR_TRUNCATED, IRMAE_ERR_CHECKSUM,
    IRMAE_ERR_UNSUPPORTED, IRMAE_ERR_LIMIT (IRMAE_MAX_IMAGE_DIM,
    IRMAE_MAX_IMAGE_PIXELS, IRMAE_MAX_ALLOC), IRMAE_ERR_NOMEM. */
-IRMAEDEF int irmae_png_decode(const void *data, size_t size, int want_channels, irmae_image *out);
+IRMAEDEF int irmae_png_decode(irmae_image *out, const void *data, size_t size, int want_channels);
 /* Reads the file at path (at most IRMAE_MAX_ALLOC bytes) and decodes it as
    irmae_png_decode(). Adds IRMAE_ERR_IO (the detail names the path). */
-IRMAEDEF int irmae_png_load(const char *path, int want_channels, irmae_image *out);
+IRMAEDEF int irmae_png_load(irmae_image *out, const char *path, int want_channels);
 /* Frees the pixels and zeroes *img. NULL is a no-op. */
 IRMAEDEF void irmae_image_free(irmae_image *img);
 
@@ -803,10 +808,10 @@ typedef struct irmae_idx { int rank; int dims[4]; unsigned char *data; size_t si
    Errors: IRMAE_ERR_ARG, IRMAE_ERR_FORMAT, IRMAE_ERR_TRUNCATED,
    IRMAE_ERR_UNSUPPORTED, IRMAE_ERR_LIMIT, IRMAE_ERR_NOMEM, and those of
    irmae_gzip_decompress(). */
-IRMAEDEF int irmae_idx_parse(const void *data, size_t size, irmae_idx *out);
+IRMAEDEF int irmae_idx_parse(irmae_idx *out, const void *data, size_t size);
 /* irmae_idx_parse() of the file at path. Adds IRMAE_ERR_IO; the detail of
    every error names the path. */
-IRMAEDEF int irmae_idx_load(const char *path, irmae_idx *out);
+IRMAEDEF int irmae_idx_load(irmae_idx *out, const char *path);
 /* Frees the data and zeroes *idx. NULL is a no-op. */
 IRMAEDEF void irmae_idx_free(irmae_idx *idx);
 
@@ -880,7 +885,7 @@ IRMAEDEF int irmae_covariance(double *cov, double *mean, const float *x, int cou
    (CPU time on a 2-core AMD EPYC: n = 512 0.06 s values only, 0.25 s with
    vectors; n = 1024 0.5 s / 2.7 s). Errors: ARG, OVERFLOW, NOMEM, NUMERIC (NaN/Inf in a),
    CONVERGENCE (more than 100 QR sweeps for one eigenvalue; not seen). */
-IRMAEDEF int irmae_eigh(const double *a, int n, double *eigenvalues, double *vectors);
+IRMAEDEF int irmae_eigh(double *eigenvalues, double *vectors, const double *a, int n);
 
 /* Spectrum of the code covariance (the paper's Fig. 2 and its numbers). */
 typedef struct irmae_spectrum {
@@ -930,7 +935,7 @@ typedef struct irmae_gauss { int n; double *mean; double *chol; } irmae_gauss;
    (non-finite data, or a clearly indefinite matrix). */
 IRMAEDEF int irmae_gauss_fit(irmae_gauss *g, const float *x, int count, int n, double reg);
 /* Writes count samples (count x n floats) to out. Errors: ARG, OVERFLOW. */
-IRMAEDEF int irmae_gauss_sample(const irmae_gauss *g, irmae_rng *rng, float *out, int count);
+IRMAEDEF int irmae_gauss_sample(const irmae_gauss *g, float *out, int count, irmae_rng *rng);
 IRMAEDEF void irmae_gauss_free(irmae_gauss *g);
 
 /* Gaussian mixture with full covariances, fitted by EM. */
@@ -957,7 +962,7 @@ typedef struct irmae_gmm {
 IRMAEDEF int irmae_gmm_fit(irmae_gmm *g, const float *x, int count, int n, int k, int max_iter,
                            double tol, double reg, irmae_rng *rng);
 /* count samples (count x n floats): component by weight, then mean + L z. */
-IRMAEDEF int irmae_gmm_sample(const irmae_gmm *g, irmae_rng *rng, float *out, int count);
+IRMAEDEF int irmae_gmm_sample(const irmae_gmm *g, float *out, int count, irmae_rng *rng);
 IRMAEDEF void irmae_gmm_free(irmae_gmm *g);
 
 /* PCA of x (count x n floats, count >= 2): mean (n), axes (n x n, row i is
@@ -973,7 +978,7 @@ IRMAEDEF int irmae_pca_fit(irmae_pca *p, const float *x, int count, int n);
    row or column sits at 0; the centre cell of an odd x odd grid is exactly
    the mean). span = 2 for the paper. With n == 1 the second axis is absent.
    Errors: ARG (rows/cols <= 0, span < 0 or not finite), OVERFLOW. */
-IRMAEDEF int irmae_pca_grid(const irmae_pca *p, int rows, int cols, double span, float *out);
+IRMAEDEF int irmae_pca_grid(const irmae_pca *p, float *out, int rows, int cols, double span);
 IRMAEDEF void irmae_pca_free(irmae_pca *p);
 
 /* Frechet distance between Gaussians fitted to a (na x d floats) and b
@@ -983,7 +988,7 @@ IRMAEDEF void irmae_pca_free(irmae_pca *p);
    from rounding read as 0; a negative total from rounding is returned as 0).
    This is the formula of FID; the features are whatever the caller passes.
    Errors: ARG, OVERFLOW, NOMEM, NUMERIC. */
-IRMAEDEF int irmae_frechet_distance(const float *a, int na, const float *b, int nb, int d, double *out);
+IRMAEDEF int irmae_frechet_distance(double *out, const float *a, int na, const float *b, int nb, int d);
 /* ======================================================================== */
 /* Model analysis                                           @model-analysis */
 /* ======================================================================== */
@@ -991,10 +996,10 @@ IRMAEDEF int irmae_frechet_distance(const float *a, int na, const float *b, int 
 /* Spectrum of the codes z (after the l maps; the VAE's mean) of `count`
    images x (count x C x H x W): covariance, eigenvalues, ranks. Free s with
    irmae_spectrum_free(). */
-IRMAEDEF int irmae_model_spectrum(irmae_model *m, const float *x, int count, irmae_spectrum *s);
+IRMAEDEF int irmae_model_spectrum(irmae_model *m, irmae_spectrum *s, const float *x, int count);
 /* Decodes (1 - t) z_a + t z_b for `steps` values of t evenly spaced in
    [0, 1] (steps >= 2), z_a/z_b the codes of images xa/xb; out gets steps images. */
-IRMAEDEF int irmae_model_interpolate(irmae_model *m, const float *xa, const float *xb, int steps, float *out);
+IRMAEDEF int irmae_model_interpolate(irmae_model *m, float *out, const float *xa, const float *xb, int steps);
 
 #endif /* IRMAE_NO_ANALYSIS */
 #ifndef IRMAE_NO_CHECKPOINTS
@@ -1071,14 +1076,14 @@ IRMAEDEF int irmae_checkpoint_save(const char *path, const irmae_model *m, const
    irmae_checkpoint_decode() plus IRMAE_ERR_IO and IRMAE_ERR_LIMIT (file
    too large); the detail names the file. On any error *m and *ts are
    unchanged. */
-IRMAEDEF int irmae_checkpoint_load(const char *path, irmae_model *m, irmae_train_state *ts);
+IRMAEDEF int irmae_checkpoint_load(irmae_model *m, irmae_train_state *ts, const char *path);
 
 /* The checkpoint of m and ts (NULL: zeros) as a new buffer *out of *size
    bytes; free it with irmae_free_buffer(). On error *out = NULL, *size = 0.
    Errors: IRMAE_ERR_ARG (as irmae_checkpoint_save, NULL out/size),
    IRMAE_ERR_OVERFLOW, IRMAE_ERR_NOMEM. */
-IRMAEDEF int irmae_checkpoint_encode(const irmae_model *m, const irmae_train_state *ts,
-                                     unsigned char **out, size_t *size);
+IRMAEDEF int irmae_checkpoint_encode(unsigned char **out, size_t *size, const irmae_model *m,
+                                     const irmae_train_state *ts);
 
 /* Decodes a checkpoint held in memory (data[0..size), untrusted), after
    validating all of it (see above). If m->params == NULL, *m becomes a new
@@ -1095,13 +1100,13 @@ IRMAEDEF int irmae_checkpoint_encode(const irmae_model *m, const irmae_train_sta
    Errors: IRMAE_ERR_ARG (NULL m, NULL data with size > 0), IRMAE_ERR_FORMAT,
    IRMAE_ERR_TRUNCATED, IRMAE_ERR_CHECKSUM, IRMAE_ERR_VERSION,
    IRMAE_ERR_LIMIT, IRMAE_ERR_OVERFLOW, IRMAE_ERR_MISMATCH, IRMAE_ERR_NOMEM. */
-IRMAEDEF int irmae_checkpoint_decode(const void *data, size_t size, irmae_model *m, irmae_train_state *ts);
+IRMAEDEF int irmae_checkpoint_decode(irmae_model *m, irmae_train_state *ts, const void *data, size_t size);
 
 /* Reads and validates only the header and the configuration section of the
    checkpoint at path (the rest of the file is not read). *cfg is zeroed on
    error (unused layer specs are zero on success). Errors: as
    irmae_checkpoint_load(), minus those of the later sections. */
-IRMAEDEF int irmae_checkpoint_read_config(const char *path, irmae_config *cfg);
+IRMAEDEF int irmae_checkpoint_read_config(irmae_config *cfg, const char *path);
 
 /* Exports the weights of m (initialised) as a safetensors file (8-byte
    little-endian header length, a JSON header padded with spaces to a
@@ -4360,12 +4365,12 @@ static int irmae__forward_backward(irmae_model *m, const float *x, int B, float 
     return IRMAE_OK;
 }
 
-IRMAEDEF int irmae_model_forward_backward(irmae_model *m, const float *x, int B, float *loss, float *dx)
+IRMAEDEF int irmae_model_forward_backward(irmae_model *m, float *loss, float *dx, const float *x, int B)
 {
     return irmae__forward_backward(m, x, B, loss, dx, 1);
 }
 
-IRMAEDEF int irmae_model_features_backward(irmae_model *m, const float *x, int B, const float *de)
+IRMAEDEF int irmae_model_features_backward(irmae_model *m, const float *x, const float *de, int B)
 {
     const float *e;
     float *g = m ? m->grad_a : NULL, *gn = m ? m->grad_b : NULL;
@@ -4394,9 +4399,9 @@ IRMAEDEF int irmae_model_adam_step(irmae_model *m)
     return rc;
 }
 
-IRMAEDEF int irmae_model_train_step(irmae_model *m, const float *x, int batch, float *loss)
+IRMAEDEF int irmae_model_train_step(irmae_model *m, float *loss, const float *x, int batch)
 {
-    int rc = irmae_model_forward_backward(m, x, batch, loss, NULL);
+    int rc = irmae_model_forward_backward(m, loss, NULL, x, batch);
     if (rc) return rc;
     return irmae_model_adam_step(m);
 }
@@ -4452,25 +4457,25 @@ static int irmae__check_io(const irmae_model *m, const void *in, int count, cons
     return IRMAE_OK;
 }
 
-IRMAEDEF int irmae_model_features(irmae_model *m, const float *x, int count, float *e)
+IRMAEDEF int irmae_model_features(irmae_model *m, float *e, const float *x, int count)
 {
     int rc = irmae__check_io(m, x, count, e, "model_features");
     return rc ? rc : irmae__chunks(m, x, irmae__image_size(m), count, e, (size_t)m->cfg.n, irmae__features_chunk);
 }
 
-IRMAEDEF int irmae_model_encode(irmae_model *m, const float *x, int count, float *z)
+IRMAEDEF int irmae_model_encode(irmae_model *m, float *z, const float *x, int count)
 {
     int rc = irmae__check_io(m, x, count, z, "model_encode");
     return rc ? rc : irmae__chunks(m, x, irmae__image_size(m), count, z, (size_t)m->cfg.n, irmae__encode_chunk);
 }
 
-IRMAEDEF int irmae_model_decode(irmae_model *m, const float *z, int count, float *out)
+IRMAEDEF int irmae_model_decode(irmae_model *m, float *out, const float *z, int count)
 {
     int rc = irmae__check_io(m, z, count, out, "model_decode");
     return rc ? rc : irmae__chunks(m, z, (size_t)m->cfg.n, count, out, irmae__image_size(m), irmae__decode_chunk);
 }
 
-IRMAEDEF int irmae_model_loss(irmae_model *m, const float *x, int batch, float *loss)
+IRMAEDEF int irmae_model_loss(irmae_model *m, float *loss, const float *x, int batch)
 {
     irmae__pass p;
     int rc;
@@ -4505,7 +4510,7 @@ IRMAEDEF int irmae_model_collapse(const irmae_model *m, float *w)
 /* MPI: data-parallel training (only with -DIRMAE_MPI)               @mpi */
 /* ---------------------------------------------------------------------- */
 
-IRMAEDEF void irmae_mpi_shard(int global_batch, int rank, int size, int *offset, int *count)
+IRMAEDEF void irmae_mpi_shard(int *offset, int *count, int global_batch, int rank, int size)
 {
     long long b = global_batch > 0 ? global_batch : 0, s = size > 0 ? size : 1, r = rank;
     long long lo = b * r / s, hi = b * (r + 1) / s;
@@ -4551,7 +4556,7 @@ static int irmae__mpi_sum(float *buf, size_t count, MPI_Comm comm, float **work,
     tmp = *work;
     scount = (int *)irmae__alloc((size_t)size * 4, sizeof(int)); /* 16 bytes a rank: from the heap, no page faults */
     ok = scount && tmp ? IRMAE_OK : irmae__fail(IRMAE_ERR_NOMEM, "mpi_allreduce_sum: %d ranks x %d floats", size, my_len);
-    if ((ok = irmae_mpi_agree(ok, comm, NULL))) { /* all ranks stop, or none */
+    if ((ok = irmae_mpi_agree(NULL, ok, comm))) { /* all ranks stop, or none */
         irmae__free(scount);
         return ok;
     }
@@ -4604,7 +4609,7 @@ static void irmae__mpi_share_detail(int first, MPI_Comm comm)
    MIN-reduce of (rc ? rank : N) finds the lowest failing rank, which then
    broadcasts its rc and its detail. Integer MIN is exact, so the answer is
    the same on every rank whatever the reduction algorithm. */
-IRMAEDEF int irmae_mpi_agree(int rc, MPI_Comm comm, int *first_rank)
+IRMAEDEF int irmae_mpi_agree(int *first_rank, int rc, MPI_Comm comm)
 {
     int size = 1, rank = 0, enc, first = 0;
     if (first_rank) *first_rank = -1;
@@ -4620,7 +4625,7 @@ IRMAEDEF int irmae_mpi_agree(int rc, MPI_Comm comm, int *first_rank)
     return rc;
 }
 
-IRMAEDEF int irmae_model_forward_backward_mpi(irmae_model *m, const float *x, int B, MPI_Comm comm, float *loss)
+IRMAEDEF int irmae_model_forward_backward_mpi(irmae_model *m, float *loss, const float *x, int B, MPI_Comm comm)
 {
     int size = 1, rank = 0, off = 0, lb = 0, rc = IRMAE_OK, r;
     double mine[3], *all;
@@ -4630,7 +4635,7 @@ IRMAEDEF int irmae_model_forward_backward_mpi(irmae_model *m, const float *x, in
         return irmae__fail(IRMAE_ERR_IO, "forward_backward_mpi: MPI_Comm_size/rank failed");
     all = (double *)irmae__alloc((size_t)size * 3, sizeof(double));
     rng0 = m->rng;
-    irmae_mpi_shard(B, rank, size, &off, &lb);
+    irmae_mpi_shard(&off, &lb, B, rank, size);
     if (!all) rc = irmae__fail(IRMAE_ERR_NOMEM, "forward_backward_mpi: %d ranks", size);
     else if (B <= 0 || B > m->cfg.max_batch)
         rc = irmae__fail(IRMAE_ERR_ARG, "forward_backward_mpi: global batch %d not in [1, %d]", B, m->cfg.max_batch);
@@ -4645,7 +4650,7 @@ IRMAEDEF int irmae_model_forward_backward_mpi(irmae_model *m, const float *x, in
         m->last_loss = m->last_recon = m->last_reg = 0.0;
     }
     /* any failure anywhere (a NaN loss on one rank, memory) stops every rank here */
-    if ((rc = irmae_mpi_agree(rc, comm, NULL))) { irmae__free(all); return rc; }
+    if ((rc = irmae_mpi_agree(NULL, rc, comm))) { irmae__free(all); return rc; }
     if (lb > 0 && lb != B) { /* gradient of (lb / B) x my mean loss */
         float w = (float)((double)lb / (double)B);
         ptrdiff_t j, np = (ptrdiff_t)m->n_params;
@@ -4676,9 +4681,9 @@ IRMAEDEF int irmae_model_forward_backward_mpi(irmae_model *m, const float *x, in
     return irmae__grad_guard(m);
 }
 
-IRMAEDEF int irmae_model_train_step_mpi(irmae_model *m, const float *x, int global_batch, MPI_Comm comm, float *loss)
+IRMAEDEF int irmae_model_train_step_mpi(irmae_model *m, float *loss, const float *x, int global_batch, MPI_Comm comm)
 {
-    int rc = irmae_model_forward_backward_mpi(m, x, global_batch, comm, loss);
+    int rc = irmae_model_forward_backward_mpi(m, loss, x, global_batch, comm);
     if (rc) return rc;
     return irmae_model_adam_step(m);
 }
@@ -4733,7 +4738,7 @@ IRMAEDEF irmae_shape irmae_shape_random(irmae_rng *rng)
     return s;
 }
 
-IRMAEDEF void irmae_shape_draw(float *img, int h, int w, const irmae_shape *s)
+IRMAEDEF void irmae_shape_draw(float *img, const irmae_shape *s, int h, int w)
 {
     int y, x;
     size_t plane = (size_t)h * w;
@@ -4750,14 +4755,14 @@ IRMAEDEF void irmae_shape_draw(float *img, int h, int w, const irmae_shape *s)
         }
 }
 
-IRMAEDEF int irmae_shapes_make(irmae_dataset *ds, int count, irmae_rng *rng, irmae_shape *factors)
+IRMAEDEF int irmae_shapes_make(irmae_dataset *ds, irmae_shape *factors, int count, irmae_rng *rng)
 {
     int i, rc;
     if (!ds || !rng) return irmae__fail(IRMAE_ERR_ARG, "shapes_make: NULL pointer");
     if ((rc = irmae_dataset_alloc(ds, count, 3, 32, 32, 1))) return rc;
     for (i = 0; i < count; i++) {
         irmae_shape s = irmae_shape_random(rng);
-        irmae_shape_draw(irmae_dataset_image(ds, i), 32, 32, &s);
+        irmae_shape_draw(irmae_dataset_image(ds, i), &s, 32, 32);
         ds->labels[i] = s.kind;
         if (factors) factors[i] = s;
     }
@@ -4786,7 +4791,7 @@ IRMAEDEF int irmae_shuffle(int *perm, int n, irmae_rng *rng)
     return IRMAE_OK;
 }
 
-IRMAEDEF int irmae_dataset_gather(const irmae_dataset *ds, const int *idx, int count, float *out)
+IRMAEDEF int irmae_dataset_gather(const irmae_dataset *ds, float *out, const int *idx, int count)
 {
     size_t per;
     int i;
@@ -5358,12 +5363,12 @@ static int irmae__compress_api(const void *src, size_t size, int level, unsigned
     return IRMAE_OK;
 }
 
-IRMAEDEF int irmae_deflate(const void *src, size_t size, int level, unsigned char **out, size_t *out_size)
+IRMAEDEF int irmae_deflate(unsigned char **out, size_t *out_size, const void *src, size_t size, int level)
 {
     return irmae__compress_api(src, size, level, out, out_size, 0, "deflate");
 }
 
-IRMAEDEF int irmae_zlib_compress(const void *src, size_t size, int level, unsigned char **out, size_t *out_size)
+IRMAEDEF int irmae_zlib_compress(unsigned char **out, size_t *out_size, const void *src, size_t size, int level)
 {
     return irmae__compress_api(src, size, level, out, out_size, 1, "zlib_compress");
 }
@@ -5398,8 +5403,7 @@ static int irmae__paeth(int a, int b, int c)
 
 #define IRMAE__PNG_IDAT_MAX 65536u
 
-IRMAEDEF int irmae_png_encode(const unsigned char *pixels, int w, int h, int c,
-                              unsigned char **out, size_t *out_size)
+IRMAEDEF int irmae_png_encode(unsigned char **out, size_t *out_size, const unsigned char *pixels, int w, int h, int c)
 {
     static const unsigned char sig[8] = { 137, 80, 78, 71, 13, 10, 26, 10 };
     static const unsigned char ctype[5] = { 0, 0, 4, 2, 6 };
@@ -5500,7 +5504,7 @@ IRMAEDEF int irmae_png_write(const char *path, const unsigned char *pixels, int 
     FILE *f;
     int rc, bad;
     if (!path) return irmae__fail(IRMAE_ERR_ARG, "png_write: path is NULL");
-    rc = irmae_png_encode(pixels, w, h, c, &png, &n);
+    rc = irmae_png_encode(&png, &n, pixels, w, h, c);
     if (rc) return rc;
     f = fopen(path, "wb");
     if (!f) {
@@ -5975,8 +5979,7 @@ static int irmae__inf_finish(irmae__inf_out *o, int rc, unsigned char **out, siz
     return IRMAE_OK;
 }
 
-IRMAEDEF int irmae_inflate(const void *src, size_t size, size_t max_out,
-                           unsigned char **out, size_t *out_size)
+IRMAEDEF int irmae_inflate(unsigned char **out, size_t *out_size, const void *src, size_t size, size_t max_out)
 {
     irmae__inf_out o;
     size_t used;
@@ -6020,8 +6023,7 @@ static int irmae__inf_zlib(const unsigned char *p, size_t size, const char *what
     return IRMAE_OK;
 }
 
-IRMAEDEF int irmae_zlib_decompress(const void *src, size_t size, size_t max_out,
-                                   unsigned char **out, size_t *out_size)
+IRMAEDEF int irmae_zlib_decompress(unsigned char **out, size_t *out_size, const void *src, size_t size, size_t max_out)
 {
     irmae__inf_out o;
     size_t used;
@@ -6034,8 +6036,7 @@ IRMAEDEF int irmae_zlib_decompress(const void *src, size_t size, size_t max_out,
     return irmae__inf_finish(&o, rc, out, out_size);
 }
 
-IRMAEDEF int irmae_gzip_decompress(const void *src, size_t size, size_t max_out,
-                                   unsigned char **out, size_t *out_size)
+IRMAEDEF int irmae_gzip_decompress(unsigned char **out, size_t *out_size, const void *src, size_t size, size_t max_out)
 {
     const unsigned char *p = (const unsigned char *)src;
     irmae__inf_out o;
@@ -6442,7 +6443,7 @@ static int irmae__pngd_chunks(const unsigned char *p, size_t size, irmae__pngd *
     }
 }
 
-IRMAEDEF int irmae_png_decode(const void *data, size_t size, int want_channels, irmae_image *out)
+IRMAEDEF int irmae_png_decode(irmae_image *out, const void *data, size_t size, int want_channels)
 {
     static const unsigned char sig[8] = { 137, 80, 78, 71, 13, 10, 26, 10 };
     static const int ax0[7] = { 0, 4, 0, 2, 0, 1, 0 }, ay0[7] = { 0, 0, 4, 0, 2, 0, 1 };
@@ -6588,7 +6589,7 @@ done:
     return rc;
 }
 
-IRMAEDEF int irmae_png_load(const char *path, int want_channels, irmae_image *out)
+IRMAEDEF int irmae_png_load(irmae_image *out, const char *path, int want_channels)
 {
     unsigned char *buf;
     size_t size;
@@ -6600,7 +6601,7 @@ IRMAEDEF int irmae_png_load(const char *path, int want_channels, irmae_image *ou
         return irmae__fail(IRMAE_ERR_ARG, "png: want_channels %d (must be 0..4)", want_channels);
     rc = irmae__cd_read_file(path, &buf, &size);
     if (rc) return rc;
-    rc = irmae_png_decode(buf, size, want_channels, out);
+    rc = irmae_png_decode(out, buf, size, want_channels);
     irmae__free(buf);
     return rc ? irmae__cd_tag_path(rc, path) : IRMAE_OK;
 }
@@ -6653,7 +6654,7 @@ static int irmae__idx_raw(const unsigned char *p, size_t size, irmae_idx *out, c
     return IRMAE_OK;
 }
 
-IRMAEDEF int irmae_idx_parse(const void *data, size_t size, irmae_idx *out)
+IRMAEDEF int irmae_idx_parse(irmae_idx *out, const void *data, size_t size)
 {
     const unsigned char *p = (const unsigned char *)data;
     unsigned char *buf;
@@ -6663,7 +6664,7 @@ IRMAEDEF int irmae_idx_parse(const void *data, size_t size, irmae_idx *out)
     memset(out, 0, sizeof *out);
     if (!data && size) return irmae__fail(IRMAE_ERR_ARG, "idx: data is NULL with size %lu", (unsigned long)size);
     if (size >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
-        rc = irmae_gzip_decompress(p, size, IRMAE_MAX_ALLOC, &buf, &n);
+        rc = irmae_gzip_decompress(&buf, &n, p, size, IRMAE_MAX_ALLOC);
         if (rc) return rc;
         rc = irmae__idx_raw(buf, n, out, "(decompressed) ");
         irmae__free(buf);
@@ -6674,7 +6675,7 @@ IRMAEDEF int irmae_idx_parse(const void *data, size_t size, irmae_idx *out)
     return rc;
 }
 
-IRMAEDEF int irmae_idx_load(const char *path, irmae_idx *out)
+IRMAEDEF int irmae_idx_load(irmae_idx *out, const char *path)
 {
     unsigned char *buf;
     size_t size;
@@ -6683,7 +6684,7 @@ IRMAEDEF int irmae_idx_load(const char *path, irmae_idx *out)
     memset(out, 0, sizeof *out);
     rc = irmae__cd_read_file(path, &buf, &size);
     if (rc) return rc;
-    rc = irmae_idx_parse(buf, size, out);
+    rc = irmae_idx_parse(out, buf, size);
     irmae__free(buf);
     return rc ? irmae__cd_tag_path(rc, path) : IRMAE_OK;
 }
@@ -6794,8 +6795,8 @@ IRMAEDEF int irmae_mnist_load(irmae_dataset *ds, const char *images_path, const 
     memset(ds, 0, sizeof *ds);
     if (!images_path || !labels_path) return irmae__fail(IRMAE_ERR_ARG, "mnist: a path is NULL");
     if (out_h < 0 || out_w < 0) return irmae__fail(IRMAE_ERR_ARG, "mnist: output size %d x %d", out_h, out_w);
-    if ((rc = irmae_idx_load(images_path, &im)) != 0) goto done;
-    if ((rc = irmae_idx_load(labels_path, &lb)) != 0) goto done;
+    if ((rc = irmae_idx_load(&im, images_path)) != 0) goto done;
+    if ((rc = irmae_idx_load(&lb, labels_path)) != 0) goto done;
     if (im.rank != 3) { rc = irmae__fail(IRMAE_ERR_SHAPE, "mnist: images file '%.200s' has rank %d (must be 3)", images_path, im.rank); goto done; }
     if (lb.rank != 1) { rc = irmae__fail(IRMAE_ERR_SHAPE, "mnist: labels file '%.200s' has rank %d (must be 1)", labels_path, lb.rank); goto done; }
     if (im.dims[0] != lb.dims[0]) {
@@ -6943,7 +6944,7 @@ IRMAEDEF int irmae_images_load(irmae_dataset *ds, const char *folder, int c, int
             if (!path) { rc = irmae__fail(IRMAE_ERR_NOMEM, "images: path"); goto done; }
         }
         snprintf(path, pcap, "%s%s%s", folder, sep, names.v[i]);
-        if ((rc = irmae_png_load(path, c, &img)) != 0) goto done;
+        if ((rc = irmae_png_load(&img, path, c)) != 0) goto done;
         ih = crop ? crop : img.h;
         iw = crop ? crop : img.w;
         if (crop && (img.w < crop || img.h < crop)) {
@@ -7334,7 +7335,7 @@ static int irmae__ana_tridiag_qr(double *d, double *e, int n, double *z, double 
     return IRMAE_OK;
 }
 
-IRMAEDEF int irmae_eigh(const double *a, int n, double *eigenvalues, double *vectors)
+IRMAEDEF int irmae_eigh(double *eigenvalues, double *vectors, const double *a, int n)
 {
     double *w, *e, *tau, *cs, amax = 0.0, *d = eigenvalues;
     size_t nn, i, j;
@@ -7442,7 +7443,7 @@ IRMAEDEF int irmae_spectrum_compute(irmae_spectrum *s, const float *codes, int c
         return irmae__fail(IRMAE_ERR_NOMEM, "spectrum_compute: n = %d", n);
     }
     rc = irmae_covariance(cov, NULL, codes, count, n);
-    if (rc == IRMAE_OK) rc = irmae_eigh(cov, n, s->values, NULL);
+    if (rc == IRMAE_OK) rc = irmae_eigh(s->values, NULL, cov, n);
     irmae__free(cov);
     if (rc) { irmae_spectrum_free(s); return rc; }
     s->n = n;
@@ -7800,7 +7801,7 @@ IRMAEDEF int irmae_gauss_fit(irmae_gauss *g, const float *x, int count, int n, d
     return IRMAE_OK;
 }
 
-IRMAEDEF int irmae_gauss_sample(const irmae_gauss *g, irmae_rng *rng, float *out, int count)
+IRMAEDEF int irmae_gauss_sample(const irmae_gauss *g, float *out, int count, irmae_rng *rng)
 {
     double *z;
     size_t t;
@@ -8097,7 +8098,7 @@ done:
     return rc;
 }
 
-IRMAEDEF int irmae_gmm_sample(const irmae_gmm *g, irmae_rng *rng, float *out, int count)
+IRMAEDEF int irmae_gmm_sample(const irmae_gmm *g, float *out, int count, irmae_rng *rng)
 {
     double *z;
     size_t t;
@@ -8156,7 +8157,7 @@ IRMAEDEF int irmae_pca_fit(irmae_pca *p, const float *x, int count, int n)
         return irmae__fail(IRMAE_ERR_NOMEM, "pca_fit: n = %d", n);
     }
     rc = irmae_covariance(cov, p->mean, x, count, n);
-    if (rc == IRMAE_OK) rc = irmae_eigh(cov, n, p->stddev, p->axes);
+    if (rc == IRMAE_OK) rc = irmae_eigh(p->stddev, p->axes, cov, n);
     irmae__free(cov);
     if (rc) { irmae_pca_free(p); return rc; }
     for (i = 0; i < n; i++) {
@@ -8170,7 +8171,7 @@ IRMAEDEF int irmae_pca_fit(irmae_pca *p, const float *x, int count, int n)
     return IRMAE_OK;
 }
 
-IRMAEDEF int irmae_pca_grid(const irmae_pca *p, int rows, int cols, double span, float *out)
+IRMAEDEF int irmae_pca_grid(const irmae_pca *p, float *out, int rows, int cols, double span)
 {
     size_t t;
     int r, c, j, n;
@@ -8217,7 +8218,7 @@ static void irmae__ana_dgemm(double *c, const double *a, const double *b, int n)
     }
 }
 
-IRMAEDEF int irmae_frechet_distance(const float *a, int na, const float *b, int nb, int d, double *out)
+IRMAEDEF int irmae_frechet_distance(double *out, const float *a, int na, const float *b, int nb, int d)
 {
     double *ca = NULL, *cb = NULL, *ma = NULL, *mb = NULL, *vals = NULL, *vecs = NULL, *sq = NULL, *tmp = NULL;
     double diff2 = 0.0, tra = 0.0, trb = 0.0, trs = 0.0, fd;
@@ -8247,7 +8248,7 @@ IRMAEDEF int irmae_frechet_distance(const float *a, int na, const float *b, int 
         trb += cb[(size_t)i * d + i];
     }
     /* sq = Ca^1/2 = V^T diag(sqrt(max(lambda, 0))) V (rows of V = vectors) */
-    if ((rc = irmae_eigh(ca, d, vals, vecs)) != IRMAE_OK) goto done;
+    if ((rc = irmae_eigh(vals, vecs, ca, d)) != IRMAE_OK) goto done;
     for (i = 0; i < d; i++) {
         double s = vals[i] > 0.0 ? sqrt(sqrt(vals[i])) : 0.0; /* lambda^1/4 per side */
         double *vi = vecs + (size_t)i * d;
@@ -8265,7 +8266,7 @@ IRMAEDEF int irmae_frechet_distance(const float *a, int na, const float *b, int 
             vecs[(size_t)i * d + j] = m;
             vecs[(size_t)j * d + i] = m;
         }
-    if ((rc = irmae_eigh(vecs, d, vals, NULL)) != IRMAE_OK) goto done;
+    if ((rc = irmae_eigh(vals, NULL, vecs, d)) != IRMAE_OK) goto done;
     for (i = 0; i < d; i++) trs += vals[i] > 0.0 ? sqrt(vals[i]) : 0.0;
     fd = diff2 + tra + trb - 2.0 * trs;
     *out = fd > 0.0 ? fd : 0.0;
@@ -8279,7 +8280,7 @@ done:
 /* Model analysis                                         @model-analysis */
 /* ---------------------------------------------------------------------- */
 
-IRMAEDEF int irmae_model_spectrum(irmae_model *m, const float *x, int count, irmae_spectrum *s)
+IRMAEDEF int irmae_model_spectrum(irmae_model *m, irmae_spectrum *s, const float *x, int count)
 {
     float *z;
     int rc;
@@ -8287,13 +8288,13 @@ IRMAEDEF int irmae_model_spectrum(irmae_model *m, const float *x, int count, irm
     if (count < 2) return irmae__fail(IRMAE_ERR_ARG, "model_spectrum: %d images (need 2 or more)", count);
     z = (float *)irmae__alloc((size_t)count, (size_t)m->cfg.n * sizeof(float));
     if (!z) return irmae__fail(IRMAE_ERR_NOMEM, "model_spectrum: codes of %d images", count);
-    rc = irmae_model_encode(m, x, count, z);
+    rc = irmae_model_encode(m, z, x, count);
     if (!rc) rc = irmae_spectrum_compute(s, z, count, m->cfg.n);
     irmae__free(z);
     return rc;
 }
 
-IRMAEDEF int irmae_model_interpolate(irmae_model *m, const float *xa, const float *xb, int steps, float *out)
+IRMAEDEF int irmae_model_interpolate(irmae_model *m, float *out, const float *xa, const float *xb, int steps)
 {
     float *z;
     int rc, i, j, n;
@@ -8302,15 +8303,15 @@ IRMAEDEF int irmae_model_interpolate(irmae_model *m, const float *xa, const floa
     n = m->cfg.n;
     z = (float *)irmae__alloc((size_t)steps + 2, (size_t)n * sizeof(float));
     if (!z) return irmae__fail(IRMAE_ERR_NOMEM, "model_interpolate: %d steps", steps);
-    rc = irmae_model_encode(m, xa, 1, z + (size_t)steps * n);
-    if (!rc) rc = irmae_model_encode(m, xb, 1, z + (size_t)(steps + 1) * n);
+    rc = irmae_model_encode(m, z + (size_t)steps * n, xa, 1);
+    if (!rc) rc = irmae_model_encode(m, z + (size_t)(steps + 1) * n, xb, 1);
     if (!rc) {
         const float *za = z + (size_t)steps * n, *zb = za + n;
         for (i = 0; i < steps; i++) {
             float t = (float)i / (float)(steps - 1);
             for (j = 0; j < n; j++) z[(size_t)i * n + j] = (1.0f - t) * za[j] + t * zb[j];
         }
-        rc = irmae_model_decode(m, z, steps, out);
+        rc = irmae_model_decode(m, out, z, steps);
     }
     irmae__free(z);
     return rc;
@@ -8614,8 +8615,8 @@ static int irmae__ck_check_model(const irmae_model *m, const irmae_train_state *
     return IRMAE_OK;
 }
 
-IRMAEDEF int irmae_checkpoint_encode(const irmae_model *m, const irmae_train_state *ts,
-                                     unsigned char **out, size_t *size)
+IRMAEDEF int irmae_checkpoint_encode(unsigned char **out, size_t *size, const irmae_model *m,
+                                     const irmae_train_state *ts)
 {
     irmae__ck_src src;
     irmae__ckw *w;
@@ -8881,7 +8882,7 @@ static void irmae__ck_apply(irmae_model *m, const irmae__ck_view *v)
     m->rng = v->rng;
 }
 
-IRMAEDEF int irmae_checkpoint_decode(const void *data, size_t size, irmae_model *m, irmae_train_state *ts)
+IRMAEDEF int irmae_checkpoint_decode(irmae_model *m, irmae_train_state *ts, const void *data, size_t size)
 {
     irmae__ck_view *v;
     int rc;
@@ -8916,19 +8917,19 @@ IRMAEDEF int irmae_checkpoint_decode(const void *data, size_t size, irmae_model 
     return rc;
 }
 
-IRMAEDEF int irmae_checkpoint_load(const char *path, irmae_model *m, irmae_train_state *ts)
+IRMAEDEF int irmae_checkpoint_load(irmae_model *m, irmae_train_state *ts, const char *path)
 {
     unsigned char *buf;
     size_t size;
     int rc;
     if (!path || !m) return irmae__fail(IRMAE_ERR_ARG, "checkpoint_load: NULL path or model");
     if ((rc = irmae__cd_read_file(path, &buf, &size))) return rc;
-    rc = irmae_checkpoint_decode(buf, size, m, ts);
+    rc = irmae_checkpoint_decode(m, ts, buf, size);
     irmae__free(buf);
     return rc ? irmae__cd_tag_path(rc, path) : IRMAE_OK;
 }
 
-IRMAEDEF int irmae_checkpoint_read_config(const char *path, irmae_config *cfg)
+IRMAEDEF int irmae_checkpoint_read_config(irmae_config *cfg, const char *path)
 {
     const size_t cap = IRMAE__CK_HEADER + 12u + IRMAE__CK_CONF_MAX + 4u;
     unsigned char *buf;

@@ -812,7 +812,7 @@ static float *make_data(const bconf *c, int count, irmae_dataset *ds)
     irmae_rng rng = irmae_rng_seed(7);
     int rc;
     if (c->preset == IRMAE_PRESET_SHAPES) {
-        if ((rc = irmae_shapes_make(ds, count, &rng, NULL))) die("irmae_shapes_make", rc);
+        if ((rc = irmae_shapes_make(ds, NULL, count, &rng))) die("irmae_shapes_make", rc);
     } else {
         size_t i, n;
         if ((rc = irmae_dataset_alloc(ds, count, 1, 32, 32, 0))) die("irmae_dataset_alloc", rc);
@@ -937,13 +937,13 @@ static trate train_rate(int ci, int B, int t, int with_phases)
     make_model(&m, c, B);
     pool = make_data(c, POOL_BATCHES * B, &ds);
     for (w = 0; w < 3; w++, step++)
-        if ((rc = irmae_model_train_step(&m, pool + (size_t)(step % POOL_BATCHES) * B * img, B, &loss)))
+        if ((rc = irmae_model_train_step(&m, &loss, pool + (size_t)(step % POOL_BATCHES) * B * img, B)))
             die("train_step", rc);
     for (w = 0; w < TRAIN_WINDOWS; w++) {
         double t0 = now(), el;
         int n = 0;
         do {
-            if ((rc = irmae_model_train_step(&m, pool + (size_t)(step % POOL_BATCHES) * B * img, B, &loss)))
+            if ((rc = irmae_model_train_step(&m, &loss, pool + (size_t)(step % POOL_BATCHES) * B * img, B)))
                 die("train_step", rc);
             step++; n++;
             el = now() - t0;
@@ -960,7 +960,7 @@ static trate train_rate(int ci, int B, int t, int with_phases)
         irmae_profile_read(NULL, 1);
         irmae_profile_enable(1);
         do {
-            if ((rc = irmae_model_train_step(&m, pool + (size_t)(step % POOL_BATCHES) * B * img, B, &loss)))
+            if ((rc = irmae_model_train_step(&m, &loss, pool + (size_t)(step % POOL_BATCHES) * B * img, B)))
                 die("train_step", rc);
             step++; n++;
             el = now() - t0;
@@ -1110,7 +1110,7 @@ static void mem_child(int ci, int B)
     make_model(&m, c, B);
     pool = make_data(c, POOL_BATCHES * B, &ds);
     for (i = 0; i < 5; i++)
-        if ((rc = irmae_model_train_step(&m, pool + (size_t)(i % POOL_BATCHES) * B * img, B, &loss)))
+        if ((rc = irmae_model_train_step(&m, &loss, pool + (size_t)(i % POOL_BATCHES) * B * img, B)))
             die("train_step", rc);
     hwm = proc_status_kb("VmHWM");
     for (i = 0; i < m.n_layers; i++) {

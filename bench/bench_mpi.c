@@ -25,16 +25,16 @@ static void run(const char *name, irmae_config cfg, int steps, int rank, int siz
     size_t per = (size_t)cfg.in_c * cfg.in_h * cfg.in_w, i;
     double t0, t_step, t_sum;
     cfg.max_batch = B;
-    irmae_mpi_shard(B, rank, size, &off, &lb);
+    irmae_mpi_shard(&off, &lb, B, rank, size);
     if (irmae_model_init(&m, &cfg, &r)) { fprintf(stderr, "init: %s\n", irmae_error_detail()); MPI_Abort(MPI_COMM_WORLD, 1); }
-    if (cfg.in_c == 3) rc = irmae_shapes_make(&ds, B, &r, NULL);
+    if (cfg.in_c == 3) rc = irmae_shapes_make(&ds, NULL, B, &r);
     else if (!(rc = irmae_dataset_alloc(&ds, B, cfg.in_c, cfg.in_h, cfg.in_w, 0)))
         for (i = 0; i < (size_t)B * per; i++) ds.x[i] = irmae_rng_uniform(&r);
     if (rc) MPI_Abort(MPI_COMM_WORLD, 1);
-    for (s = 0; s < 3 && !rc; s++) rc = irmae_model_train_step_mpi(&m, ds.x + (size_t)off * per, B, MPI_COMM_WORLD, NULL);
+    for (s = 0; s < 3 && !rc; s++) rc = irmae_model_train_step_mpi(&m, NULL, ds.x + (size_t)off * per, B, MPI_COMM_WORLD);
     MPI_Barrier(MPI_COMM_WORLD);
     t0 = MPI_Wtime();
-    for (s = 0; s < steps && !rc; s++) rc = irmae_model_train_step_mpi(&m, ds.x + (size_t)off * per, B, MPI_COMM_WORLD, NULL);
+    for (s = 0; s < steps && !rc; s++) rc = irmae_model_train_step_mpi(&m, NULL, ds.x + (size_t)off * per, B, MPI_COMM_WORLD);
     MPI_Barrier(MPI_COMM_WORLD);
     t_step = (MPI_Wtime() - t0) / steps;
     t0 = MPI_Wtime();

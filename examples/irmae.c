@@ -570,7 +570,7 @@ static int load_model(irmae_model *m, const char *path, irmae_train_state *ts)
 {
     int rc;
     memset(m, 0, sizeof *m);
-    if ((rc = irmae_checkpoint_load(path, m, ts))) return fail_lib(rc, "loading the model");
+    if ((rc = irmae_checkpoint_load(m, ts, path))) return fail_lib(rc, "loading the model");
     return 0;
 }
 
@@ -631,7 +631,7 @@ static int load_split(irmae_dataset *ds, const options *o, const irmae_config *c
         if (cfg->in_c != 3 || cfg->in_h != 32 || cfg->in_w != 32)
             return fail_msg("the shapes data are 3 x 32 x 32 images; this model takes %d x %d x %d",
                             cfg->in_c, cfg->in_h, cfg->in_w);
-        if ((rc = irmae_shapes_make(ds, count, &r, NULL))) return fail_lib(rc, "making the shapes data");
+        if ((rc = irmae_shapes_make(ds, NULL, count, &r))) return fail_lib(rc, "making the shapes data");
         if (cfg->range_pm1 && (rc = irmae_dataset_rescale(ds, -1.0f, 1.0f))) return fail_lib(rc, "rescaling");
     } else if (!strcmp(o->data, "mnist")) {
         char img[4096], lab[4096];
@@ -783,7 +783,7 @@ static int heldout_rank(irmae_model *m, const irmae_dataset *held, double *entro
 {
     irmae_spectrum s;
     int r;
-    if (held->n < 2 || irmae_model_spectrum(m, held->x, held->n, &s)) return -1;
+    if (held->n < 2 || irmae_model_spectrum(m, &s, held->x, held->n)) return -1;
     r = s.rank_1pct;
     *entropy = s.entropy_rank;
     irmae_spectrum_free(&s);
@@ -795,7 +795,7 @@ static int heldout_rank(irmae_model *m, const irmae_dataset *held, double *entro
 static int all_agree(int status, int *first)
 {
 #ifdef IRMAE_MPI
-    if (g_size > 1) return irmae_mpi_agree(status, g_comm, first);
+    if (g_size > 1) return irmae_mpi_agree(first, status, g_comm);
 #endif
     if (first) *first = status ? 0 : -1;
     return status;
@@ -812,9 +812,9 @@ static int save_checkpoint(const char *out, const irmae_model *m, const irmae_tr
 static int train_step(irmae_model *m, const float *x, int batch, float *loss)
 {
 #ifdef IRMAE_MPI
-    if (g_size > 1) return irmae_model_train_step_mpi(m, x, batch, g_comm, loss);
+    if (g_size > 1) return irmae_model_train_step_mpi(m, loss, x, batch, g_comm);
 #endif
-    return irmae_model_train_step(m, x, batch, loss);
+    return irmae_model_train_step(m, loss, x, batch);
 }
 
 static int task_train(options *o)
@@ -843,7 +843,7 @@ static int task_train(options *o)
     if (!o->resume && !given("--batch")) o->batch = 32;
     if (o->resume) {
         irmae_config stored;
-        if ((rc = irmae_checkpoint_read_config(o->resume, &stored))) { status = fail_lib(rc, "reading the checkpoint"); goto agree; }
+        if ((rc = irmae_checkpoint_read_config(&stored, o->resume))) { status = fail_lib(rc, "reading the checkpoint"); goto agree; }
         if (!given("--batch")) o->batch = stored.max_batch;
         if (!given("--model")) o->kind = stored.kind == IRMAE_KIND_VAE ? "vae" : stored.l ? "irmae" : "ae";
         if ((status = check_resume_flags(o, &stored))) goto agree;
@@ -877,7 +877,7 @@ static int task_train(options *o)
     batch = m.cfg.max_batch;
     /* this rank's slice [off, off + lb) of every global batch (all of it with one process) */
 #ifdef IRMAE_MPI
-    irmae_mpi_shard(batch, g_rank, g_size, &off, &lb);
+    irmae_mpi_shard(&off, &lb, batch, g_rank, g_size);
 #else
     lb = batch;
 #endif
@@ -937,7 +937,7 @@ agree:
         TRY(irmae_shuffle(perm, train.n, &r), "shuffling"); /* the same permutation on every rank */
         for (; b < spe; b++) {
             float loss = 0.0f;
-            rc = lb > 0 ? irmae_dataset_gather(&train, perm + (size_t)b * batch + off, lb, xb) : 0;
+            rc = lb > 0 ? irmae_dataset_gather(&train, xb, perm + (size_t)b * batch + off, lb) : 0;
             rc = all_agree(rc, NULL);
             if (rc) { status = fail_lib(rc, "gathering a batch"); goto done; }
             if (poison > 0 && m.step + 1 == poison && off == 0 && lb > 0) xb[0] = (float)NAN; /* global image 0 */
@@ -1012,7 +1012,7 @@ static int recon_mse(irmae_model *m, const irmae_dataset *set, double *mse)
     for (i = 0; i < set->n && !rc; i += 256) {
         int cnt = set->n - i < 256 ? set->n - i : 256;
         const float *x = set->x + (size_t)i * per;
-        if ((rc = irmae_model_encode(m, x, cnt, z)) || (rc = irmae_model_decode(m, z, cnt, y))) {
+        if ((rc = irmae_model_encode(m, z, x, cnt)) || (rc = irmae_model_decode(m, y, z, cnt))) {
             rc = fail_lib(rc, "reconstructing the held-out images");
             break;
         }
@@ -1053,7 +1053,7 @@ static int task_spectrum(const options *o)
             held_cfg = m.cfg;
         }
         CHECK(held.n >= 2, "need at least 2 held-out images, have %d", held.n);
-        TRY(irmae_model_spectrum(&m, held.x, held.n, &spec[i]), "computing the spectrum");
+        TRY(irmae_model_spectrum(&m, &spec[i], held.x, held.n), "computing the spectrum");
         got = i + 1;
         sp[i] = &spec[i];
         if (recon_mse(&m, &held, &mse)) { status = 1; goto done; }
@@ -1113,12 +1113,12 @@ static int task_reconstruct(const options *o)
     z = alloc_floats((size_t)count, (size_t)m.cfg.n);
     CHECK(grid && z, "out of memory");
     if (m.cfg.range_pm1) for (k = 0; k < cells * per; k++) grid[k] = -1.0f; /* empty cells black */
-    TRY(irmae_model_encode(&m, held.x, count, z), "encoding");
+    TRY(irmae_model_encode(&m, z, held.x, count), "encoding");
     for (r = 0; r < rows; r++) {
         int n = count - r * cols < cols ? count - r * cols : cols;
         float *in = grid + (size_t)(2 * r) * cols * per, *rec = in + (size_t)cols * per;
         memcpy(in, held.x + (size_t)r * cols * per, (size_t)n * per * sizeof(float));
-        TRY(irmae_model_decode(&m, z + (size_t)r * cols * m.cfg.n, n, rec), "decoding");
+        TRY(irmae_model_decode(&m, rec, z + (size_t)r * cols * m.cfg.n, n), "decoding");
     }
     if (write_grid(o->out, &m, grid, (int)cells, cols) || recon_mse(&m, &held, &mse)) { status = 1; goto done; }
     printf("reconstructed %d held-out images: mse=%.6f; wrote %s\n", count, mse, o->out);
@@ -1144,8 +1144,8 @@ static int task_interpolate(const options *o)
     all = alloc_floats((size_t)o->pairs * o->steps, per);
     CHECK(all, "out of memory");
     for (i = 0; i < o->pairs; i++)
-        TRY(irmae_model_interpolate(&m, irmae_dataset_image(&held, 2 * i), irmae_dataset_image(&held, 2 * i + 1),
-                                    o->steps, all + (size_t)i * o->steps * per), "interpolating");
+        TRY(irmae_model_interpolate(&m, all + (size_t)i * o->steps * per, irmae_dataset_image(&held, 2 * i),
+                                    irmae_dataset_image(&held, 2 * i + 1), o->steps), "interpolating");
     if (write_grid(o->out, &m, all, o->pairs * o->steps, o->steps)) { status = 1; goto done; }
     printf("interpolated %d pairs in %d steps; wrote %s\n", o->pairs, o->steps, o->out);
 done:
@@ -1171,20 +1171,20 @@ static int sample_codes(const options *o, irmae_model *m, const irmae_dataset *h
     memset(&p, 0, sizeof p);
     CHECK(z, "out of memory");
     CHECK(held->n >= 2, "need at least 2 held-out images to fit, have %d", held->n);
-    TRY(irmae_model_encode(m, held->x, held->n, z), "encoding");
+    TRY(irmae_model_encode(m, z, held->x, held->n), "encoding");
     if (!strcmp(o->method, "mvg")) {
         TRY(irmae_gauss_fit(&g, z, held->n, n, o->reg), "fitting the Gaussian");
-        TRY(irmae_gauss_sample(&g, &rng, out, count), "sampling");
+        TRY(irmae_gauss_sample(&g, out, count, &rng), "sampling");
         printf("mvg: one Gaussian fitted to %d codes (n = %d)\n", held->n, n);
     } else if (!strcmp(o->method, "gmm")) {
         CHECK(o->k <= held->n, "--k %d is more than the %d fitted codes", o->k, held->n);
         TRY(irmae_gmm_fit(&mix, z, held->n, n, o->k, 200, 1e-6, o->reg, &rng), "fitting the mixture");
-        TRY(irmae_gmm_sample(&mix, &rng, out, count), "sampling");
+        TRY(irmae_gmm_sample(&mix, out, count, &rng), "sampling");
         printf("gmm: %d components fitted to %d codes in %d EM iterations, mean log-likelihood %.4f\n",
                o->k, held->n, mix.iters, mix.loglik);
     } else {
         TRY(irmae_pca_fit(&p, z, held->n, n), "fitting the PCA");
-        TRY(irmae_pca_grid(&p, rows, cols, o->span, out), "making the PCA grid");
+        TRY(irmae_pca_grid(&p, out, rows, cols, o->span), "making the PCA grid");
         printf("pca: %d x %d grid over the first two axes at +-%g std (std %.4g, %.4g)\n", rows, cols, o->span,
                p.stddev[0], n > 1 ? p.stddev[1] : 0.0);
     }
@@ -1215,7 +1215,7 @@ static int task_sample(const options *o)
     img = alloc_floats((size_t)count, (size_t)m.cfg.in_c * m.cfg.in_h * m.cfg.in_w);
     CHECK(z && img, "out of memory");
     if ((status = sample_codes(o, &m, &held, z, count, rows, cols))) goto done;
-    TRY(irmae_model_decode(&m, z, count, img), "decoding");
+    TRY(irmae_model_decode(&m, img, z, count), "decoding");
     if (write_grid(o->out, &m, img, count, cols)) { status = 1; goto done; }
     printf("wrote %d samples to %s\n", count, o->out);
 done:
@@ -1466,15 +1466,15 @@ static int classify_supervised(const options *o, irmae_model *m, const irmae_dat
     CHECK(xb && fb && dfb && ftrain && ftest && yb && perm, "out of memory");
     for (s = 0, pos = train->n; s < o->head_steps; s++) {
         draw_batch(train->x, train->labels, train->n, (size_t)per, batch, perm, &pos, rng, xb, yb);
-        TRY(irmae_model_features(&enc, xb, batch, fb), "encoding a batch");
+        TRY(irmae_model_features(&enc, fb, xb, batch), "encoding a batch");
         mlp_forward(&head, fb, batch, 1, rng);
         loss = mlp_loss(&head, yb, batch);
         mlp_backward_adam(&head, fb, batch, o->head_lr, dfb);
-        TRY(irmae_model_features_backward(&enc, xb, batch, dfb), "back-propagating into the encoder");
+        TRY(irmae_model_features_backward(&enc, xb, dfb, batch), "back-propagating into the encoder");
         TRY(irmae_model_adam_step(&enc), "updating the encoder");
     }
-    TRY(irmae_model_features(&enc, train->x, train->n, ftrain), "encoding the labelled images");
-    TRY(irmae_model_features(&enc, test->x, test->n, ftest), "encoding the test images");
+    TRY(irmae_model_features(&enc, ftrain, train->x, train->n), "encoding the labelled images");
+    TRY(irmae_model_features(&enc, ftest, test->x, test->n), "encoding the test images");
     train_acc = mlp_eval(&head, ftrain, train->labels, train->n, 0, NULL);
     acc = mlp_eval(&head, ftest, test->labels, test->n, 0, NULL);
     printf("classify: %s head and a fresh %s encoder (n = %d) trained together (supervised), %d labelled images, "
@@ -1523,8 +1523,8 @@ static int task_classify(const options *o)
     mean = (double *)calloc((size_t)n, sizeof(double));
     sd = (double *)calloc((size_t)n, sizeof(double));
     CHECK(ftrain && ftest && mean && sd, "out of memory");
-    TRY(irmae_model_features(&m, train.x, train.n, ftrain), "encoding the labelled images");
-    TRY(irmae_model_features(&m, test.x, test.n, ftest), "encoding the test images");
+    TRY(irmae_model_features(&m, ftrain, train.x, train.n), "encoding the labelled images");
+    TRY(irmae_model_features(&m, ftest, test.x, test.n), "encoding the test images");
 
     /* standardise every feature with the labelled set's mean and spread */
     for (j = 0; j < n; j++) {
@@ -1631,20 +1631,20 @@ static int task_frechet(const options *o)
         fitset.n = o->fit < held.n ? o->fit : held.n;
         if ((status = sample_codes(o, &m, &fitset, z, count, 1, count))) goto done;
     }
-    TRY(irmae_model_decode(&m, z, count, gen), "decoding");
+    TRY(irmae_model_decode(&m, gen, z, count), "decoding");
     mlp_eval(&clf, held.x, NULL, count, 2, fa);
     mlp_eval(&clf, gen, NULL, count, 2, fb);
-    TRY(irmae_frechet_distance(fa, count, fb, count, 128, &dist), "computing the Frechet distance");
+    TRY(irmae_frechet_distance(&dist, fa, count, fb, count, 128), "computing the Frechet distance");
     /* two references on the same scale: the model's reconstructions of the
        held-out images (what its decoder can reach), and real training images
        (the distance's floor at this sample size) */
-    TRY(irmae_model_encode(&m, held.x, count, z), "encoding");
-    TRY(irmae_model_decode(&m, z, count, gen), "decoding");
+    TRY(irmae_model_encode(&m, z, held.x, count), "encoding");
+    TRY(irmae_model_decode(&m, gen, z, count), "decoding");
     mlp_eval(&clf, gen, NULL, count, 2, fb);
-    TRY(irmae_frechet_distance(fa, count, fb, count, 128, &dist_recon), "computing the Frechet distance");
+    TRY(irmae_frechet_distance(&dist_recon, fa, count, fb, count, 128), "computing the Frechet distance");
     if (train.n >= count) {
         mlp_eval(&clf, train.x, NULL, count, 2, fb);
-        TRY(irmae_frechet_distance(fa, count, fb, count, 128, &dist_real), "computing the Frechet distance");
+        TRY(irmae_frechet_distance(&dist_real, fa, count, fb, count, 128), "computing the Frechet distance");
     }
     printf("frechet: %d held-out images vs %d %s samples, features of a pixel MLP (%d training images, "
            "held-out accuracy %.2f%%); not FID\n", count, count, o->method, train.n, acc);

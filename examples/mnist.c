@@ -132,11 +132,11 @@ int main(int argc, char **argv)
         TRY(irmae_shuffle(perm, train.n, &rng));  /* a new order every epoch */
         for (b = 0; b + batch <= train.n; b += batch) {
             float loss;
-            TRY(irmae_dataset_gather(&train, perm + b, batch, xb));
-            TRY(irmae_model_train_step(&m, xb, batch, &loss));
+            TRY(irmae_dataset_gather(&train, xb, perm + b, batch));
+            TRY(irmae_model_train_step(&m, &loss, xb, batch));
             sum += loss;
         }
-        TRY(irmae_model_spectrum(&m, test.x, test.n, &s));  /* codes after the 8 maps */
+        TRY(irmae_model_spectrum(&m, &s, test.x, test.n));  /* codes after the 8 maps */
         printf("epoch %d/%d  mse %.5f  rank@1%% %d  rank@0.1%% %d  entropy rank %.2f\n", e, epochs,
                sum / (train.n / batch), s.rank_1pct, s.rank_01pct, s.entropy_rank);
         fflush(stdout);
@@ -148,8 +148,8 @@ int main(int argc, char **argv)
     printf(" ...\n");
 
     /* few-label probe: the frozen encoder's features (before the maps) */
-    TRY(irmae_model_features(&m, train.x, nl, ftr));
-    TRY(irmae_model_features(&m, test.x, test.n, fte));
+    TRY(irmae_model_features(&m, ftr, train.x, nl));
+    TRY(irmae_model_features(&m, fte, test.x, test.n));
     printf("linear probe on %d labels: test accuracy %.2f%% (%d test images)\n", nl,
            linear_probe(ftr, train.labels, nl, fte, test.labels, test.n, cfg.n), test.n);
 

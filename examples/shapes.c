@@ -60,8 +60,8 @@ static const char *path(const options *o, const char *name)
 /* The codes of n images through m, then their reconstructions into out. */
 static int reconstruct(irmae_model *m, const float *x, int n, float *codes, float *out)
 {
-    int rc = irmae_model_encode(m, x, n, codes);
-    return rc ? rc : irmae_model_decode(m, codes, n, out);
+    int rc = irmae_model_encode(m, codes, x, n);
+    return rc ? rc : irmae_model_decode(m, out, codes, n);
 }
 
 int main(int argc, char **argv)
@@ -87,8 +87,8 @@ int main(int argc, char **argv)
         return 2;
     }
     rng = irmae_rng_seed(o.seed);
-    TRY(irmae_shapes_make(&train, o.images, &rng, NULL));
-    TRY(irmae_shapes_make(&val, o.val, &rng, NULL));
+    TRY(irmae_shapes_make(&train, NULL, o.images, &rng));
+    TRY(irmae_shapes_make(&val, NULL, o.val, &rng));
     img = (size_t)train.c * train.h * train.w;
 
     /* the same initial encoder/decoder for both: seed each from a copy of rng */
@@ -118,13 +118,13 @@ int main(int argc, char **argv)
         TRY(irmae_shuffle(order, o.images, &rng));          /* a new order every epoch */
         for (i = 0; i + o.batch <= o.images; i += o.batch, steps++) {
             float l1, l2;
-            TRY(irmae_dataset_gather(&train, order + i, o.batch, batch));
-            TRY(irmae_model_train_step(&ae, batch, o.batch, &l1));   /* the same batch for both */
-            TRY(irmae_model_train_step(&ir, batch, o.batch, &l2));
+            TRY(irmae_dataset_gather(&train, batch, order + i, o.batch));
+            TRY(irmae_model_train_step(&ae, &l1, batch, o.batch));   /* the same batch for both */
+            TRY(irmae_model_train_step(&ir, &l2, batch, o.batch));
             loss_ae += l1; loss_ir += l2;
         }
-        TRY(irmae_model_spectrum(&ae, val.x, val.n, &s_ae));
-        TRY(irmae_model_spectrum(&ir, val.x, val.n, &s_ir));
+        TRY(irmae_model_spectrum(&ae, &s_ae, val.x, val.n));
+        TRY(irmae_model_spectrum(&ir, &s_ir, val.x, val.n));
         printf("epoch %d/%d  mse AE %.5f IRMAE %.5f  rank@1%% AE %d IRMAE %d  rank@0.1%% AE %d IRMAE %d  (%.0f s)\n",
                epoch, o.epochs, loss_ae / steps, loss_ir / steps, s_ae.rank_1pct, s_ir.rank_1pct,
                s_ae.rank_01pct, s_ir.rank_01pct, seconds() - t0);
@@ -153,8 +153,8 @@ int main(int argc, char **argv)
     for (j = 0; j < 2; j++) {
         irmae_model *m = j == 0 ? &ae : &ir;
         for (i = 0; i < PAIRS; i++)
-            TRY(irmae_model_interpolate(m, irmae_dataset_image(&val, 2 * i), irmae_dataset_image(&val, 2 * i + 1),
-                                        STEPS, interp + (size_t)i * STEPS * img));
+            TRY(irmae_model_interpolate(m, interp + (size_t)i * STEPS * img, irmae_dataset_image(&val, 2 * i),
+                                        irmae_dataset_image(&val, 2 * i + 1), STEPS));
         TRY(irmae_png_write_grid(path(&o, j == 0 ? "interp_ae.png" : "interp_irmae.png"), interp, PAIRS * STEPS,
                                  3, 32, 32, STEPS, 2, 0.0f, 1.0f));
     }

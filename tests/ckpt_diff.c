@@ -26,7 +26,7 @@ int main(int argc, char **argv)
     tol = atof(argv[3]);
     memset(&a, 0, sizeof a);
     memset(&b, 0, sizeof b);
-    if ((rc = irmae_checkpoint_load(argv[1], &a, NULL)) || (rc = irmae_checkpoint_load(argv[2], &b, NULL))) {
+    if ((rc = irmae_checkpoint_load(&a, NULL, argv[1])) || (rc = irmae_checkpoint_load(&b, NULL, argv[2]))) {
         fprintf(stderr, "ckpt_diff: %s\n", irmae_error_detail());
         goto done;
     }

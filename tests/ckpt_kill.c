@@ -92,8 +92,8 @@ static int step(irmae_model *m, irmae_train_state *ts, const irmae_dataset *ds, 
     irmae_rng r = ts->data_rng;
     int rc, nb = NIMG / BATCH;
     irmae_shuffle(perm, NIMG, &r);
-    irmae_dataset_gather(ds, perm + (size_t)ts->batch * BATCH, BATCH, x);
-    rc = irmae_model_train_step(m, x, BATCH, NULL);
+    irmae_dataset_gather(ds, x, perm + (size_t)ts->batch * BATCH, BATCH);
+    rc = irmae_model_train_step(m, NULL, x, BATCH);
     if (++ts->batch == nb) { ts->data_rng = r; ts->epoch++; ts->batch = 0; }
     return rc;
 }
@@ -116,7 +116,7 @@ static int child(const char *path)
     double t0 = now();
     make_data(&ds);
     memset(&m, 0, sizeof m);
-    if (irmae_checkpoint_load(path, &m, &ts)) { fprintf(stderr, "child: load: %s\n", irmae_error_detail()); return 3; }
+    if (irmae_checkpoint_load(&m, &ts, path)) { fprintf(stderr, "child: load: %s\n", irmae_error_detail()); return 3; }
     while (now() - t0 < 60.0) {
         if (step(&m, &ts, &ds, perm, x)) { fprintf(stderr, "child: step: %s\n", irmae_error_detail()); return 4; }
         if (irmae_checkpoint_save(path, &m, &ts)) { fprintf(stderr, "child: save: %s\n", irmae_error_detail()); return 5; }
@@ -187,7 +187,7 @@ int main(int argc, char **argv)
         }
         if (access(tmp, F_OK) == 0) tmp_seen++; /* killed between creating the .tmp and the rename */
         memset(&m, 0, sizeof m);
-        rc = irmae_checkpoint_load(path, &m, &ts);
+        rc = irmae_checkpoint_load(&m, &ts, path);
         if (rc) {
             if (!bad_load++) printf("round %d: load failed after a kill at %ld ms: %s\n", round, ms, irmae_error_detail());
             irmae_checkpoint_save(path, &ref, &ref_ts); /* so that the next child can resume */

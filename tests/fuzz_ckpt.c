@@ -76,13 +76,13 @@ static void fz_decode(const unsigned char *data, size_t size)
     irmae_train_state ts;
     int rc;
     memset(&m, 0, sizeof m);
-    rc = irmae_checkpoint_decode(data, size, &m, &ts);
+    rc = irmae_checkpoint_decode(&m, &ts, data, size);
     if (rc == 0) {
         unsigned char *out = NULL;
         size_t n = 0;
         if (!m.params || !m.n_params || m.step < 0 || ts.epoch < 0 || ts.batch < 0) fz_trap();
         /* a decoded checkpoint re-encodes to the same bytes */
-        if (irmae_checkpoint_encode(&m, &ts, &out, &n) || n != size || memcmp(out, data, size) != 0) fz_trap();
+        if (irmae_checkpoint_encode(&out, &n, &m, &ts) || n != size || memcmp(out, data, size) != 0) fz_trap();
         irmae_free_buffer(out);
         irmae_model_free(&m);
     } else {
@@ -92,7 +92,7 @@ static void fz_decode(const unsigned char *data, size_t size)
     }
     /* into an initialised model: success only for a matching config; an
        error leaves it as it was */
-    rc = irmae_checkpoint_decode(data, size, &g_init, NULL);
+    rc = irmae_checkpoint_decode(&g_init, NULL, data, size);
     if (rc == 0) {
         memcpy(g_init.params, g_keep, g_init.n_params * sizeof(float)); /* back to the reference */
         g_init.step = 0;

@@ -24,11 +24,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned char *out;
     size_t n;
     int rc;
-    rc = irmae_gzip_decompress(data, size, limit, &out, &n);
+    rc = irmae_gzip_decompress(&out, &n, data, size, limit);
     irmae_fuzz_check(rc, out, n, limit);
-    rc = irmae_zlib_decompress(data, size, limit, &out, &n);
+    rc = irmae_zlib_decompress(&out, &n, data, size, limit);
     irmae_fuzz_check(rc, out, n, limit);
-    rc = irmae_inflate(data, size, limit, &out, &n);
+    rc = irmae_inflate(&out, &n, data, size, limit);
     irmae_fuzz_check(rc, out, n, limit);
     return 0;
 }

@@ -9,7 +9,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     irmae_idx x;
-    int rc = irmae_idx_parse(data, size, &x);
+    int rc = irmae_idx_parse(&x, data, size);
     if (rc == 0) {
         size_t n = 1;
         int k;

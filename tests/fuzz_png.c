@@ -11,7 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     irmae_image img;
     int want = size ? data[size - 1] % 5 : 0, rc;
-    rc = irmae_png_decode(data, size, want, &img);
+    rc = irmae_png_decode(&img, data, size, want);
     if (rc == 0) {
         size_t i, n = (size_t)img.w * (size_t)img.h * (size_t)img.c;
         unsigned sum = 0;

@@ -143,7 +143,7 @@ static void check_eigh(const char *label, const double *a, int n, const double *
     double *ev = DALLOC(n), *ev2 = DALLOC(n), *v = DALLOC((size_t)n * n), *ks = NULL;
     double scale = 0.0, worst_val = 0.0, worst_res = 0.0, worst_orth = 0.0;
     int rc, i, j, k, sorted = 1, same = 1;
-    rc = irmae_eigh(a, n, ev, v);
+    rc = irmae_eigh(ev, v, a, n);
     CHECK(rc == 0, "%s: eigh rc %d (%s)", label, rc, irmae_error_detail());
     if (rc) { free(ev); free(ev2); free(v); return; }
     for (i = 0; i < n; i++) {
@@ -179,7 +179,7 @@ static void check_eigh(const char *label, const double *a, int n, const double *
     }
     CHECK(worst_res <= tol * scale, "%s: residual |Av - lv| %.3g > %.3g * max", label, worst_res / scale, tol);
     CHECK(worst_orth <= tol, "%s: orthonormality error %.3g > %.3g", label, worst_orth, tol);
-    rc = irmae_eigh(a, n, ev2, NULL);
+    rc = irmae_eigh(ev2, NULL, a, n);
     for (i = 0; i < n; i++) if (ev2[i] != ev[i]) same = 0;
     CHECK(rc == 0 && same, "%s: values-only call differs (rc %d)", label, rc);
     free(ev); free(ev2); free(v);
@@ -199,7 +199,7 @@ static void test_eigh(void)
 
     { /* 1x1 */
         double one = -3.5;
-        rc = irmae_eigh(&one, 1, ev, v);
+        rc = irmae_eigh(ev, v, &one, 1);
         CHECK(rc == 0 && ev[0] == -3.5 && v[0] == 1.0, "1x1: rc %d ev %g v %g", rc, ev[0], v[0]);
     }
     { /* diagonal with zeros, repeats, a negative */
@@ -208,7 +208,7 @@ static void test_eigh(void)
         memset(dm, 0, sizeof dm);
         for (i = 0; i < 7; i++) dm[i * 7 + i] = dg[i];
         check_eigh("diag7", dm, 7, dg, 1e-14);
-        rc = irmae_eigh(dm, 7, ev, v);
+        rc = irmae_eigh(ev, v, dm, 7);
         CHECK(rc == 0 && ev[0] == 3 && ev[1] == 3 && ev[2] == 2 && ev[3] == 0 && ev[6] == -1,
               "diag7 exact values: %g %g %g %g %g", ev[0], ev[1], ev[2], ev[3], ev[6]);
     }
@@ -220,7 +220,7 @@ static void test_eigh(void)
     { /* non-symmetric input: the symmetric part is used */
         double ns[4] = { 1, 2, 0, 1 }, kv[2] = { 2, 0 }, sy[4] = { 1, 1, 1, 1 };
         check_eigh("sym part", sy, 2, kv, 1e-15);
-        rc = irmae_eigh(ns, 2, ev, NULL);
+        rc = irmae_eigh(ev, NULL, ns, 2);
         CHECK(rc == 0 && fabs(ev[0] - kv[0]) < 1e-15 && fabs(ev[1] - kv[1]) < 1e-15,
               "asym: %g %g", ev[0], ev[1]);
     }
@@ -275,7 +275,7 @@ static void test_eigh(void)
             }
             jacobi_eigenvalues(a, n, ref);
             check_eigh(t == 0 ? "W21+" : "random sym 40", a, n, ref, 1e-12);
-            rc = irmae_eigh(a, n, d, NULL);
+            rc = irmae_eigh(d, NULL, a, n);
             worst = 0.0;
             for (i = 0; i < n; i++) if (fabs(d[i] - ref[i]) > worst) worst = fabs(d[i] - ref[i]);
             CHECK(rc == 0 && worst < 1e-12 * fabs(ref[0]), "%s vs Jacobi: %.3g",
@@ -295,12 +295,12 @@ static void test_eigh(void)
         t0 = now_seconds();
         {
             double *ev5 = DALLOC(n), *v5 = DALLOC((size_t)n * n);
-            rc = irmae_eigh(a, n, ev5, v5);
+            rc = irmae_eigh(ev5, v5, a, n);
             t1 = now_seconds();
             CHECK(rc == 0, "512: rc %d", rc);
             printf("eigh 512x512 with vectors: %.3f s\n", t1 - t0);
             t0 = now_seconds();
-            rc = irmae_eigh(a, n, ev5, NULL);
+            rc = irmae_eigh(ev5, NULL, a, n);
             t1 = now_seconds();
             printf("eigh 512x512 values only: %.3f s\n", t1 - t0);
             free(ev5); free(v5);
@@ -867,7 +867,7 @@ static void test_gauss(void)
     for (i = 0; i < n * n; i++) if (fabs(c[i] - cv[i]) > worst) worst = fabs(c[i] - cv[i]);
     CHECK(worst < 1e-12 * cv[0] * 10, "gauss L L^T vs covariance %.3g", worst);
     /* samples of the fit */
-    rc = irmae_gauss_sample(&g, &rng, y, M);
+    rc = irmae_gauss_sample(&g, y, M, &rng);
     CHECK(rc == 0, "gauss_sample rc %d", rc);
     sample_stats(y, M, n, m, cv);
     check_moments("gauss samples vs fit", m, cv, g.mean, c, n, M, 0.0);
@@ -897,7 +897,7 @@ static void test_gauss(void)
         rc = irmae_gauss_fit(&g, xr, 500, 6, 0.0);
         CHECK(rc == 0, "rank-deficient gauss_fit rc %d (%s)", rc, irmae_error_detail());
         if (rc == 0) {
-            rc = irmae_gauss_sample(&g, &rng, yr, 1000);
+            rc = irmae_gauss_sample(&g, yr, 1000, &rng);
             for (r = 0; r < 1000; r++) {
                 double nrm = 0;
                 for (j = 0; j < 6; j++) nrm += (double)yr[r * 6 + j] * yr[r * 6 + j];
@@ -1018,7 +1018,7 @@ static void gmm_case(int n, uint64_t seed)
         irmae_gmm_free(&g2);
     }
     /* sampling: fraction nearest to each true mean ~ fitted weights */
-    rc = irmae_gmm_sample(&g, &rng, y, M);
+    rc = irmae_gmm_sample(&g, y, M, &rng);
     CHECK(rc == 0, "%s: gmm_sample rc %d", label, rc);
     {
         int cnt[3] = { 0, 0, 0 };
@@ -1150,7 +1150,7 @@ static void test_pca(void)
     }
     /* grid */
     grid = FALLOC(5 * 7 * n);
-    rc = irmae_pca_grid(&p, 5, 7, 2.0, grid);
+    rc = irmae_pca_grid(&p, grid, 5, 7, 2.0);
     CHECK(rc == 0, "pca_grid rc %d", rc);
     {
         int okc = 1, okr = 1, okcorner = 1;
@@ -1172,13 +1172,13 @@ static void test_pca(void)
         }
         CHECK(okr, "pca_grid centre row");
     }
-    rc = irmae_pca_grid(&p, 1, 1, 2.0, grid);
+    rc = irmae_pca_grid(&p, grid, 1, 1, 2.0);
     CHECK(rc == 0 && grid[0] == (float)p.mean[0] && grid[3] == (float)p.mean[3], "pca_grid 1x1 is the mean");
-    CHECK(irmae_pca_grid(&p, 0, 3, 2.0, grid) == IRMAE_ERR_ARG, "pca_grid rows 0");
-    CHECK(irmae_pca_grid(&p, 3, 3, -1.0, grid) == IRMAE_ERR_ARG, "pca_grid span < 0");
-    CHECK(irmae_pca_grid(&p, 3, 3, sqrt(-1.0), grid) == IRMAE_ERR_ARG, "pca_grid span NaN");
-    CHECK(irmae_pca_grid(&p, 3, 3, 2.0, NULL) == IRMAE_ERR_ARG, "pca_grid out NULL");
-    CHECK(irmae_pca_grid(&p, INT_MAX, INT_MAX, 2.0, grid) == IRMAE_ERR_OVERFLOW || sizeof(size_t) > 8,
+    CHECK(irmae_pca_grid(&p, grid, 0, 3, 2.0) == IRMAE_ERR_ARG, "pca_grid rows 0");
+    CHECK(irmae_pca_grid(&p, grid, 3, 3, -1.0) == IRMAE_ERR_ARG, "pca_grid span < 0");
+    CHECK(irmae_pca_grid(&p, grid, 3, 3, sqrt(-1.0)) == IRMAE_ERR_ARG, "pca_grid span NaN");
+    CHECK(irmae_pca_grid(&p, NULL, 3, 3, 2.0) == IRMAE_ERR_ARG, "pca_grid out NULL");
+    CHECK(irmae_pca_grid(&p, grid, INT_MAX, INT_MAX, 2.0) == IRMAE_ERR_OVERFLOW || sizeof(size_t) > 8,
           "pca_grid overflow");
     irmae_pca_free(&p);
     CHECK(p.axes == NULL, "pca_free zeroes");
@@ -1186,7 +1186,7 @@ static void test_pca(void)
         float one[5] = { 1, 2, 3, 4, 5 }, g3[3];
         rc = irmae_pca_fit(&p, one, 5, 1);
         CHECK(rc == 0 && p.axes[0] == 1.0 && fabs(p.stddev[0] - sqrt(2.5)) < 1e-12, "pca n=1");
-        rc = irmae_pca_grid(&p, 3, 1, 2.0, g3);
+        rc = irmae_pca_grid(&p, g3, 3, 1, 2.0);
         CHECK(rc == 0 && g3[1] == 3.0f && fabs(g3[0] - (3 - 2 * sqrt(2.5))) < 1e-5, "pca_grid n=1: %g %g", g3[0], g3[1]);
         irmae_pca_free(&p);
     }
@@ -1254,11 +1254,11 @@ static void test_frechet(void)
     int i, j, rc, mono = 1;
     for (i = 0; i < na; i++)
         for (j = 0; j < d; j++) a[i * d + j] = (float)((1 + j) * irmae_rng_normal(&rng) + (j ? 0.3 * a[i * d + j - 1] : 0));
-    rc = irmae_frechet_distance(a, na, a, na, d, &fd);
+    rc = irmae_frechet_distance(&fd, a, na, a, na, d);
     CHECK(rc == 0 && fabs(fd) < 1e-6, "frechet identical: %.3g (rc %d)", fd, rc);
     /* same set in another order */
     for (i = 0; i < na; i++) memcpy(b + i * d, a + (na - 1 - i) * d, d * sizeof(float));
-    rc = irmae_frechet_distance(a, na, b, na, d, &fd);
+    rc = irmae_frechet_distance(&fd, a, na, b, na, d);
     CHECK(rc == 0 && fabs(fd) < 1e-6, "frechet reordered: %.3g", fd);
     /* mean shift t along axis 0: distance t^2, increasing */
     {
@@ -1266,7 +1266,7 @@ static void test_frechet(void)
         int k;
         for (k = 0; k < 6; k++) {
             for (i = 0; i < na * d; i++) b[i] = a[i] + (i % d == 0 ? (float)ts[k] : 0.0f);
-            rc = irmae_frechet_distance(a, na, b, na, d, &fd);
+            rc = irmae_frechet_distance(&fd, a, na, b, na, d);
             CHECK(rc == 0 && fabs(fd - ts[k] * ts[k]) < 1e-4 * (1 + ts[k] * ts[k]), "frechet shift %.2f: %.8f", ts[k], fd);
             if (k && !(fd > prev)) mono = 0;
             prev = fd;
@@ -1284,7 +1284,7 @@ static void test_frechet(void)
             double va = 2 * ca[j] * ca[j] / 7, vb = 2 * cb[j] * cb[j] / 7;
             expect += (ma[j] - mb[j]) * (ma[j] - mb[j]) + (sqrt(va) - sqrt(vb)) * (sqrt(va) - sqrt(vb));
         }
-        rc = irmae_frechet_distance(xa, 8, xb, 8, 4, &fd);
+        rc = irmae_frechet_distance(&fd, xa, 8, xb, 8, 4);
         CHECK(rc == 0 && fabs(fd - expect) < 1e-12 * expect, "frechet diagonal: %.17g vs %.17g", fd, expect);
         free(xa); free(xb);
     }
@@ -1303,18 +1303,18 @@ static void test_frechet(void)
         expect = 0;
         for (j = 0; j < n; j++) expect += (ma[j] - mb[j]) * (ma[j] - mb[j]) + ca[j * n + j] + cb[j * n + j];
         expect -= 2 * trace_sqrt_product(ca, cb, n);
-        rc = irmae_frechet_distance(xa, m, xb, m, n, &fd);
-        rc |= irmae_frechet_distance(xb, m, xa, m, n, &fd2);
+        rc = irmae_frechet_distance(&fd, xa, m, xb, m, n);
+        rc |= irmae_frechet_distance(&fd2, xb, m, xa, m, n);
         CHECK(rc == 0 && fabs(fd - expect) < 1e-9 * expect, "frechet general: %.17g vs Denman-Beavers %.17g", fd, expect);
         CHECK(rc == 0 && fabs(fd - fd2) < 1e-9 * expect, "frechet not symmetric: %.17g %.17g", fd, fd2);
         free(xa); free(xb);
     }
-    CHECK(irmae_frechet_distance(a, 1, a, na, d, &fd) == IRMAE_ERR_ARG, "frechet na = 1");
-    CHECK(irmae_frechet_distance(a, na, a, na, 0, &fd) == IRMAE_ERR_ARG, "frechet d = 0");
-    CHECK(irmae_frechet_distance(a, na, NULL, na, d, &fd) == IRMAE_ERR_ARG, "frechet NULL b");
-    CHECK(irmae_frechet_distance(a, na, a, na, d, NULL) == IRMAE_ERR_ARG, "frechet NULL out");
+    CHECK(irmae_frechet_distance(&fd, a, 1, a, na, d) == IRMAE_ERR_ARG, "frechet na = 1");
+    CHECK(irmae_frechet_distance(&fd, a, na, a, na, 0) == IRMAE_ERR_ARG, "frechet d = 0");
+    CHECK(irmae_frechet_distance(&fd, a, na, NULL, na, d) == IRMAE_ERR_ARG, "frechet NULL b");
+    CHECK(irmae_frechet_distance(NULL, a, na, a, na, d) == IRMAE_ERR_ARG, "frechet NULL out");
     b[17] = (float)HUGE_VAL;
-    CHECK(irmae_frechet_distance(a, na, b, na, d, &fd) == IRMAE_ERR_NUMERIC, "frechet Inf in b");
+    CHECK(irmae_frechet_distance(&fd, a, na, b, na, d) == IRMAE_ERR_NUMERIC, "frechet Inf in b");
     free(a); free(b);
 }
 
@@ -1381,14 +1381,14 @@ static void test_bad_args(void)
     CHECK(rc == IRMAE_ERR_NUMERIC && strstr(irmae_error_detail(), "x[1][1]") != NULL,
           "cov NaN: rc %d detail '%s'", rc, irmae_error_detail());
     x[5] = 6;
-    CHECK(irmae_eigh(NULL, 2, ev, NULL) == IRMAE_ERR_ARG, "eigh NULL a");
-    CHECK(irmae_eigh(a, 2, NULL, NULL) == IRMAE_ERR_ARG, "eigh NULL values");
-    CHECK(irmae_eigh(a, 0, ev, NULL) == IRMAE_ERR_ARG, "eigh n 0");
-    CHECK(irmae_eigh(a, INT_MAX, ev, NULL) == IRMAE_ERR_OVERFLOW || sizeof(size_t) > 8, "eigh overflow");
+    CHECK(irmae_eigh(ev, NULL, NULL, 2) == IRMAE_ERR_ARG, "eigh NULL a");
+    CHECK(irmae_eigh(NULL, NULL, a, 2) == IRMAE_ERR_ARG, "eigh NULL values");
+    CHECK(irmae_eigh(ev, NULL, a, 0) == IRMAE_ERR_ARG, "eigh n 0");
+    CHECK(irmae_eigh(ev, NULL, a, INT_MAX) == IRMAE_ERR_OVERFLOW || sizeof(size_t) > 8, "eigh overflow");
     a[1] = HUGE_VAL;
-    CHECK(irmae_eigh(a, 2, ev, NULL) == IRMAE_ERR_NUMERIC, "eigh Inf");
+    CHECK(irmae_eigh(ev, NULL, a, 2) == IRMAE_ERR_NUMERIC, "eigh Inf");
     a[1] = sqrt(-1.0);
-    CHECK(irmae_eigh(a, 2, ev, NULL) == IRMAE_ERR_NUMERIC, "eigh NaN");
+    CHECK(irmae_eigh(ev, NULL, a, 2) == IRMAE_ERR_NUMERIC, "eigh NaN");
     CHECK(irmae_spectrum_compute(NULL, x, 3, 4) == IRMAE_ERR_ARG, "spectrum NULL s");
     CHECK(irmae_spectrum_compute(&s, x, 1, 4) == IRMAE_ERR_ARG && s.values == NULL, "spectrum count 1");
     CHECK(irmae_spectrum_compute(&s, NULL, 3, 4) == IRMAE_ERR_ARG, "spectrum NULL codes");
@@ -1405,10 +1405,10 @@ static void test_bad_args(void)
     CHECK(irmae_gauss_fit(&g, x, 1, 4, 0.0) == IRMAE_ERR_ARG, "gauss count 1");
     CHECK(irmae_gauss_fit(NULL, x, 3, 4, 0.0) == IRMAE_ERR_ARG, "gauss NULL");
     memset(&g, 0, sizeof g);
-    CHECK(irmae_gauss_sample(&g, &rng, out, 3) == IRMAE_ERR_ARG, "gauss_sample unfitted");
+    CHECK(irmae_gauss_sample(&g, out, 3, &rng) == IRMAE_ERR_ARG, "gauss_sample unfitted");
     CHECK(irmae_gauss_fit(&g, x, 3, 4, 0.0) == 0, "gauss fit 3x4");
-    CHECK(irmae_gauss_sample(&g, NULL, out, 3) == IRMAE_ERR_ARG, "gauss_sample NULL rng");
-    CHECK(irmae_gauss_sample(&g, &rng, out, 0) == IRMAE_ERR_ARG, "gauss_sample count 0");
+    CHECK(irmae_gauss_sample(&g, out, 3, NULL) == IRMAE_ERR_ARG, "gauss_sample NULL rng");
+    CHECK(irmae_gauss_sample(&g, out, 0, &rng) == IRMAE_ERR_ARG, "gauss_sample count 0");
     irmae_gauss_free(&g);
     irmae_gauss_free(NULL);
     CHECK(irmae_gmm_fit(&gm, x, 3, 4, 4, 10, 1e-6, 1e-6, &rng) == IRMAE_ERR_ARG && gm.weights == NULL, "gmm k > count");
@@ -1419,12 +1419,12 @@ static void test_bad_args(void)
     CHECK(irmae_gmm_fit(&gm, x, 3, 4, 1, 10, 1e-6, 1e-6, NULL) == IRMAE_ERR_ARG, "gmm rng NULL");
     CHECK(irmae_gmm_fit(&gm, x, 1, 4, 1, 10, 1e-6, 1e-6, &rng) == IRMAE_ERR_ARG, "gmm count 1");
     memset(&gm, 0, sizeof gm);
-    CHECK(irmae_gmm_sample(&gm, &rng, out, 3) == IRMAE_ERR_ARG, "gmm_sample unfitted");
+    CHECK(irmae_gmm_sample(&gm, out, 3, &rng) == IRMAE_ERR_ARG, "gmm_sample unfitted");
     irmae_gmm_free(NULL);
     CHECK(irmae_pca_fit(&p, x, 1, 4) == IRMAE_ERR_ARG && p.mean == NULL, "pca count 1");
     CHECK(irmae_pca_fit(NULL, x, 3, 4) == IRMAE_ERR_ARG, "pca NULL");
     memset(&p, 0, sizeof p);
-    CHECK(irmae_pca_grid(&p, 2, 2, 2.0, out) == IRMAE_ERR_ARG, "pca_grid unfitted");
+    CHECK(irmae_pca_grid(&p, out, 2, 2, 2.0) == IRMAE_ERR_ARG, "pca_grid unfitted");
     irmae_pca_free(NULL);
 }
 

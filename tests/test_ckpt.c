@@ -150,8 +150,8 @@ static int train(irmae_model *m, irmae_train_state *ts, const irmae_dataset *ds,
         irmae_rng r = ts->data_rng;
         irmae_shuffle(perm, ds->n, &r);
         for (b = (int)ts->batch; b < nb && steps > 0 && rc == 0; b++, steps--) {
-            irmae_dataset_gather(ds, perm + (size_t)b * batch, batch, x);
-            rc = irmae_model_train_step(m, x, batch, NULL);
+            irmae_dataset_gather(ds, x, perm + (size_t)b * batch, batch);
+            rc = irmae_model_train_step(m, NULL, x, batch);
             ts->batch = b + 1;
         }
         if (ts->batch >= nb) { ts->data_rng = r; ts->epoch++; ts->batch = 0; }
@@ -278,7 +278,7 @@ static void test_roundtrip(const char *name, const irmae_config *cfg, int steps)
     CHECK(rc == 0, "%s: training: %s", name, irmae_error_detail());
     if (rc) { irmae_model_free(&a); return; }
     ts.epoch = 12345678901LL; ts.batch = 7; /* arbitrary values survive too */
-    rc = irmae_checkpoint_encode(&a, &ts, &buf, &size);
+    rc = irmae_checkpoint_encode(&buf, &size, &a, &ts);
     CHECK(rc == 0 && buf && size > 0, "%s: encode: %s", name, irmae_error_detail());
     if (rc) { irmae_model_free(&a); return; }
     /* fixed layout: magic, version, count, then 'CONF' at 20, the first parameter */
@@ -296,12 +296,12 @@ static void test_roundtrip(const char *name, const irmae_config *cfg, int steps)
     /* decode into a zeroed model */
     memset(&b, 0, sizeof b);
     memset(&ts2, 0, sizeof ts2);
-    rc = irmae_checkpoint_decode(buf, size, &b, &ts2);
+    rc = irmae_checkpoint_decode(&b, &ts2, buf, size);
     CHECK(rc == 0, "%s: decode into a zeroed model: %s", name, irmae_error_detail());
     if (rc == 0) {
         CHECK(model_equal(&a, &b), "%s: decoded model differs", name);
         CHECK(ts_equal(&ts, &ts2), "%s: decoded train state differs", name);
-        rc = irmae_checkpoint_encode(&b, &ts2, &buf2, &size2);
+        rc = irmae_checkpoint_encode(&buf2, &size2, &b, &ts2);
         CHECK(rc == 0 && size2 == size && memcmp(buf, buf2, size) == 0, "%s: re-encoding is not byte-identical", name);
         irmae_free_buffer(buf2);
         irmae_model_free(&b);
@@ -315,23 +315,23 @@ static void test_roundtrip(const char *name, const irmae_config *cfg, int steps)
     CHECK(rc == 0, "init");
     memset(&ts3, 0, sizeof ts3);
     if (rc == 0) {
-        rc = irmae_checkpoint_load(path, &c, &ts3);
+        rc = irmae_checkpoint_load(&c, &ts3, path);
         CHECK(rc == 0 && model_equal(&a, &c) && ts_equal(&ts, &ts3), "%s: load into an initialised model: rc %d %s",
               name, rc, irmae_error_detail());
         irmae_model_free(&c);
     }
     memset(&c, 0, sizeof c);
-    rc = irmae_checkpoint_load(path, &c, NULL);
+    rc = irmae_checkpoint_load(&c, NULL, path);
     CHECK(rc == 0 && model_equal(&a, &c), "%s: load into a zeroed model, ts NULL: %s", name, irmae_error_detail());
     irmae_model_free(&c);
-    rc = irmae_checkpoint_read_config(path, &rc_cfg);
+    rc = irmae_checkpoint_read_config(&rc_cfg, path);
     CHECK(rc == 0 && cfg_equal(&rc_cfg, cfg), "%s: read_config: %s", name, irmae_error_detail());
     /* saving over an existing file replaces it */
     ts.batch = 3;
     rc = irmae_checkpoint_save(path, &a, &ts);
     memset(&ts3, 0, sizeof ts3);
     memset(&c, 0, sizeof c);
-    CHECK(rc == 0 && irmae_checkpoint_load(path, &c, &ts3) == 0 && ts3.batch == 3, "%s: save over an existing file", name);
+    CHECK(rc == 0 && irmae_checkpoint_load(&c, &ts3, path) == 0 && ts3.batch == 3, "%s: save over an existing file", name);
     irmae_model_free(&c);
     irmae_free_buffer(buf);
     irmae_model_free(&a);
@@ -349,7 +349,7 @@ static void test_mismatch(void)
     irmae_rng r = irmae_rng_seed(3);
     int rc, t;
     const char *want[5] = { "field n ", "field lr ", "encoder layer 2 field k ", "decoder layers", "field max_batch " };
-    if (trained_model(&a, &ts, &cfg, 1, 3) || irmae_checkpoint_encode(&a, &ts, &buf, &size)) { CHECK(0, "setup"); return; }
+    if (trained_model(&a, &ts, &cfg, 1, 3) || irmae_checkpoint_encode(&buf, &size, &a, &ts)) { CHECK(0, "setup"); return; }
     for (t = 0; t < 5; t++) {
         other = cfg;
         if (t == 0) { other.n = 5; }
@@ -364,7 +364,7 @@ static void test_mismatch(void)
         memcpy(keep, m.params, m.n_params * sizeof(float));
         ts2.epoch = 99; ts2.batch = 98; ts2.data_rng = irmae_rng_seed(97);
         keep_ts = ts2;
-        rc = irmae_checkpoint_decode(buf, size, &m, &ts2);
+        rc = irmae_checkpoint_decode(&m, &ts2, buf, size);
         CHECK(rc == IRMAE_ERR_MISMATCH && strstr(irmae_error_detail(), want[t]) != NULL,
               "mismatch %d: rc %d, detail '%s' (want '%s')", t, rc, irmae_error_detail(), want[t]);
         CHECK(memcmp(keep, m.params, m.n_params * sizeof(float)) == 0 && m.step == 0 && ts_equal(&ts2, &keep_ts),
@@ -398,7 +398,7 @@ static void test_truncation(const char *name, const irmae_config *cfg)
     int bad = 0, first_bad = -1, rc, bad_init = 0;
     irmae_rng r = irmae_rng_seed(8);
     float *keep;
-    if (trained_model(&a, &ts, cfg, 2, 2) || irmae_checkpoint_encode(&a, &ts, &buf, &size)) { CHECK(0, "setup"); return; }
+    if (trained_model(&a, &ts, cfg, 2, 2) || irmae_checkpoint_encode(&buf, &size, &a, &ts)) { CHECK(0, "setup"); return; }
     irmae_model_init(&init, cfg, &r);
     keep = (float *)malloc(init.n_params * sizeof(float));
     memcpy(keep, init.params, init.n_params * sizeof(float));
@@ -406,10 +406,10 @@ static void test_truncation(const char *name, const irmae_config *cfg)
         cp = (unsigned char *)malloc(k ? k : 1); /* an exact-size copy: ASan sees any over-read */
         memcpy(cp, buf, k);
         memset(&m, 0, sizeof m);
-        rc = irmae_checkpoint_decode(cp, k, &m, NULL);
+        rc = irmae_checkpoint_decode(&m, NULL, cp, k);
         if (rc != IRMAE_ERR_TRUNCATED || m.params != NULL) { if (!bad++) first_bad = (int)k; }
         if (k % 61 == 0) {
-            rc = irmae_checkpoint_decode(cp, k, &init, NULL);
+            rc = irmae_checkpoint_decode(&init, NULL, cp, k);
             if (rc != IRMAE_ERR_TRUNCATED || memcmp(keep, init.params, init.n_params * sizeof(float)) || init.step) bad_init++;
         }
         free(cp);
@@ -420,7 +420,7 @@ static void test_truncation(const char *name, const irmae_config *cfg)
     memcpy(cp, buf, size);
     cp[size] = 0;
     memset(&m, 0, sizeof m);
-    rc = irmae_checkpoint_decode(cp, size + 1, &m, NULL);
+    rc = irmae_checkpoint_decode(&m, NULL, cp, size + 1);
     CHECK(rc == IRMAE_ERR_FORMAT && m.params == NULL && strstr(irmae_error_detail(), "after the last section"),
           "%s: trailing byte: rc %d %s", name, rc, irmae_error_detail());
     free(cp);
@@ -441,7 +441,7 @@ static void test_bitflips(const char *name, const irmae_config *cfg, int trials)
     int t, bad = 0, counts[5] = { 0, 0, 0, 0, 0 }, rc, i, bad_init = 0;
     irmae_rng r = irmae_rng_seed(2024), ri = irmae_rng_seed(9);
     float *keep;
-    if (trained_model(&a, &ts, cfg, 4, 3) || irmae_checkpoint_encode(&a, &ts, &buf, &size)) { CHECK(0, "setup"); return; }
+    if (trained_model(&a, &ts, cfg, 4, 3) || irmae_checkpoint_encode(&buf, &size, &a, &ts)) { CHECK(0, "setup"); return; }
     irmae_model_init(&init, cfg, &ri);
     keep = (float *)malloc(init.n_params * sizeof(float));
     memcpy(keep, init.params, init.n_params * sizeof(float));
@@ -459,7 +459,7 @@ static void test_bitflips(const char *name, const irmae_config *cfg, int trials)
             cp[bits[i] / 8] ^= (unsigned char)(1u << (bits[i] % 8));
         }
         memset(&m, 0, sizeof m);
-        rc = irmae_checkpoint_decode(cp, size, &m, NULL);
+        rc = irmae_checkpoint_decode(&m, NULL, cp, size);
         if (!code_name(rc) || m.params) {
             if (!bad++) printf("flip trial %d (bit %lu): rc %d %s\n", t, (unsigned long)bits[0], rc, irmae_error_detail());
             if (m.params) irmae_model_free(&m);
@@ -467,7 +467,7 @@ static void test_bitflips(const char *name, const irmae_config *cfg, int trials)
             counts[rc == IRMAE_ERR_FORMAT ? 0 : rc == IRMAE_ERR_TRUNCATED ? 1 : rc == IRMAE_ERR_CHECKSUM ? 2 : rc == IRMAE_ERR_VERSION ? 3 : 4]++;
         }
         if (t % 16 == 0) {
-            rc = irmae_checkpoint_decode(cp, size, &init, NULL);
+            rc = irmae_checkpoint_decode(&init, NULL, cp, size);
             if (!code_name(rc) || memcmp(keep, init.params, init.n_params * sizeof(float)) || init.step) bad_init++;
         }
     }
@@ -492,12 +492,12 @@ static void test_bad_headers(void)
     size_t size = 0, conf, trst;
     int rc, i;
     const char *path = tmp_name("bad.ckpt");
-    if (trained_model(&a, &ts, &cfg, 6, 2) || irmae_checkpoint_encode(&a, &ts, &buf, &size)) { CHECK(0, "setup"); return; }
+    if (trained_model(&a, &ts, &cfg, 6, 2) || irmae_checkpoint_encode(&buf, &size, &a, &ts)) { CHECK(0, "setup"); return; }
     conf = 32; trst = 32 + (size_t)rd64(buf + 24) + 4 + 12;
     cp = (unsigned char *)malloc(size);
 #define BAD_CASE(label, edit, fix, want, needle) do { \
         memcpy(cp, buf, size); edit; if (fix) fix_crcs(cp, size); \
-        memset(&m, 0, sizeof m); rc = irmae_checkpoint_decode(cp, size, &m, NULL); \
+        memset(&m, 0, sizeof m); rc = irmae_checkpoint_decode(&m, NULL, cp, size); \
         CHECK(rc == (want) && m.params == NULL && strstr(irmae_error_detail(), needle), \
               "%s: rc %d (want %d), detail '%s' (want '%s')", label, rc, want, irmae_error_detail(), needle); \
         if (m.params) irmae_model_free(&m); } while (0)
@@ -533,7 +533,7 @@ static void test_bad_headers(void)
         memcpy(cp, buf, size);
         wr32(cp + conf + 28, 1u << 30);
         fix_crcs(cp, size);
-        rc = irmae_checkpoint_decode(cp, size, &m, NULL);
+        rc = irmae_checkpoint_decode(&m, NULL, cp, size);
         CHECK(rc == IRMAE_ERR_MISMATCH && strstr(irmae_error_detail(), "max_batch"), "max_batch into initialised: %d", rc);
         irmae_model_free(&m);
     }
@@ -543,38 +543,38 @@ static void test_bad_headers(void)
     fix_crcs(cp, size);
     memset(&m, 0, sizeof m);
     memset(&ts, 0, sizeof ts);
-    rc = irmae_checkpoint_decode(cp, size, &m, &ts);
+    rc = irmae_checkpoint_decode(&m, &ts, cp, size);
     CHECK(rc == 0 && ts.batch == 3, "edited batch with fixed CRCs: rc %d %s", rc, irmae_error_detail());
     irmae_model_free(&m);
     /* files: read_config and load name the file */
     write_file(path, cp, 40);
-    rc = irmae_checkpoint_read_config(path, &got);
+    rc = irmae_checkpoint_read_config(&got, path);
     CHECK(rc == IRMAE_ERR_TRUNCATED && strstr(irmae_error_detail(), path) && got.n == 0, "read_config truncated: %d %s", rc, irmae_error_detail());
     memcpy(cp, buf, size);
     cp[size / 2] ^= 4;
     write_file(path, cp, size);
-    rc = irmae_checkpoint_read_config(path, &got);
+    rc = irmae_checkpoint_read_config(&got, path);
     CHECK(rc == 0 && cfg_equal(&got, &cfg), "read_config ignores a damaged tensor section: %d", rc);
     memset(&m, 0, sizeof m);
-    rc = irmae_checkpoint_load(path, &m, NULL);
+    rc = irmae_checkpoint_load(&m, NULL, path);
     CHECK(rc == IRMAE_ERR_CHECKSUM && strstr(irmae_error_detail(), path) && m.params == NULL, "load damaged: %d %s", rc, irmae_error_detail());
-    rc = irmae_checkpoint_load(tmp_name("does-not-exist.ckpt"), &m, NULL);
+    rc = irmae_checkpoint_load(&m, NULL, tmp_name("does-not-exist.ckpt"));
     CHECK(rc == IRMAE_ERR_IO && m.params == NULL, "load missing file: %d", rc);
-    rc = irmae_checkpoint_read_config(tmp_name("does-not-exist.ckpt"), &got);
+    rc = irmae_checkpoint_read_config(&got, tmp_name("does-not-exist.ckpt"));
     CHECK(rc == IRMAE_ERR_IO, "read_config missing file: %d", rc);
     write_file(path, "IRMAECKP\x02\0\0\0", 12);
-    rc = irmae_checkpoint_read_config(path, &got);
+    rc = irmae_checkpoint_read_config(&got, path);
     CHECK(rc == IRMAE_ERR_VERSION, "read_config version 2: %d", rc);
     /* arguments */
-    CHECK(irmae_checkpoint_decode(buf, size, NULL, NULL) == IRMAE_ERR_ARG, "decode NULL model");
+    CHECK(irmae_checkpoint_decode(NULL, NULL, buf, size) == IRMAE_ERR_ARG, "decode NULL model");
     memset(&m, 0, sizeof m);
-    CHECK(irmae_checkpoint_decode(NULL, 5, &m, NULL) == IRMAE_ERR_ARG, "decode NULL data");
-    CHECK(irmae_checkpoint_decode(NULL, 0, &m, NULL) == IRMAE_ERR_TRUNCATED, "decode empty");
+    CHECK(irmae_checkpoint_decode(&m, NULL, NULL, 5) == IRMAE_ERR_ARG, "decode NULL data");
+    CHECK(irmae_checkpoint_decode(&m, NULL, NULL, 0) == IRMAE_ERR_TRUNCATED, "decode empty");
     {
         unsigned char *o = buf;
         size_t on = 1;
-        CHECK(irmae_checkpoint_encode(&m, NULL, &o, &on) == IRMAE_ERR_ARG && o == NULL && on == 0, "encode uninitialised");
-        CHECK(irmae_checkpoint_encode(&a, NULL, NULL, &on) == IRMAE_ERR_ARG, "encode NULL out");
+        CHECK(irmae_checkpoint_encode(&o, &on, &m, NULL) == IRMAE_ERR_ARG && o == NULL && on == 0, "encode uninitialised");
+        CHECK(irmae_checkpoint_encode(NULL, &on, &a, NULL) == IRMAE_ERR_ARG, "encode NULL out");
     }
     CHECK(irmae_checkpoint_save(path, &m, NULL) == IRMAE_ERR_ARG, "save uninitialised");
     CHECK(irmae_checkpoint_save(NULL, &a, NULL) == IRMAE_ERR_ARG, "save NULL path");
@@ -618,7 +618,7 @@ static int resume_child(int kind, const char *ckpt, int steps, const char *out)
     int rc;
     resume_setup(kind, &cfg, &ds);
     memset(&m, 0, sizeof m);
-    rc = irmae_checkpoint_load(ckpt, &m, &ts);
+    rc = irmae_checkpoint_load(&m, &ts, ckpt);
     if (!rc) rc = cfg_equal(&m.cfg, &cfg) ? 0 : IRMAE_ERR_MISMATCH;
     if (!rc) rc = train(&m, &ts, &ds, RESUME_BATCH, steps);
     if (!rc) rc = irmae_checkpoint_save(out, &m, &ts);
@@ -658,14 +658,14 @@ static void test_resume(int kind)
     irmae_model_free(&m);
     /* load into a fresh model in this process */
     memset(&m, 0, sizeof m);
-    rc = irmae_checkpoint_load(ck, &m, &ts);
+    rc = irmae_checkpoint_load(&m, &ts, ck);
     rc = rc ? rc : train(&m, &ts, &ds, RESUME_BATCH, RESUME_N - RESUME_K);
     CHECK(rc == 0 && model_equal(&ref, &m) && ts_equal(&ts_ref, &ts),
           "%s: resumed in-process run differs from the straight run (rc %d)", name, rc);
     irmae_model_free(&m);
     /* negative controls: a different data order, or (VAE) a different model rng */
     memset(&m, 0, sizeof m);
-    rc = irmae_checkpoint_load(ck, &m, &ts);
+    rc = irmae_checkpoint_load(&m, &ts, ck);
     ts.data_rng = irmae_rng_seed(100);
     rc = rc ? rc : train(&m, &ts, &ds, RESUME_BATCH, RESUME_N - RESUME_K);
     CHECK(rc == 0 && memcmp(ref.params, m.params, ref.n_params * sizeof(float)) != 0,
@@ -673,7 +673,7 @@ static void test_resume(int kind)
     irmae_model_free(&m);
     if (kind == IRMAE_KIND_VAE) {
         memset(&m, 0, sizeof m);
-        rc = irmae_checkpoint_load(ck, &m, &ts);
+        rc = irmae_checkpoint_load(&m, &ts, ck);
         m.rng = irmae_rng_seed(5);
         rc = rc ? rc : train(&m, &ts, &ds, RESUME_BATCH, RESUME_N - RESUME_K);
         CHECK(rc == 0 && memcmp(ref.params, m.params, ref.n_params * sizeof(float)) != 0,
@@ -696,7 +696,7 @@ static void test_resume(int kind)
     rc = system(cmd);
     CHECK(rc == 0, "%s: '%s' returned %d", name, cmd, rc);
     memset(&m2, 0, sizeof m2);
-    rc = irmae_checkpoint_load(out, &m2, &ts2);
+    rc = irmae_checkpoint_load(&m2, &ts2, out);
     CHECK(rc == 0 && model_equal(&ref, &m2) && ts_equal(&ts_ref, &ts2),
           "%s: run resumed in a new process differs from the straight run (rc %d %s)", name, rc, irmae_error_detail());
     if (rc == 0) printf("%s: %d steps straight == %d + %d resumed (in-process and new process), %lu parameters bit-identical\n",
@@ -827,8 +827,8 @@ static void test_safetensors(const char *name, int id, const irmae_config *cfg, 
     make_data(&ds, count, cfg->in_c, cfg->in_h, cfg->in_w, 1234);
     y = (float *)malloc(sizeof(float) * (size_t)count * cfg->in_c * cfg->in_h * cfg->in_w);
     z = (float *)malloc(sizeof(float) * (size_t)count * n);
-    rc = irmae_model_encode(&m, ds.x, count, z);
-    rc = rc ? rc : irmae_model_decode(&m, z, count, y);
+    rc = irmae_model_encode(&m, z, ds.x, count);
+    rc = rc ? rc : irmae_model_decode(&m, y, z, count);
     CHECK(rc == 0, "%s: encode/decode", name);
     write_floats(xs, ds.x, (size_t)count * cfg->in_c * cfg->in_h * cfg->in_w);
     write_floats(ys, y, (size_t)count * cfg->in_c * cfg->in_h * cfg->in_w);
@@ -893,7 +893,7 @@ static void write_corpus(void)
         irmae_train_state ts;
         unsigned char *buf;
         size_t size;
-        if (trained_model(&m, &ts, &cfgs[i], 40 + i, 2) == 0 && irmae_checkpoint_encode(&m, &ts, &buf, &size) == 0) {
+        if (trained_model(&m, &ts, &cfgs[i], 40 + i, 2) == 0 && irmae_checkpoint_encode(&buf, &size, &m, &ts) == 0) {
             snprintf(path, sizeof path, "%s/%s", dir, names[i]);
             wrote += write_file(path, buf, size);
             irmae_free_buffer(buf);
@@ -1021,7 +1021,7 @@ static void test_xendian(const char *dir)
     memset(&wts, 0, sizeof wts);
     if (xe_make(&want, &wts)) { CHECK(0, "xendian: model init: %s", irmae_error_detail()); return; }
     memset(&got, 0, sizeof got);
-    CHECK(irmae_checkpoint_load(ck, &got, &gts) == 0, "xendian: load %s: %s", ck, irmae_error_detail());
+    CHECK(irmae_checkpoint_load(&got, &gts, ck) == 0, "xendian: load %s: %s", ck, irmae_error_detail());
     if (got.params) {
         for (i = 0; i < want.n_params && i < got.n_params; i++)
             if (memcmp(&got.params[i], &want.params[i], 4) || memcmp(&got.adam_m[i], &want.adam_m[i], 4) ||

@@ -257,7 +257,7 @@ static int inflate_eq(const buf *src, size_t max_out, const char *want, size_t w
 {
     unsigned char *o = NULL;
     size_t n = 0;
-    int rc = irmae_inflate(src->p, src->n, max_out, &o, &n), ok;
+    int rc = irmae_inflate(&o, &n, src->p, src->n, max_out), ok;
     ok = rc == 0 && o != NULL && n == want_n && (want_n == 0 || memcmp(o, want, want_n) == 0);
     irmae_free_buffer(o);
     return ok;
@@ -267,7 +267,7 @@ static int inflate_rc(const buf *src)
 {
     unsigned char *o = (unsigned char *)1;
     size_t n = 7;
-    int rc = irmae_inflate(src->p, src->n, 0, &o, &n);
+    int rc = irmae_inflate(&o, &n, src->p, src->n, 0);
     if (rc) { if (o != NULL || n != 0) return 999; }
     else irmae_free_buffer(o);
     return rc;
@@ -278,7 +278,7 @@ static void every_truncation(const char *what, const unsigned char *p, size_t n,
     size_t k, full_n = 0;
     int bad = 0, tested = 0, prefixes = 0;
     unsigned char *full = NULL;
-    if (kind == 2 && irmae_gzip_decompress(p, n, 0, &full, &full_n) != 0) full = NULL;
+    if (kind == 2 && irmae_gzip_decompress(&full, &full_n, p, n, 0) != 0) full = NULL;
     for (k = 0; k < n; k += (step > 1 && k >= 256 && k + 256 < n) ? (size_t)step : 1) {
         unsigned char *cp = (unsigned char *)malloc(k ? k : 1), *o = NULL;
         size_t on = 0;
@@ -288,11 +288,11 @@ static void every_truncation(const char *what, const unsigned char *p, size_t n,
         if (k) memcpy(cp, p, k);
         irmae_error_clear();
         switch (kind) {
-        case 0: rc = irmae_inflate(cp, k, 0, &o, &on); break;
-        case 1: rc = irmae_zlib_decompress(cp, k, 0, &o, &on); break;
-        case 2: rc = irmae_gzip_decompress(cp, k, 0, &o, &on); break;
-        case 3: rc = irmae_png_decode(cp, k, 0, &img); if (!rc) irmae_image_free(&img); break;
-        default: rc = irmae_idx_parse(cp, k, &idx); if (!rc) irmae_idx_free(&idx); break;
+        case 0: rc = irmae_inflate(&o, &on, cp, k, 0); break;
+        case 1: rc = irmae_zlib_decompress(&o, &on, cp, k, 0); break;
+        case 2: rc = irmae_gzip_decompress(&o, &on, cp, k, 0); break;
+        case 3: rc = irmae_png_decode(&img, cp, k, 0); if (!rc) irmae_image_free(&img); break;
+        default: rc = irmae_idx_parse(&idx, cp, k); if (!rc) irmae_idx_free(&idx); break;
         }
         if (!rc && kind == 2 && full && on <= full_n && memcmp(o, full, on) == 0) {
             prefixes++; /* a cut at a member boundary: a valid shorter file */
@@ -329,7 +329,7 @@ static void test_inflate(void)
     CHECK(inflate_eq(&s, 0, hello, 5), "stored block 'hello'");
     CHECK(inflate_eq(&s, 5, hello, 5), "limit equal to the output size");
     o = NULL; n = 0;
-    rc = irmae_inflate(s.p, s.n, 4, &o, &n);
+    rc = irmae_inflate(&o, &n, s.p, s.n, 4);
     CHECK(rc == IRMAE_ERR_LIMIT && o == NULL && n == 0, "limit 4 < 5 bytes gives LIMIT, got %d", rc);
     every_truncation("stored block", s.p, s.n, 0, 1);
     buf_u8(&s, 0);
@@ -341,7 +341,7 @@ static void test_inflate(void)
     /* empty fixed block: 03 00 */
     buf_u8(&s, 3); buf_u8(&s, 0);
     o = NULL; n = 99;
-    rc = irmae_inflate(s.p, s.n, 0, &o, &n);
+    rc = irmae_inflate(&o, &n, s.p, s.n, 0);
     CHECK(rc == 0 && o != NULL && n == 0, "empty fixed block: rc %d n %lu", rc, (unsigned long)n);
     irmae_free_buffer(o);
     buf_free(&s);
@@ -402,9 +402,9 @@ static void test_inflate(void)
     fixed_lit(&w, 256);
     bw_flush(&w);
     o = NULL; n = 0;
-    rc = irmae_inflate(w.b.p, w.b.n, 1000000, &o, &n);
+    rc = irmae_inflate(&o, &n, w.b.p, w.b.n, 1000000);
     CHECK(rc == IRMAE_ERR_LIMIT && o == NULL, "2.58 MB run under a 1 MB limit: rc %d", rc);
-    rc = irmae_inflate(w.b.p, w.b.n, 0, &o, &n);
+    rc = irmae_inflate(&o, &n, w.b.p, w.b.n, 0);
     CHECK(rc == 0 && n == 2580001 && o[0] == 'a' && o[n - 1] == 'a', "2.58 MB run, default limit: rc %d n %lu", rc, (unsigned long)n);
     irmae_free_buffer(o);
     buf_free(&w.b);
@@ -492,9 +492,9 @@ static void test_inflate(void)
 
     /* arguments */
     v = 0;
-    CHECK(irmae_inflate(NULL, 3, 0, &o, &n) == IRMAE_ERR_ARG, "NULL src");
-    CHECK(irmae_inflate(&v, 1, 0, NULL, &n) == IRMAE_ERR_ARG, "NULL out");
-    CHECK(irmae_inflate(NULL, 0, 0, &o, &n) == IRMAE_ERR_TRUNCATED, "empty input");
+    CHECK(irmae_inflate(&o, &n, NULL, 3, 0) == IRMAE_ERR_ARG, "NULL src");
+    CHECK(irmae_inflate(NULL, &n, &v, 1, 0) == IRMAE_ERR_ARG, "NULL out");
+    CHECK(irmae_inflate(&o, &n, NULL, 0, 0) == IRMAE_ERR_TRUNCATED, "empty input");
 }
 
 /* ---------------------------------------------------------- zlib, gzip */
@@ -520,59 +520,59 @@ static void test_zlib_gzip(void)
 
     p = load_data("lines200.zz", &n);
     if (p) {
-        rc = irmae_zlib_decompress(p, n, 0, &o, &on);
+        rc = irmae_zlib_decompress(&o, &on, p, n, 0);
         CHECK(rc == 0 && on == text.n && memcmp(o, text.p, on) == 0, "lines200.zz (dynamic Huffman): rc %d", rc);
         if (!rc) irmae_free_buffer(o);
         every_truncation("lines200.zz", p, n, 1, 1);
         p[n - 1] ^= 1;
-        CHECK(irmae_zlib_decompress(p, n, 0, &o, &on) == IRMAE_ERR_CHECKSUM, "Adler-32 mismatch");
+        CHECK(irmae_zlib_decompress(&o, &on, p, n, 0) == IRMAE_ERR_CHECKSUM, "Adler-32 mismatch");
         p[n - 1] ^= 1;
-        CHECK(irmae_zlib_decompress(p, n, text.n - 1, &o, &on) == IRMAE_ERR_LIMIT, "zlib limit");
-        CHECK(irmae_inflate(p + 2, n - 6, 0, &o, &on) == 0 && on == text.n, "raw inflate of the zlib body");
+        CHECK(irmae_zlib_decompress(&o, &on, p, n, text.n - 1) == IRMAE_ERR_LIMIT, "zlib limit");
+        CHECK(irmae_inflate(&o, &on, p + 2, n - 6, 0) == 0 && on == text.n, "raw inflate of the zlib body");
         irmae_free_buffer(o);
         free(p);
     }
     zlib_stored(&z, text.p, text.n);
-    rc = irmae_zlib_decompress(z.p, z.n, 0, &o, &on);
+    rc = irmae_zlib_decompress(&o, &on, z.p, z.n, 0);
     CHECK(rc == 0 && on == text.n && memcmp(o, text.p, on) == 0, "stored zlib");
     if (!rc) irmae_free_buffer(o);
     z.p[0] = 0x79; /* CM 9 */
-    CHECK(irmae_zlib_decompress(z.p, z.n, 0, &o, &on) == IRMAE_ERR_FORMAT, "CM != 8");
+    CHECK(irmae_zlib_decompress(&o, &on, z.p, z.n, 0) == IRMAE_ERR_FORMAT, "CM != 8");
     z.p[0] = 0x88; z.p[1] = 0x1c; /* CINFO 8, FCHECK valid: 0x881c % 31 == 0 */
-    CHECK((0x881c % 31) == 0 && irmae_zlib_decompress(z.p, z.n, 0, &o, &on) == IRMAE_ERR_FORMAT, "CINFO 8");
+    CHECK((0x881c % 31) == 0 && irmae_zlib_decompress(&o, &on, z.p, z.n, 0) == IRMAE_ERR_FORMAT, "CINFO 8");
     z.p[0] = 0x78; z.p[1] = 0x02;
-    CHECK(irmae_zlib_decompress(z.p, z.n, 0, &o, &on) == IRMAE_ERR_FORMAT, "bad FCHECK");
+    CHECK(irmae_zlib_decompress(&o, &on, z.p, z.n, 0) == IRMAE_ERR_FORMAT, "bad FCHECK");
     z.p[1] = 0x20; /* FDICT, FCHECK 0: 0x7820 % 31 == 0 */
-    CHECK((0x7820 % 31) == 0 && irmae_zlib_decompress(z.p, z.n, 0, &o, &on) == IRMAE_ERR_UNSUPPORTED, "FDICT");
+    CHECK((0x7820 % 31) == 0 && irmae_zlib_decompress(&o, &on, z.p, z.n, 0) == IRMAE_ERR_UNSUPPORTED, "FDICT");
     z.p[1] = 0x01;
     buf_u8(&z, 0);
-    CHECK(irmae_zlib_decompress(z.p, z.n, 0, &o, &on) == IRMAE_ERR_FORMAT, "byte after the Adler-32");
+    CHECK(irmae_zlib_decompress(&o, &on, z.p, z.n, 0) == IRMAE_ERR_FORMAT, "byte after the Adler-32");
     buf_free(&z);
 
     p = load_data("lines200.gz", &n);
     if (p) {
-        rc = irmae_gzip_decompress(p, n, 0, &o, &on);
+        rc = irmae_gzip_decompress(&o, &on, p, n, 0);
         CHECK(rc == 0 && on == text.n && memcmp(o, text.p, on) == 0, "lines200.gz: rc %d", rc);
         if (!rc) irmae_free_buffer(o);
         every_truncation("lines200.gz", p, n, 2, 1);
         p[n - 8] ^= 0x10;
-        CHECK(irmae_gzip_decompress(p, n, 0, &o, &on) == IRMAE_ERR_CHECKSUM, "gzip CRC-32 mismatch");
+        CHECK(irmae_gzip_decompress(&o, &on, p, n, 0) == IRMAE_ERR_CHECKSUM, "gzip CRC-32 mismatch");
         p[n - 8] ^= 0x10;
         p[n - 4] ^= 1;
-        CHECK(irmae_gzip_decompress(p, n, 0, &o, &on) == IRMAE_ERR_CHECKSUM, "gzip ISIZE mismatch");
+        CHECK(irmae_gzip_decompress(&o, &on, p, n, 0) == IRMAE_ERR_CHECKSUM, "gzip ISIZE mismatch");
         p[n - 4] ^= 1;
         p[3] |= 0x20;
-        CHECK(irmae_gzip_decompress(p, n, 0, &o, &on) == IRMAE_ERR_FORMAT, "gzip reserved flag");
+        CHECK(irmae_gzip_decompress(&o, &on, p, n, 0) == IRMAE_ERR_FORMAT, "gzip reserved flag");
         p[3] &= 0x1f;
         p[2] = 7;
-        CHECK(irmae_gzip_decompress(p, n, 0, &o, &on) == IRMAE_ERR_FORMAT, "gzip CM 7");
+        CHECK(irmae_gzip_decompress(&o, &on, p, n, 0) == IRMAE_ERR_FORMAT, "gzip CM 7");
         p[2] = 8;
         free(p);
     }
     p = load_data("multi.gz", &n);
     if (p) {
         size_t hdr2, i;
-        rc = irmae_gzip_decompress(p, n, 0, &o, &on);
+        rc = irmae_gzip_decompress(&o, &on, p, n, 0);
         CHECK(rc == 0 && on == 13 + t50.n && memcmp(o, "first member\n", 13) == 0 && memcmp(o + 13, t50.p, t50.n) == 0,
               "multi.gz: 3 members (FEXTRA, FNAME, FCOMMENT, FHCRC, empty member, zero padding): rc %d", rc);
         if (!rc) irmae_free_buffer(o);
@@ -584,22 +584,22 @@ static void test_zlib_gzip(void)
         if (hdr2 + 4 < n) {
             for (i = hdr2 + 10; i < n && p[i] != 'w'; i++) {}
             p[i] ^= 1; /* inside FEXTRA: only the header CRC notices */
-            CHECK(irmae_gzip_decompress(p, n, 0, &o, &on) == IRMAE_ERR_CHECKSUM, "FHCRC mismatch");
+            CHECK(irmae_gzip_decompress(&o, &on, p, n, 0) == IRMAE_ERR_CHECKSUM, "FHCRC mismatch");
             p[i] ^= 1;
         }
         p[n - 1] = 7; /* garbage instead of zero padding */
-        CHECK(irmae_gzip_decompress(p, n, 0, &o, &on) == IRMAE_ERR_FORMAT, "garbage after the last member");
-        CHECK(irmae_gzip_decompress(p, n, 13 + t50.n - 1, &o, &on) == IRMAE_ERR_LIMIT, "gzip limit over members");
+        CHECK(irmae_gzip_decompress(&o, &on, p, n, 0) == IRMAE_ERR_FORMAT, "garbage after the last member");
+        CHECK(irmae_gzip_decompress(&o, &on, p, n, 13 + t50.n - 1) == IRMAE_ERR_LIMIT, "gzip limit over members");
         free(p);
     }
     gzip_stored(&z, t50.p, t50.n);
     gzip_stored(&z, text.p, text.n);
-    rc = irmae_gzip_decompress(z.p, z.n, 0, &o, &on);
+    rc = irmae_gzip_decompress(&o, &on, z.p, z.n, 0);
     CHECK(rc == 0 && on == t50.n + text.n && memcmp(o + t50.n, text.p, text.n) == 0, "two stored gzip members");
     if (!rc) irmae_free_buffer(o);
     buf_free(&z);
-    CHECK(irmae_gzip_decompress(NULL, 0, 0, &o, &on) == IRMAE_ERR_TRUNCATED, "empty gzip input");
-    CHECK(irmae_gzip_decompress("\x1f\x8c", 2, 0, &o, &on) == IRMAE_ERR_FORMAT, "bad gzip magic");
+    CHECK(irmae_gzip_decompress(&o, &on, NULL, 0, 0) == IRMAE_ERR_TRUNCATED, "empty gzip input");
+    CHECK(irmae_gzip_decompress(&o, &on, "\x1f\x8c", 2, 0) == IRMAE_ERR_FORMAT, "bad gzip magic");
     buf_free(&text);
     buf_free(&t50);
 }
@@ -621,7 +621,7 @@ static int png_vs_raw(const char *dir, const char *name, int w, int h, int c0, c
         int want = wants[i], c = want ? want : c0, rc;
         snprintf(path, sizeof path, "%s/%s.w%d.raw", dir, name, want);
         raw = read_all(path, &rn);
-        rc = irmae_png_decode(file, fn, want, &img);
+        rc = irmae_png_decode(&img, file, fn, want);
         if (!raw || rc || img.w != w || img.h != h || img.c != c || rn != (size_t)w * h * c ||
             memcmp(img.pixels, raw, rn) != 0) {
             if (ok) printf("  %s want %d: rc %d (%s) got %dx%dx%d\n", name, want, rc, irmae_error_detail(), img.w, img.h, img.c);
@@ -656,7 +656,7 @@ static int png_rc(const buf *b, int want)
     irmae_image img;
     int rc;
     memset(&img, 0x55, sizeof img);
-    rc = irmae_png_decode(b->p, b->n, want, &img);
+    rc = irmae_png_decode(&img, b->p, b->n, want);
     if (rc) { if (img.pixels || img.w || img.h || img.c) return 999; }
     else irmae_image_free(&img);
     return rc;
@@ -692,10 +692,10 @@ static void test_png_crafted(void)
     size_t zn;
 
     grey_png(&b, 0);
-    rc = irmae_png_decode(b.p, b.n, 0, &img);
+    rc = irmae_png_decode(&img, b.p, b.n, 0);
     CHECK(rc == 0 && img.w == 4 && img.h == 3 && img.c == 1 && memcmp(img.pixels, grey_rows, 12) == 0, "grey 4x3: rc %d", rc);
     irmae_image_free(&img);
-    rc = irmae_png_decode(b.p, b.n, 4, &img);
+    rc = irmae_png_decode(&img, b.p, b.n, 4);
     CHECK(rc == 0 && img.c == 4 && img.pixels[4 * 5] == 250 && img.pixels[4 * 5 + 1] == 250 && img.pixels[4 * 5 + 3] == 255,
           "grey -> RGBA");
     irmae_image_free(&img);
@@ -706,7 +706,7 @@ static void test_png_crafted(void)
     ok = 1;
     for (k = 1; k < (int)zn; k++) {
         grey_png(&b, k);
-        rc = irmae_png_decode(b.p, b.n, 1, &img);
+        rc = irmae_png_decode(&img, b.p, b.n, 1);
         if (rc || memcmp(img.pixels, grey_rows, 12) != 0) ok = 0;
         irmae_image_free(&img);
         buf_free(&b);
@@ -801,7 +801,7 @@ static void test_png_crafted(void)
     GREY_START(4, 3, 8, 0); GREY_IDAT(); png_chunk(&b, "tRNS", "\0\144", 2); END();
     CHECK(png_rc(&b, 0) == IRMAE_ERR_FORMAT, "tRNS after IDAT");
     GREY_START(4, 3, 8, 0); png_chunk(&b, "tRNS", "\0\144", 2); GREY_IDAT(); END();
-    rc = irmae_png_decode(b.p, b.n, 0, &img);
+    rc = irmae_png_decode(&img, b.p, b.n, 0);
     CHECK(rc == 0 && img.c == 2 && img.pixels[2 * 2] == 100 && img.pixels[2 * 2 + 1] == 0 && img.pixels[1] == 255,
           "grey tRNS key 100 -> alpha 0");
     irmae_image_free(&img);
@@ -811,11 +811,11 @@ static void test_png_crafted(void)
     pal[0] = 10; pal[1] = 20; pal[2] = 30; pal[3] = 200; pal[4] = 100; pal[5] = 50;
     px[0] = 0; px[1] = 1; px[2] = 1; px[3] = 0;
     GREY_START(2, 2, 8, 3); png_chunk(&b, "PLTE", pal, 6); png_chunk(&b, "tRNS", "\200", 1); png_idat_rows(&b, px, 2, 2, 0); END();
-    rc = irmae_png_decode(b.p, b.n, 0, &img);
+    rc = irmae_png_decode(&img, b.p, b.n, 0);
     CHECK(rc == 0 && img.c == 4 && img.pixels[0] == 10 && img.pixels[3] == 128 && img.pixels[4] == 200 && img.pixels[7] == 255,
           "palette + tRNS -> RGBA: rc %d", rc);
     irmae_image_free(&img);
-    rc = irmae_png_decode(b.p, b.n, 1, &img);
+    rc = irmae_png_decode(&img, b.p, b.n, 1);
     /* grey of (200, 100, 50): (77*200 + 150*100 + 29*50 + 128) >> 8 = 124 */
     CHECK(rc == 0 && img.c == 1 && img.pixels[1] == 124 && img.pixels[0] == ((77 * 10 + 150 * 20 + 29 * 30 + 128) >> 8),
           "palette -> grey (BT.601 in 1/256ths): %d", rc ? -1 : img.pixels[1]);
@@ -849,22 +849,22 @@ static void test_png_crafted(void)
         static const unsigned char g16[8] = { 0x01, 0x01, 0x01, 0x81, 0x01, 0x82, 0xff, 0xff }; /* 257 385 386 65535 */
         static const unsigned char want16[4] = { 1, 1, 2, 255 };
         GREY_START(4, 1, 16, 0); png_idat_rows(&b, g16, 8, 1, 0); END();
-        rc = irmae_png_decode(b.p, b.n, 0, &img);
+        rc = irmae_png_decode(&img, b.p, b.n, 0);
         CHECK(rc == 0 && memcmp(img.pixels, want16, 4) == 0, "16 -> 8 bits rounds (v*255+32767)/65535");
         irmae_image_free(&img);
         px[0] = 0x6c; /* 2-bit samples 1 2 3 0 */
         GREY_START(4, 1, 2, 0); png_idat_rows(&b, px, 1, 1, 0); END();
-        rc = irmae_png_decode(b.p, b.n, 0, &img);
+        rc = irmae_png_decode(&img, b.p, b.n, 0);
         CHECK(rc == 0 && img.pixels[0] == 85 && img.pixels[1] == 170 && img.pixels[2] == 255 && img.pixels[3] == 0, "2-bit grey scaled");
         irmae_image_free(&img);
         px[0] = 0x3f; /* 4-bit samples 3 15 */
         GREY_START(2, 1, 4, 0); png_idat_rows(&b, px, 1, 1, 0); END();
-        rc = irmae_png_decode(b.p, b.n, 0, &img);
+        rc = irmae_png_decode(&img, b.p, b.n, 0);
         CHECK(rc == 0 && img.pixels[0] == 51 && img.pixels[1] == 255, "4-bit grey scaled");
         irmae_image_free(&img);
         px[0] = 0xa0; /* 1-bit 1 0 1 */
         GREY_START(3, 1, 1, 0); png_idat_rows(&b, px, 1, 1, 0); END();
-        rc = irmae_png_decode(b.p, b.n, 0, &img);
+        rc = irmae_png_decode(&img, b.p, b.n, 0);
         CHECK(rc == 0 && img.pixels[0] == 255 && img.pixels[1] == 0 && img.pixels[2] == 255, "1-bit grey: 1 -> 255");
         irmae_image_free(&img);
     }
@@ -875,12 +875,12 @@ static void test_png_crafted(void)
     CHECK(png_rc(&b, 0) == IRMAE_ERR_FORMAT, "bad signature");
     b.p[0] = 137;
     CHECK(png_rc(&b, 5) == IRMAE_ERR_ARG, "want_channels 5");
-    CHECK(irmae_png_decode(b.p, b.n, 0, NULL) == IRMAE_ERR_ARG, "NULL out");
+    CHECK(irmae_png_decode(NULL, b.p, b.n, 0) == IRMAE_ERR_ARG, "NULL out");
     b.p[8] = 0x80; /* IHDR length 2^31 + 13 */
     CHECK(png_rc(&b, 0) == IRMAE_ERR_FORMAT, "chunk length > 2^31 - 1");
     b.n = 5;
     CHECK(png_rc(&b, 0) == IRMAE_ERR_TRUNCATED, "5-byte file");
-    CHECK(irmae_png_load("tests/data/no-such-file.png", 0, &img) == IRMAE_ERR_IO, "missing file");
+    CHECK(irmae_png_load(&img, "tests/data/no-such-file.png", 0) == IRMAE_ERR_IO, "missing file");
     buf_free(&b);
     buf_free(&t);
 #undef GREY_START
@@ -902,7 +902,7 @@ static void test_png_files(void)
     bad = run_manifest("tests/data", "pngs.txt", w04, 2, &count);
     CHECK(bad == 0 && count == 6, "committed PNGs: %d of %d differ from their raws", bad, count);
     snprintf(path, sizeof path, "tests/data/%s.png", committed_pngs[0]);
-    CHECK(irmae_png_load(path, 3, &img) == 0 && img.w == 7 && img.h == 5 && img.c == 3, "irmae_png_load");
+    CHECK(irmae_png_load(&img, path, 3) == 0 && img.w == 7 && img.h == 5 && img.c == 3, "irmae_png_load");
     irmae_image_free(&img);
 
     for (i = 0; i < 6; i++) {
@@ -957,14 +957,14 @@ static void corrupt_file(const char *name, int kind, int flips, uint64_t seed, i
         if (fix_crc) png_fix_crcs(cp, n);
         irmae_error_clear();
         switch (kind) {
-        case 1: rc = irmae_zlib_decompress(cp, n, 0, &o, &on); break;
-        case 2: rc = irmae_gzip_decompress(cp, n, 0, &o, &on); break;
+        case 1: rc = irmae_zlib_decompress(&o, &on, cp, n, 0); break;
+        case 2: rc = irmae_gzip_decompress(&o, &on, cp, n, 0); break;
         case 3:
-            rc = irmae_png_decode(cp, n, (int)(i % 5), &img);
+            rc = irmae_png_decode(&img, cp, n, (int)(i % 5));
             if (!rc && (img.w <= 0 || img.h <= 0 || !img.pixels)) rc = 12345;
             if (!rc) irmae_image_free(&img);
             break;
-        default: rc = irmae_idx_parse(cp, n, &idx); if (!rc) irmae_idx_free(&idx); break;
+        default: rc = irmae_idx_parse(&idx, cp, n); if (!rc) irmae_idx_free(&idx); break;
         }
         if (kind == 1 || kind == 2) { if (!rc) irmae_free_buffer(o); }
         if (rc == 0) valid++;
@@ -1007,7 +1007,7 @@ static int idx_rc(const buf *b)
     irmae_idx x;
     int rc;
     memset(&x, 0x33, sizeof x);
-    rc = irmae_idx_parse(b->p, b->n, &x);
+    rc = irmae_idx_parse(&x, b->p, b->n);
     if (rc) { if (x.data || x.rank || x.size || x.dims[0]) return 999; }
     else irmae_idx_free(&x);
     return rc;
@@ -1024,7 +1024,7 @@ static void test_idx(void)
     for (i = 0; i < 30; i++) body[i] = (unsigned char)(i * 7);
 
     idx_header(&b, 8, 3, dims); buf_put(&b, body, 30);
-    rc = irmae_idx_parse(b.p, b.n, &x);
+    rc = irmae_idx_parse(&x, b.p, b.n);
     CHECK(rc == 0 && x.rank == 3 && x.dims[0] == 3 && x.dims[1] == 2 && x.dims[2] == 5 && x.dims[3] == 0 && x.size == 30 &&
           memcmp(x.data, body, 30) == 0, "rank-3 IDX");
     irmae_idx_free(&x);
@@ -1037,7 +1037,7 @@ static void test_idx(void)
     }
     CHECK(k == b.n, "every truncation of a raw IDX is TRUNCATED (failed at %lu)", (unsigned long)k);
     gzip_stored(&g, b.p, b.n);
-    rc = irmae_idx_parse(g.p, g.n, &x);
+    rc = irmae_idx_parse(&x, g.p, g.n);
     CHECK(rc == 0 && x.size == 30 && memcmp(x.data, body, 30) == 0, "gzipped IDX");
     irmae_idx_free(&x);
     every_truncation("gzipped IDX", g.p, g.n, 4, 1);
@@ -1074,11 +1074,11 @@ static void test_idx(void)
     buf_free(&b);
     dims[0] = 0; dims[1] = 28;
     idx_header(&b, 8, 2, dims);
-    rc = irmae_idx_parse(b.p, b.n, &x);
+    rc = irmae_idx_parse(&x, b.p, b.n);
     CHECK(rc == 0 && x.size == 0 && x.data != NULL, "zero dimension allowed");
     irmae_idx_free(&x);
     buf_free(&b);
-    CHECK(irmae_idx_load("tests/data/missing.idx", &x) == IRMAE_ERR_IO, "missing IDX file");
+    CHECK(irmae_idx_load(&x, "tests/data/missing.idx") == IRMAE_ERR_IO, "missing IDX file");
 }
 
 /* PyTorch's bilinear, align_corners=False, written out directly. */
@@ -1114,10 +1114,10 @@ static void test_mnist_slice(void)
     unsigned char *p;
     float maxerr = 0;
 
-    rc = irmae_idx_load(im, &xi);
+    rc = irmae_idx_load(&xi, im);
     CHECK(rc == 0 && xi.rank == 3 && xi.dims[0] == 100 && xi.dims[1] == 28 && xi.dims[2] == 28 &&
           irmae_crc32(0, xi.data, xi.size) == 0x934c235au, "MNIST slice images (CRC-32 of the pixels)");
-    rc = irmae_idx_load(lb, &xl);
+    rc = irmae_idx_load(&xl, lb);
     CHECK(rc == 0 && xl.rank == 1 && xl.dims[0] == 100 && irmae_crc32(0, xl.data, xl.size) == 0x83855216u, "MNIST slice labels");
     if (xl.data) for (i = 0; i < 100; i++) if (xl.data[i] < 10) hist[xl.data[i]]++;
     CHECK(memcmp(hist, hist100, sizeof hist) == 0, "label histogram of the slice");
@@ -1214,11 +1214,11 @@ static void test_mnist_real(void)
            hist[3], hist[4], hist[5], hist[6], hist[7], hist[8], hist[9]);
     /* the committed slice is the first 100 training records */
     snprintf(a, sizeof a, "%s/train-images-idx3-ubyte.gz", dir);
-    rc = irmae_idx_load(a, &slice);
+    rc = irmae_idx_load(&slice, a);
     ok = rc == 0 && slice.dims[0] == 8000;
     if (ok) {
         irmae_idx s100;
-        ok = irmae_idx_load("tests/data/mnist100-images-idx3-ubyte.gz", &s100) == 0 && memcmp(s100.data, slice.data, 78400) == 0;
+        ok = irmae_idx_load(&s100, "tests/data/mnist100-images-idx3-ubyte.gz") == 0 && memcmp(s100.data, slice.data, 78400) == 0;
         irmae_idx_free(&s100);
     }
     CHECK(ok, "tests/data slice equals the first 100 training images");
@@ -1395,11 +1395,11 @@ static void test_shuffle_gather(void)
     CHECK(irmae_dataset_alloc(&ds, 5, 1, 2, 2, 1) == 0, "alloc");
     for (i = 0; i < 20; i++) ds.x[i] = (float)(100 * (i / 4) + i % 4);
     for (i = 0; i < 12; i++) out[i] = -1;
-    CHECK(irmae_dataset_gather(&ds, idx, 3, out) == 0 && out[0] == 300 && out[3] == 303 && out[4] == 0 && out[8] == 300 &&
+    CHECK(irmae_dataset_gather(&ds, out, idx, 3) == 0 && out[0] == 300 && out[3] == 303 && out[4] == 0 && out[8] == 300 &&
           out[11] == 303, "gather 3, 0, 3");
     for (i = 0; i < 12; i++) out[i] = -1;
-    CHECK(irmae_dataset_gather(&ds, badidx, 2, out) == IRMAE_ERR_ARG && out[0] == -1, "index 5 of 5 rejected before writing");
-    CHECK(irmae_dataset_gather(&ds, idx, -1, out) == IRMAE_ERR_ARG, "count -1");
+    CHECK(irmae_dataset_gather(&ds, out, badidx, 2) == IRMAE_ERR_ARG && out[0] == -1, "index 5 of 5 rejected before writing");
+    CHECK(irmae_dataset_gather(&ds, out, idx, -1) == IRMAE_ERR_ARG, "count -1");
     irmae_dataset_free(&ds);
 }
 

@@ -107,7 +107,7 @@ static void check_linear(int batch, int in_f, int out_f, int bias, irmae_rng *r)
 static double model_loss_fixed(irmae_model *m, const float *x, int B, irmae_rng noise)
 {
     m->rng = noise;
-    if (irmae_model_forward_backward(m, x, B, NULL, NULL)) return NAN;
+    if (irmae_model_forward_backward(m, NULL, NULL, x, B)) return NAN;
     return m->last_loss; /* the double-precision sum, not the rounded float */
 }
 
@@ -157,7 +157,7 @@ static void check_model_grads(const char *name, const irmae_config *cfg, int B, 
     for (i = 0; i < m.n_params; i++) m.params[i] *= 2.0f;
     noise = m.rng;
     m.rng = noise;
-    rc = irmae_model_forward_backward(&m, x, B, &loss, dx);
+    rc = irmae_model_forward_backward(&m, &loss, dx, x, B);
     CHECK(rc == 0 && isfinite(loss), "%s: forward_backward rc %d loss %g", name, rc, loss);
     memcpy(g, m.grads, m.n_params * 4);
 
@@ -219,7 +219,7 @@ static double feat_dot(irmae_model *m, const float *x, int B, const float *de, f
 {
     size_t i;
     double s = 0.0;
-    if (irmae_model_features(m, x, B, e)) return NAN;
+    if (irmae_model_features(m, e, x, B)) return NAN;
     for (i = 0; i < (size_t)B * m->cfg.n; i++) s += (double)de[i] * e[i];
     return s;
 }
@@ -242,7 +242,7 @@ static void check_features_backward(const char *name, const irmae_config *cfg, i
     for (i = 0; i < ne; i++) de[i] = irmae_rng_uniform(&r) * 2.0f - 1.0f;
     for (i = 0; i < m.n_params; i++) m.params[i] *= 2.0f;
     for (i = 0; i < m.n_params; i++) m.grads[i] = 1.0f; /* must be overwritten, not added to */
-    rc = irmae_model_features_backward(&m, x, B, de);
+    rc = irmae_model_features_backward(&m, x, de, B);
     CHECK(rc == 0, "%s: features_backward rc %d: %s", name, rc, irmae_error_detail());
     memcpy(g, m.grads, m.n_params * 4);
     enc_end = m.maps_off; /* encoder parameters come first, then the maps, then the decoder */
@@ -281,8 +281,8 @@ static void check_features_backward(const char *name, const irmae_config *cfg, i
     CHECK(bad == 0 && checked > 0, "%s: features_backward: %d of %d encoder gradient entries disagree", name, bad, checked);
     CHECK(nonzero_dec == 0, "%s: features_backward left %d non-zero decoder/map gradients", name, nonzero_dec);
     printf("  %s: features_backward, %d encoder gradient entries checked\n", name, checked);
-    CHECK(irmae_model_features_backward(&m, x, m.cfg.max_batch + 1, de) == IRMAE_ERR_ARG, "%s: batch > max_batch", name);
-    CHECK(irmae_model_features_backward(&m, x, B, NULL) == IRMAE_ERR_ARG, "%s: NULL gradient", name);
+    CHECK(irmae_model_features_backward(&m, x, de, m.cfg.max_batch + 1) == IRMAE_ERR_ARG, "%s: batch > max_batch", name);
+    CHECK(irmae_model_features_backward(&m, x, NULL, B) == IRMAE_ERR_ARG, "%s: NULL gradient", name);
     free(x); free(de); free(e); free(g);
     irmae_model_free(&m);
 }
@@ -351,7 +351,7 @@ static void test_upsample(void)
     CHECK(irmae_model_init(&m, &c, &r) == 0, "upsample model: %s", irmae_error_detail());
     CHECK(m.n_params == (size_t)12 * 192, "upsample has no parameters: %lu", (unsigned long)m.n_params);
     for (i = 0; i < 24; i++) z[i] = (float)i - 7.5f;
-    CHECK(irmae_model_decode(&m, z, 2, y) == 0, "upsample decode");
+    CHECK(irmae_model_decode(&m, y, z, 2) == 0, "upsample decode");
     for (i = 0; i < 2; i++)
         for (ch = 0; ch < 3; ch++)
             for (yy = 0; yy < 8; yy++)
@@ -460,9 +460,9 @@ static void test_collapse(void)
     CHECK(irmae_model_init(&m, &c, &r) == 0, "init");
     x = (float *)malloc((size_t)N * 3 * 32 * 32 * 4);
     e = (float *)malloc(N * 32 * 4); z = (float *)malloc(N * 32 * 4); w = (float *)malloc(32 * 32 * 4);
-    { irmae_dataset ds; irmae_shapes_make(&ds, N, &r, NULL); memcpy(x, ds.x, (size_t)N * 3 * 32 * 32 * 4); irmae_dataset_free(&ds); }
-    CHECK(irmae_model_features(&m, x, N, e) == 0, "features");
-    CHECK(irmae_model_encode(&m, x, N, z) == 0, "encode");
+    { irmae_dataset ds; irmae_shapes_make(&ds, NULL, N, &r); memcpy(x, ds.x, (size_t)N * 3 * 32 * 32 * 4); irmae_dataset_free(&ds); }
+    CHECK(irmae_model_features(&m, e, x, N) == 0, "features");
+    CHECK(irmae_model_encode(&m, z, x, N) == 0, "encode");
     CHECK(irmae_model_collapse(&m, w) == 0, "collapse");
     for (i = 0; i < N; i++)
         for (j = 0; j < 32; j++) {
@@ -623,9 +623,9 @@ static void test_shapes(void)
     irmae_dataset d1, d2, d3;
     irmae_shape f[2000];
     int i, kinds[2] = {0, 0}, sizes[9] = {0}, bad = 0, xs_lo = 0, xs_hi = 0;
-    CHECK(irmae_shapes_make(&d1, 2000, &a, f) == 0, "shapes_make");
-    CHECK(irmae_shapes_make(&d2, 2000, &b, NULL) == 0, "shapes_make");
-    CHECK(irmae_shapes_make(&d3, 50, &c, NULL) == 0, "shapes_make");
+    CHECK(irmae_shapes_make(&d1, f, 2000, &a) == 0, "shapes_make");
+    CHECK(irmae_shapes_make(&d2, NULL, 2000, &b) == 0, "shapes_make");
+    CHECK(irmae_shapes_make(&d3, NULL, 50, &c) == 0, "shapes_make");
     CHECK(memcmp(d1.x, d2.x, (size_t)2000 * 3 * 32 * 32 * 4) == 0, "same seed, different images");
     CHECK(memcmp(d1.x, d3.x, (size_t)50 * 3 * 32 * 32 * 4) != 0, "different seeds, same images");
     CHECK(d1.c == 3 && d1.h == 32 && d1.w == 32, "shape %dx%dx%d", d1.c, d1.h, d1.w);
@@ -667,14 +667,14 @@ static void test_threads(void)
     /* IRMAE_TEST_QUICK (emulators): 2 steps instead of 6 */
     int s, same = 1, threads = omp_get_max_threads(), steps = getenv("IRMAE_TEST_QUICK") ? 2 : 6;
     c.l = 2; c.max_batch = 32;
-    irmae_shapes_make(&ds, 32 * 6, &r, NULL);
+    irmae_shapes_make(&ds, NULL, 32 * 6, &r);
     irmae_model_init(&m1, &c, &r1);
     irmae_model_init(&m2, &c, &r2);
     for (s = 0; s < steps; s++) {
         omp_set_num_threads(1);
-        irmae_model_train_step(&m1, irmae_dataset_image(&ds, 32 * s), 32, &l1);
+        irmae_model_train_step(&m1, &l1, irmae_dataset_image(&ds, 32 * s), 32);
         omp_set_num_threads(2);
-        irmae_model_train_step(&m2, irmae_dataset_image(&ds, 32 * s), 32, &l2);
+        irmae_model_train_step(&m2, &l2, irmae_dataset_image(&ds, 32 * s), 32);
         if (memcmp(&l1, &l2, sizeof l1) != 0) same = 0;
     }
     omp_set_num_threads(threads);
@@ -706,7 +706,7 @@ static void test_paths_identical(void)
         float l1 = 0, l2 = 0;
         int s, same = 1, steps = getenv("IRMAE_TEST_QUICK") ? 2 : 4;
         c.max_batch = 32;
-        if (presets[pi] == IRMAE_PRESET_SHAPES) irmae_shapes_make(&ds, 32 * steps, &r, NULL);
+        if (presets[pi] == IRMAE_PRESET_SHAPES) irmae_shapes_make(&ds, NULL, 32 * steps, &r);
         else {
             size_t i;
             irmae_dataset_alloc(&ds, 32 * steps, 1, 32, 32, 0);
@@ -716,9 +716,9 @@ static void test_paths_identical(void)
         irmae_model_init(&m2, &c, &r2);
         for (s = 0; s < steps; s++) {
             irmae_simd_force(IRMAE_SIMD_AVX2);
-            irmae_model_train_step(&m1, irmae_dataset_image(&ds, 32 * s), 32, &l1);
+            irmae_model_train_step(&m1, &l1, irmae_dataset_image(&ds, 32 * s), 32);
             irmae_simd_force(IRMAE_SIMD_AVX512);
-            irmae_model_train_step(&m2, irmae_dataset_image(&ds, 32 * s), 32, &l2);
+            irmae_model_train_step(&m2, &l2, irmae_dataset_image(&ds, 32 * s), 32);
             if (memcmp(&l1, &l2, sizeof l1) != 0) same = 0;
         }
         CHECK(same && memcmp(m1.params, m2.params, m1.n_params * 4) == 0 &&
@@ -793,9 +793,9 @@ static void test_golden(void)
     }
     irmae_simd_force(IRMAE_SIMD_BEST);
     c.max_batch = 16;
-    irmae_shapes_make(&ds, 160, &r, NULL);
+    irmae_shapes_make(&ds, NULL, 160, &r);
     irmae_model_init(&m, &c, &r1);
-    for (s = 0; s < 10; s++) irmae_model_train_step(&m, irmae_dataset_image(&ds, 16 * s), 16, &loss);
+    for (s = 0; s < 10; s++) irmae_model_train_step(&m, &loss, irmae_dataset_image(&ds, 16 * s), 16);
     b[0] = (const unsigned char *)m.params; b[1] = (const unsigned char *)m.adam_m; b[2] = (const unsigned char *)m.adam_v;
     for (j = 0; j < 3; j++)
         for (i = 0; i < m.n_params * sizeof(float); i++) { h ^= b[j][i]; h *= 1099511628211ull; }
@@ -819,17 +819,17 @@ static void test_profile(void)
     float loss;
     int p, zero = 1;
     c.max_batch = 16;
-    irmae_shapes_make(&ds, 16, &r, NULL);
+    irmae_shapes_make(&ds, NULL, 16, &r);
     irmae_model_init(&m, &c, &r1);
     irmae_profile_read(NULL, 1);
-    irmae_model_train_step(&m, ds.x, 16, &loss);
+    irmae_model_train_step(&m, &loss, ds.x, 16);
     irmae_profile_read(sec, 0);
     for (p = 0; p < IRMAE_PHASE_COUNT; p++) if (sec[p] != 0.0) zero = 0;
     CHECK(zero, "profile accumulates while disabled");
     irmae_profile_enable(1);
     t0 = irmae__clock();
-    irmae_model_train_step(&m, ds.x, 16, &loss);
-    irmae_model_train_step(&m, ds.x, 16, &loss);
+    irmae_model_train_step(&m, &loss, ds.x, 16);
+    irmae_model_train_step(&m, &loss, ds.x, 16);
     wall = irmae__clock() - t0;
     irmae_profile_enable(0);
     irmae_profile_read(sec, 1);
@@ -859,21 +859,21 @@ static void test_training_reduces_loss(void)
     float first = 0, loss = 0, end = 0;
     int s;
     c.l = 2; c.max_batch = 32; c.lr = 1e-3f;
-    irmae_shapes_make(&ds, 32 * 8, &r, NULL);
+    irmae_shapes_make(&ds, NULL, 32 * 8, &r);
     irmae_model_init(&m, &c, &r);
     if (getenv("IRMAE_TEST_QUICK")) {
         /* emulators: 1/48 of the work, 10 steps on one batch of 4 */
-        irmae_model_loss(&m, ds.x, 4, &first);
-        for (s = 0; s < 10; s++) irmae_model_train_step(&m, ds.x, 4, &loss);
-        irmae_model_loss(&m, ds.x, 4, &end);
+        irmae_model_loss(&m, &first, ds.x, 4);
+        for (s = 0; s < 10; s++) irmae_model_train_step(&m, &loss, ds.x, 4);
+        irmae_model_loss(&m, &end, ds.x, 4);
         CHECK(end < 0.75f * first, "IRMAE_TEST_QUICK: 10 Adam steps on 4 shapes: loss %g -> %g", first, end);
         printf("IRMAE_TEST_QUICK: 10 steps on 4 shapes instead of 60 on 256: loss %g -> %g\n", first, end);
         irmae_model_free(&m); irmae_dataset_free(&ds);
         return;
     }
-    irmae_model_loss(&m, ds.x, 32, &first);
-    for (s = 0; s < 60; s++) irmae_model_train_step(&m, irmae_dataset_image(&ds, 32 * (s % 8)), 32, &loss);
-    irmae_model_loss(&m, ds.x, 32, &end);
+    irmae_model_loss(&m, &first, ds.x, 32);
+    for (s = 0; s < 60; s++) irmae_model_train_step(&m, &loss, irmae_dataset_image(&ds, 32 * (s % 8)), 32);
+    irmae_model_loss(&m, &end, ds.x, 32);
     CHECK(end < 0.5f * first, "60 Adam steps on 256 shapes: loss %g -> %g", first, end);
     irmae_model_free(&m); irmae_dataset_free(&ds);
 }
@@ -915,23 +915,23 @@ static void test_bad_args(void)
     CHECK(strlen(irmae_error_detail()) > 0, "no detail message");
     c.max_batch = 4;
     CHECK(irmae_model_init(&m, &c, &r) == 0, "init");
-    CHECK(irmae_model_train_step(&m, NULL, 4, &loss) == IRMAE_ERR_ARG, "NULL batch");
-    CHECK(irmae_model_train_step(&m, buf, 5, &loss) == IRMAE_ERR_ARG, "batch > max_batch");
-    CHECK(irmae_model_train_step(&m, buf, 0, &loss) == IRMAE_ERR_ARG, "batch 0");
-    CHECK(irmae_model_encode(&m, buf, -1, buf) == IRMAE_ERR_ARG, "count -1");
-    CHECK(irmae_model_decode(&m, NULL, 1, buf) == IRMAE_ERR_ARG, "decode NULL");
+    CHECK(irmae_model_train_step(&m, &loss, NULL, 4) == IRMAE_ERR_ARG, "NULL batch");
+    CHECK(irmae_model_train_step(&m, &loss, buf, 5) == IRMAE_ERR_ARG, "batch > max_batch");
+    CHECK(irmae_model_train_step(&m, &loss, buf, 0) == IRMAE_ERR_ARG, "batch 0");
+    CHECK(irmae_model_encode(&m, buf, buf, -1) == IRMAE_ERR_ARG, "count -1");
+    CHECK(irmae_model_decode(&m, buf, NULL, 1) == IRMAE_ERR_ARG, "decode NULL");
     CHECK(irmae_model_collapse(&m, NULL) == IRMAE_ERR_ARG, "collapse NULL");
     { /* a NaN input gives a named error, not garbage */
         float *x = (float *)calloc(4 * 3 * 32 * 32, 4);
         x[17] = NAN;
-        CHECK(irmae_model_train_step(&m, x, 4, &loss) == IRMAE_ERR_NUMERIC, "NaN input not caught");
+        CHECK(irmae_model_train_step(&m, &loss, x, 4) == IRMAE_ERR_NUMERIC, "NaN input not caught");
         free(x);
     }
     { /* a non-finite weight: the guard names the step and the tensor */
         float *x = (float *)calloc(4 * 3 * 32 * 32, 4);
         int rc;
         m.params[m.layers[m.n_layers - 2].w_off + 5] = INFINITY;
-        rc = irmae_model_train_step(&m, x, 4, &loss);
+        rc = irmae_model_train_step(&m, &loss, x, 4);
         CHECK(rc == IRMAE_ERR_NUMERIC && strstr(irmae_error_detail(), "step 1") != NULL,
               "inf weight: rc %d, detail '%s'", rc, irmae_error_detail());
         CHECK(m.step == 0, "a failed step must not update the model (step %lld)", m.step);
@@ -947,15 +947,15 @@ static void test_bad_args(void)
         int k;
         for (k = 0; k < 4 * 2 * 7 * 7; k++) x[k] = irmae_rng_uniform(&r);
         irmae_model_init(&mc, &cc, &r);
-        irmae_model_forward_backward(&mc, x, 4, &loss, NULL);
+        irmae_model_forward_backward(&mc, &loss, NULL, x, 4);
         n0 = mc.last_grad_norm;
         mc.cfg.grad_clip = (float)(n0 / 4);
-        irmae_model_forward_backward(&mc, x, 4, &loss, NULL);
+        irmae_model_forward_backward(&mc, &loss, NULL, x, 4);
         for (i = 0; i < mc.n_params; i++) n1 += (double)mc.grads[i] * mc.grads[i];
         CHECK(fabs(sqrt(n1) - n0 / 4) < 1e-4 * n0 && fabs(mc.last_grad_norm - n0) < 1e-6 * n0,
               "clipping: norm %g -> %g, want %g", n0, sqrt(n1), n0 / 4);
         mc.cfg.grad_clip = (float)(n0 * 4);
-        irmae_model_forward_backward(&mc, x, 4, &loss, NULL);
+        irmae_model_forward_backward(&mc, &loss, NULL, x, 4);
         for (i = 0, n1 = 0; i < mc.n_params; i++) n1 += (double)mc.grads[i] * mc.grads[i];
         CHECK(fabs(sqrt(n1) - n0) < 1e-5 * n0, "clipping changed a gradient below the limit");
         irmae_model_free(&mc);
@@ -967,7 +967,7 @@ static void test_bad_args(void)
     CHECK(irmae_dataset_alloc(&ds, -1, 3, 32, 32, 0) == IRMAE_ERR_ARG, "dataset n -1");
     CHECK(irmae_dataset_alloc(&ds, 1 << 30, 1 << 30, 1 << 30, 1 << 30, 0) < 0, "dataset overflow accepted");
     CHECK(irmae_dataset_alloc(NULL, 1, 1, 1, 1, 0) == IRMAE_ERR_ARG, "dataset NULL");
-    CHECK(irmae_shapes_make(&ds, 0, &r, NULL) == IRMAE_ERR_ARG, "shapes count 0");
+    CHECK(irmae_shapes_make(&ds, NULL, 0, &r) == IRMAE_ERR_ARG, "shapes count 0");
     CHECK(strcmp(irmae_error_string(IRMAE_ERR_NOMEM), "out of memory") == 0 &&
           strcmp(irmae_error_string(12345), "unknown error") == 0, "error strings");
 }

@@ -47,7 +47,7 @@ static void test_shard(void)
             int next = 0, lo = b, hi = 0;
             for (r = 0; r < s; r++) {
                 int off, cnt;
-                irmae_mpi_shard(b, r, s, &off, &cnt);
+                irmae_mpi_shard(&off, &cnt, b, r, s);
                 if (off != next || cnt < 0) ok = 0;
                 next = off + cnt;
                 if (cnt < lo) lo = cnt;
@@ -131,13 +131,13 @@ static void test_grads(const char *name, irmae_config cfg, int B, const float *x
     int off, lb, rc1, rc2;
     float l1 = 0, l2 = 0;
     double gmax, d;
-    irmae_mpi_shard(B, g_rank, g_size, &off, &lb);
+    irmae_mpi_shard(&off, &lb, B, g_rank, g_size);
     cfg.max_batch = B;
     rc1 = irmae_model_init(&ref, &cfg, &r1);
     rc2 = irmae_model_init(&dist, &cfg, &r2);
     if (rc1 || rc2) { check(0, "%s: model_init", name); return; }
-    rc1 = irmae_model_forward_backward(&ref, x, B, &l1, NULL);
-    rc2 = irmae_model_forward_backward_mpi(&dist, x + (size_t)off * 3 * 32 * 32, B, MPI_COMM_WORLD, &l2);
+    rc1 = irmae_model_forward_backward(&ref, &l1, NULL, x, B);
+    rc2 = irmae_model_forward_backward_mpi(&dist, &l2, x + (size_t)off * 3 * 32 * 32, B, MPI_COMM_WORLD);
     gmax = max_abs(ref.grads, ref.n_params);
     d = max_diff(ref.grads, dist.grads, ref.n_params);
     check(rc1 == 0 && rc2 == 0 && gmax > 0 && d <= 1e-5 * gmax,
@@ -160,13 +160,13 @@ static void test_steps(irmae_config cfg, int B, const float *x, int steps)
     irmae_rng r1 = irmae_rng_seed(9), r2 = irmae_rng_seed(9);
     int off, lb, s, rc = 0;
     double d;
-    irmae_mpi_shard(B, g_rank, g_size, &off, &lb);
+    irmae_mpi_shard(&off, &lb, B, g_rank, g_size);
     cfg.max_batch = B;
     if (irmae_model_init(&ref, &cfg, &r1) || irmae_model_init(&dist, &cfg, &r2)) { check(0, "steps: init"); return; }
     for (s = 0; s < steps && !rc; s++) {
         const float *xs = x + (size_t)s * B * 3 * 32 * 32;
-        rc = irmae_model_train_step(&ref, xs, B, NULL);
-        if (!rc) rc = irmae_model_train_step_mpi(&dist, xs + (size_t)off * 3 * 32 * 32, B, MPI_COMM_WORLD, NULL);
+        rc = irmae_model_train_step(&ref, NULL, xs, B);
+        if (!rc) rc = irmae_model_train_step_mpi(&dist, NULL, xs + (size_t)off * 3 * 32 * 32, B, MPI_COMM_WORLD);
     }
     d = max_diff(ref.params, dist.params, ref.n_params);
     check(rc == 0 && d <= 1e-6 && dist.step == steps, "%d train steps of batch %d: parameters of one process (max |diff| %.2g)",
@@ -184,21 +184,21 @@ static void test_errors(irmae_config cfg, int B, float *x)
     int off, lb, rc, first = -2, bad = g_size - 1;
     char want[64];
     float save;
-    irmae_mpi_shard(B, g_rank, g_size, &off, &lb);
+    irmae_mpi_shard(&off, &lb, B, g_rank, g_size);
     cfg.max_batch = B;
     if (irmae_model_init(&m, &cfg, &r)) { check(0, "errors: init"); return; }
     save = x[(size_t)off * 3 * 32 * 32];
     if (g_rank == bad) x[(size_t)off * 3 * 32 * 32] = NAN; /* only the last rank sees it */
-    rc = irmae_model_forward_backward_mpi(&m, x + (size_t)off * 3 * 32 * 32, B, MPI_COMM_WORLD, NULL);
+    rc = irmae_model_forward_backward_mpi(&m, NULL, x + (size_t)off * 3 * 32 * 32, B, MPI_COMM_WORLD);
     x[(size_t)off * 3 * 32 * 32] = save;
     snprintf(want, sizeof want, "rank %d of %d", bad, g_size);
     check(rc == IRMAE_ERR_NUMERIC && strstr(irmae_error_detail(), want) != NULL,
           "a NaN on rank %d only: every rank returns IRMAE_ERR_NUMERIC (\"%s\")", bad, irmae_error_detail());
-    rc = irmae_model_forward_backward_mpi(&m, x + (size_t)off * 3 * 32 * 32, B, MPI_COMM_WORLD, NULL);
+    rc = irmae_model_forward_backward_mpi(&m, NULL, x + (size_t)off * 3 * 32 * 32, B, MPI_COMM_WORLD);
     check(rc == 0, "the next step works again on every rank");
-    rc = irmae_mpi_agree(g_rank == bad ? IRMAE_ERR_IO : 0, MPI_COMM_WORLD, &first);
+    rc = irmae_mpi_agree(&first, g_rank == bad ? IRMAE_ERR_IO : 0, MPI_COMM_WORLD);
     check(rc == IRMAE_ERR_IO && first == bad, "irmae_mpi_agree: the failing rank's code and number everywhere");
-    rc = irmae_mpi_agree(0, MPI_COMM_WORLD, &first);
+    rc = irmae_mpi_agree(&first, 0, MPI_COMM_WORLD);
     check(rc == 0 && first == -1, "irmae_mpi_agree: 0 when no rank failed");
     irmae_model_free(&m);
 }
@@ -212,7 +212,7 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
-    if (irmae_shapes_make(&ds, 40, &r, NULL)) { fprintf(stderr, "shapes_make failed\n"); MPI_Abort(MPI_COMM_WORLD, 1); }
+    if (irmae_shapes_make(&ds, NULL, 40, &r)) { fprintf(stderr, "shapes_make failed\n"); MPI_Abort(MPI_COMM_WORLD, 1); }
     test_shard();
     test_sum();
     cfg.l = 2;

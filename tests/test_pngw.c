@@ -672,8 +672,8 @@ static void test_streams(void)
                 size_t zn = 0, dn = 0;
                 ref_stats st;
                 char why[200];
-                int rc1 = irmae_zlib_compress(src, n, level, &z, &zn);
-                int rc2 = irmae_deflate(src, n, level, &d, &dn);
+                int rc1 = irmae_zlib_compress(&z, &zn, src, n, level);
+                int rc2 = irmae_deflate(&d, &dn, src, n, level);
                 bytes_in += n;
                 zsz[level] = zn;
                 if (rc1 || rc2) { CHECK(0, "%s %lu level %d: rc %d %d", kind_name[kind], (unsigned long)n, level, rc1, rc2); ok_all = 0; continue; }
@@ -756,7 +756,7 @@ static void test_streams(void)
             size_t zn = 0;
             ref_stats st;
             char why[200];
-            int rc = irmae_zlib_compress(src, n, lv[si], &z, &zn);
+            int rc = irmae_zlib_compress(&z, &zn, src, n, lv[si]);
             if (rc || ref_zlib_check(z, zn, src, n, &st, why, sizeof why)) {
                 CHECK(0, "mixed level %d: rc %d, %s", lv[si], rc, rc ? "" : why);
             } else {
@@ -784,7 +784,7 @@ static size_t png_roundtrip(const unsigned char *pix, int w, int h, int c, const
 {
     unsigned char *png = NULL, *dec, *ft = NULL;
     size_t n = 0;
-    int rc = irmae_png_encode(pix, w, h, c, &png, &n), dw = 0, dh = 0, dc = 0, nidat = 0, y, badf = -1;
+    int rc = irmae_png_encode(&png, &n, pix, w, h, c), dw = 0, dh = 0, dc = 0, nidat = 0, y, badf = -1;
     char why[200], path[640];
     if (rc) { CHECK(0, "%s: png_encode rc %d (%s)", what, rc, irmae_error_detail()); return 0; }
     dec = ref_png_decode(png, n, &dw, &dh, &dc, &ft, &nidat, why, sizeof why);
@@ -844,7 +844,7 @@ static void test_png(void)
         if (!pix) { CHECK(0, "malloc"); return; }
         for (i = 0; i < w * h * cc; i++) pix[i] = (unsigned char)(irmae_rng_u64(&r) >> 56);
         png_roundtrip(pix, w, h, cc, "png_c4_256x256_noise");
-        if (irmae_png_encode(pix, w, h, cc, &png, &n) == 0) {
+        if (irmae_png_encode(&png, &n, pix, w, h, cc) == 0) {
             dec = ref_png_decode(png, n, &dw, &dh, &dc, &ft, &nidat, why, sizeof why);
             CHECK(dec && nidat >= 4, "256x256 RGBA noise: %d IDAT chunks, %lu bytes", nidat, (unsigned long)n);
             printf("png: 256x256 RGBA noise -> %lu bytes (raw %d) in %d IDAT chunks\n", (unsigned long)n, w * h * cc, nidat);
@@ -891,7 +891,7 @@ static void test_png(void)
                 p[2] = (unsigned char)((x ^ y) & 0xF0); p[3] = (unsigned char)(irmae_rng_u64(&r) >> 62);
             }
         t0 = clock();
-        CHECK(irmae_png_encode(pix, w, h, 4, &png, &n) == 0, "2048x1024 encode");
+        CHECK(irmae_png_encode(&png, &n, pix, w, h, 4) == 0, "2048x1024 encode");
         secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
         printf("png: 2048x1024 RGBA (8 MiB) -> %lu bytes in %.2f s cpu\n", (unsigned long)n, secs);
         if (png) {
@@ -996,34 +996,34 @@ static void test_bad_args(void)
     size_t n = 99;
     char bad[800];
     int rc;
-    CHECK(irmae_deflate(NULL, 10, 6, &o, &n) == IRMAE_ERR_ARG && o == NULL && n == 0, "deflate NULL src");
-    CHECK(irmae_deflate(px, 10, 10, &o, &n) == IRMAE_ERR_ARG, "deflate level 10");
-    CHECK(irmae_deflate(px, 10, -2, &o, &n) == IRMAE_ERR_ARG, "deflate level -2");
-    CHECK(irmae_deflate(px, 10, 6, NULL, &n) == IRMAE_ERR_ARG, "deflate NULL out");
-    CHECK(irmae_zlib_compress(px, 10, 6, &o, NULL) == IRMAE_ERR_ARG, "zlib NULL out_size");
-    rc = irmae_deflate(NULL, 0, 6, &o, &n);
+    CHECK(irmae_deflate(&o, &n, NULL, 10, 6) == IRMAE_ERR_ARG && o == NULL && n == 0, "deflate NULL src");
+    CHECK(irmae_deflate(&o, &n, px, 10, 10) == IRMAE_ERR_ARG, "deflate level 10");
+    CHECK(irmae_deflate(&o, &n, px, 10, -2) == IRMAE_ERR_ARG, "deflate level -2");
+    CHECK(irmae_deflate(NULL, &n, px, 10, 6) == IRMAE_ERR_ARG, "deflate NULL out");
+    CHECK(irmae_zlib_compress(&o, NULL, px, 10, 6) == IRMAE_ERR_ARG, "zlib NULL out_size");
+    rc = irmae_deflate(&o, &n, NULL, 0, 6);
     CHECK(rc == 0 && n == 2 && o && o[0] == 0x03 && o[1] == 0x00, "deflate of nothing: rc %d, %lu bytes", rc, (unsigned long)n);
     irmae_free_buffer(o);
-    rc = irmae_zlib_compress(px, 16, -1, &o, &n); /* -1 = 6 */
+    rc = irmae_zlib_compress(&o, &n, px, 16, -1); /* -1 = 6 */
     CHECK(rc == 0 && o && o[0] == 0x78 && o[1] == 0x9C, "zlib level -1 header %02x %02x", o ? o[0] : 0, o ? o[1] : 0);
     irmae_free_buffer(o);
-    rc = irmae_zlib_compress(px, 16, 9, &o, &n);
+    rc = irmae_zlib_compress(&o, &n, px, 16, 9);
     CHECK(rc == 0 && o && o[0] == 0x78 && o[1] == 0xDA, "zlib level 9 header");
     irmae_free_buffer(o);
-    rc = irmae_zlib_compress(px, 16, 1, &o, &n);
+    rc = irmae_zlib_compress(&o, &n, px, 16, 1);
     CHECK(rc == 0 && o && o[0] == 0x78 && o[1] == 0x01, "zlib level 1 header");
     irmae_free_buffer(o);
     irmae_free_buffer(NULL);
 
     o = px;
-    CHECK(irmae_png_encode(NULL, 1, 1, 1, &o, &n) == IRMAE_ERR_ARG && o == NULL, "png NULL pixels");
-    CHECK(irmae_png_encode(px, 1, 1, 1, NULL, &n) == IRMAE_ERR_ARG, "png NULL out");
-    CHECK(irmae_png_encode(px, 1, 1, 1, &o, NULL) == IRMAE_ERR_ARG, "png NULL out_size");
-    CHECK(irmae_png_encode(px, 0, 1, 1, &o, &n) == IRMAE_ERR_ARG, "png w 0");
-    CHECK(irmae_png_encode(px, 1, -1, 1, &o, &n) == IRMAE_ERR_ARG, "png h -1");
-    CHECK(irmae_png_encode(px, 1, 1, 0, &o, &n) == IRMAE_ERR_ARG, "png c 0");
-    CHECK(irmae_png_encode(px, 1, 1, 5, &o, &n) == IRMAE_ERR_ARG, "png c 5");
-    CHECK(irmae_png_encode(px, INT_MAX, INT_MAX, 4, &o, &n) == IRMAE_ERR_OVERFLOW && o == NULL, "png overflow: %s", irmae_error_detail());
+    CHECK(irmae_png_encode(&o, &n, NULL, 1, 1, 1) == IRMAE_ERR_ARG && o == NULL, "png NULL pixels");
+    CHECK(irmae_png_encode(NULL, &n, px, 1, 1, 1) == IRMAE_ERR_ARG, "png NULL out");
+    CHECK(irmae_png_encode(&o, NULL, px, 1, 1, 1) == IRMAE_ERR_ARG, "png NULL out_size");
+    CHECK(irmae_png_encode(&o, &n, px, 0, 1, 1) == IRMAE_ERR_ARG, "png w 0");
+    CHECK(irmae_png_encode(&o, &n, px, 1, -1, 1) == IRMAE_ERR_ARG, "png h -1");
+    CHECK(irmae_png_encode(&o, &n, px, 1, 1, 0) == IRMAE_ERR_ARG, "png c 0");
+    CHECK(irmae_png_encode(&o, &n, px, 1, 1, 5) == IRMAE_ERR_ARG, "png c 5");
+    CHECK(irmae_png_encode(&o, &n, px, INT_MAX, INT_MAX, 4) == IRMAE_ERR_OVERFLOW && o == NULL, "png overflow: %s", irmae_error_detail());
     CHECK(irmae_png_write(NULL, px, 1, 1, 1) == IRMAE_ERR_ARG, "png_write NULL path");
     snprintf(bad, sizeof bad, "%s", tmp_name("no/such/dir/x.png"));
     rc = irmae_png_write(bad, px, 2, 2, 1);
@@ -1060,7 +1060,7 @@ static void test_checker(void)
     snprintf(a, sizeof a, "%s", tmp_name("self.png"));
     snprintf(b, sizeof b, "%s", tmp_name("self.raw"));
     snprintf(bad, sizeof bad, "%s", tmp_name("self_bad.raw"));
-    if (irmae_png_encode(pix, 3, 2, 3, &png, &n) || irmae_zlib_compress(pix, 18, 6, &z, &zn)) { CHECK(0, "encode"); return; }
+    if (irmae_png_encode(&png, &n, pix, 3, 2, 3) || irmae_zlib_compress(&z, &zn, pix, 18, 6)) { CHECK(0, "encode"); return; }
     write_file(a, png, n);
     write_file(b, pix, 18);
     pix[17] ^= 1;

@@ -18,17 +18,17 @@ int main(void)
     float first = 0.0f, loss = 0.0f, z[16 * 32];
     int s, passed = 0, failed = 0;
     cfg.l = 2; cfg.max_batch = 16; cfg.lr = 1e-3f;
-    if (irmae_shapes_make(&ds, 16, &rng, NULL) || irmae_model_init(&m, &cfg, &rng)) {
+    if (irmae_shapes_make(&ds, NULL, 16, &rng) || irmae_model_init(&m, &cfg, &rng)) {
         printf("setup: %s\ntest_model_only: 0 passed, 1 failed\n", irmae_error_detail());
         return 1;
     }
     for (s = 0; s < 20; s++) {
-        if (irmae_model_train_step(&m, ds.x, 16, &loss)) { failed++; break; }
+        if (irmae_model_train_step(&m, &loss, ds.x, 16)) { failed++; break; }
         if (s == 0) first = loss;
     }
     if (isfinite(loss) && loss < first) passed++;
     else { failed++; printf("FAIL training: loss %g after 20 steps, %g at the first\n", loss, first); }
-    if (irmae_model_encode(&m, ds.x, 16, z) == 0 && isfinite(z[0])) passed++;
+    if (irmae_model_encode(&m, z, ds.x, 16) == 0 && isfinite(z[0])) passed++;
     else { failed++; printf("FAIL encode: %s\n", irmae_error_detail()); }
     printf("model only: loss %.4f -> %.4f in 20 steps\n", first, loss);
     irmae_model_free(&m);

@@ -19,9 +19,9 @@ int main(void)
     T(irmae_crc32(0, "123456789", 9) == 0xCBF43926u);
     T(irmae_adler32(1, "Wikipedia", 9) == 0x11E60398u);
     c.l = 2; c.max_batch = 8;
-    T(irmae_shapes_make(&ds, 8, &r, NULL) == 0);
+    T(irmae_shapes_make(&ds, NULL, 8, &r) == 0);
     T(irmae_model_init(&m, &c, &r) == 0);
-    T(irmae_model_train_step(&m, ds.x, 8, &loss) == 0 && loss > 0);
+    T(irmae_model_train_step(&m, &loss, ds.x, 8) == 0 && loss > 0);
     irmae_model_free(&m);
     irmae_dataset_free(&ds);
     irmae_sgemm_release();

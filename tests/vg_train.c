@@ -30,19 +30,19 @@ int main(void)
     for (step = 0; step < 32 * 3 * 64; step++) ds.x[step] = irmae_rng_uniform(&r);
     if (irmae_model_init(&m, &c, &r)) { printf("%s\n", irmae_error_detail()); return 1; }
     for (step = 0; step < 20; step++) {
-        ok &= irmae_model_train_step(&m, irmae_dataset_image(&ds, 8 * (step % 4)), 8, &loss) == 0;
+        ok &= irmae_model_train_step(&m, &loss, irmae_dataset_image(&ds, 8 * (step % 4)), 8) == 0;
         if (step == 0) first = loss;
     }
     ok &= loss < first;
-    ok &= irmae_model_spectrum(&m, ds.x, ds.n, &s) == 0;
+    ok &= irmae_model_spectrum(&m, &s, ds.x, ds.n) == 0;
     irmae_spectrum_free(&s);
     memset(&ts, 0, sizeof ts);
     ok &= irmae_checkpoint_save("build/vg_train.ckpt", &m, &ts) == 0;
     memset(&m2, 0, sizeof m2);
-    ok &= irmae_checkpoint_load("build/vg_train.ckpt", &m2, &ts) == 0;
+    ok &= irmae_checkpoint_load(&m2, &ts, "build/vg_train.ckpt") == 0;
     ok &= memcmp(m.params, m2.params, m.n_params * sizeof(float)) == 0;
     y = (float *)malloc((size_t)8 * 3 * 64 * sizeof(float));
-    ok &= irmae_model_encode(&m2, ds.x, 8, y) == 0 && irmae_model_decode(&m2, y, 8, y) == 0;
+    ok &= irmae_model_encode(&m2, y, ds.x, 8) == 0 && irmae_model_decode(&m2, y, y, 8) == 0;
     ok &= irmae_png_write_grid("build/vg_train.png", y, 8, 3, 8, 8, 4, 1, 0.0f, 1.0f) == 0;
     free(y);
     irmae_model_free(&m);

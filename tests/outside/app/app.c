@@ -14,13 +14,13 @@ int main(void)
     int i, ok;
     /* 12 Adam steps on one batch of 8 images: the loss must go down */
     cfg.l = 2; cfg.max_batch = 8; cfg.lr = 1e-3f;
-    if (irmae_shapes_make(&train, 32, &rng, NULL) || irmae_model_init(&m, &cfg, &rng)) {
+    if (irmae_shapes_make(&train, NULL, 32, &rng) || irmae_model_init(&m, &cfg, &rng)) {
         printf("init failed: %s\n", irmae_error_detail());
         return 1;
     }
     for (i = 0; i < 12; i++) {
         float loss = 0;
-        if (irmae_model_train_step(&m, irmae_dataset_image(&train, 0), 8, &loss)) return 1;
+        if (irmae_model_train_step(&m, &loss, irmae_dataset_image(&train, 0), 8)) return 1;
         if (i == 0) first = loss;
         last = loss;
     }
