@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch peer of bench/bench.c's training-throughput lines.
 
-The same two models as irmae.h's presets (DESIGN.md section 1):
+The same two models as irmae.h's presets (the paper's architectures, irmae_preset()):
   mnist : 1x32x32, conv 1->32->64->128->256 (4,2,1) ReLU, flatten, linear 1024->128,
           l = 8 bias-free 128x128 maps, linear 128->8192 ReLU, reshape 128x8x8,
           convT 128->64->32 (4,2,1) ReLU, convT 32->1 (1,1,0), tanh
@@ -9,7 +9,7 @@ The same two models as irmae.h's presets (DESIGN.md section 1):
           l = 2 bias-free 32x32 maps, convT 32->256 (2,1,0) ReLU,
           convT 256->128->64->32 (4,2,1) ReLU, convT 32->3 (4,2,1), tanh
 MSE loss, Adam lr 1e-4 (betas 0.9, 0.999, eps 1e-8), random data in [0,1]
-(shapes: synthetic shapes drawn as in DESIGN.md, for realism; the cost does
+(shapes: synthetic shapes drawn as irmae_shapes_make does, for realism; the cost does
 not depend on the values).
 
 Prints, per configuration, one line in the format of bench.c:
@@ -117,7 +117,7 @@ def forward_flops_per_image(model):
 
 
 def shapes_data(count, gen):
-    """Synthetic shapes (DESIGN.md): black background, one filled circle or square."""
+    """Synthetic shapes (as irmae_shapes_make): black background, one filled circle or square."""
     x = torch.zeros(count, 3, 32, 32)
     yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
     col = torch.rand(count, 3, generator=gen)
