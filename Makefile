@@ -182,7 +182,7 @@ test-windows: $(foreach t,$(TESTS),$(B)/win/$(t).exe) $(foreach e,shapes mnist i
 
 # libFuzzer targets (clang); each runs FUZZ_SECONDS on a seed corpus made of
 # the committed test files. Without libFuzzer, fuzz_main.c replays files.
-FUZZERS = png idx gzip ckpt
+FUZZERS = png idx gzip ckpt npy
 fuzz: | $(B)
 	@for f in $(FUZZERS); do \
 	  clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all tests/fuzz_$$f.c -o $(B)/fuzz_$$f -lm || exit 1; \

@@ -65,7 +65,7 @@
        @loaders      untrusted files: @inflate, @png, @idx, @resample, @mnist
                      (MNIST, image folders, shuffling, minibatches)
        @analysis     covariance, eigen-solver, spectrum, GMM, PCA, Frechet
-       @checkpoints  checkpoints, safetensors export
+       @checkpoints  checkpoints, safetensors export, NumPy .npy arrays
        @model-analysis  the spectrum of a model's codes, interpolation
    (@portability, in the implementation only: includes, SIMD detection, OpenMP.)
 
@@ -93,7 +93,7 @@
        IRMAE_NO_CODECS         both of the above
        IRMAE_NO_ANALYSIS       covariance, eigen-solver, spectra, GMM, PCA, Frechet
                                and the model's spectrum / interpolation (@analysis)
-       IRMAE_NO_CHECKPOINTS    checkpoints and the safetensors export (@checkpoints)
+       IRMAE_NO_CHECKPOINTS    checkpoints, the safetensors export, .npy arrays (@checkpoints)
    (MPI is left out unless IRMAE_MPI is defined.)
 
    Version 0.2.0. MIT licence at the end of this file.
@@ -1004,7 +1004,7 @@ IRMAEDEF int irmae_model_interpolate(irmae_model *m, float *out, const float *xa
 #endif /* IRMAE_NO_ANALYSIS */
 #ifndef IRMAE_NO_CHECKPOINTS
 /* ======================================================================== */
-/* Checkpoints and export                                      @checkpoints */
+/* Checkpoints, export, .npy arrays                            @checkpoints */
 /* ======================================================================== */
 
 /* A checkpoint holds everything needed to continue training exactly: the
@@ -1132,6 +1132,35 @@ IRMAEDEF int irmae_checkpoint_read_config(irmae_config *cfg, const char *path);
    "out" shapes [c, h, w], and k/stride/pad/bias or the unflatten "shape".
    Errors: IRMAE_ERR_ARG, IRMAE_ERR_IO, IRMAE_ERR_OVERFLOW, IRMAE_ERR_NOMEM. */
 IRMAEDEF int irmae_export_safetensors(const char *path, const irmae_model *m);
+
+/* NumPy .npy arrays of float32, for codes going to and from Python
+   (numpy.load / numpy.save read and write them as they are).
+   irmae_npy_write writes rows x cols floats (C order; cols = 0 writes the
+   1-D array of rows values) as format version 1.0: the magic "\x93NUMPY",
+   version 1.0, a little-endian u16 header length, the header
+   "{'descr': '<f4', 'fortran_order': False, 'shape': (rows, cols), }"
+   padded with spaces and a final '\n' so the data starts at a multiple of
+   64 bytes, then the values little-endian. The file is written atomically
+   (as checkpoints). Errors: IRMAE_ERR_ARG (NULL path / data, rows < 1,
+   cols < 0), IRMAE_ERR_OVERFLOW, IRMAE_ERR_NOMEM, IRMAE_ERR_IO. */
+IRMAEDEF int irmae_npy_write(const char *path, const float *data, int rows, int cols);
+/* Parses a .npy held in memory (data[0..size), untrusted): versions 1.0,
+   2.0 and 3.0 (u16 / u32 header lengths); the header must be the Python
+   dict literal numpy writes, with exactly the keys 'descr' ('<f4'; '|f4'
+   and '>f4' are refused: IRMAE_ERR_UNSUPPORTED, as any other dtype),
+   'fortran_order' (False; True is IRMAE_ERR_UNSUPPORTED) and 'shape' (a
+   tuple of one or two non-negative ints, each at most INT_MAX; 1-D arrays
+   read as rows x 1), ended by '\n'; the data must be exactly rows x cols x 4
+   bytes (at most IRMAE_MAX_ALLOC). *out (free with irmae_free_buffer) gets
+   the values; *rows, *cols the shape. Outputs are zeroed on error; the
+   detail names the check and the byte offset.
+   Errors: IRMAE_ERR_ARG (NULL pointer), IRMAE_ERR_FORMAT (magic, header
+   syntax, missing / duplicate / unknown keys, trailing bytes),
+   IRMAE_ERR_TRUNCATED, IRMAE_ERR_UNSUPPORTED (dtype, Fortran order, rank
+   0 or > 2, an empty array), IRMAE_ERR_LIMIT, IRMAE_ERR_NOMEM. */
+IRMAEDEF int irmae_npy_parse(float **out, int *rows, int *cols, const void *data, size_t size);
+/* irmae_npy_parse of the file at path (at most IRMAE_MAX_ALLOC bytes). */
+IRMAEDEF int irmae_npy_load(float **out, int *rows, int *cols, const char *path);
 #endif /* IRMAE_NO_CHECKPOINTS */
 #ifdef __cplusplus
 }
@@ -8320,7 +8349,7 @@ IRMAEDEF int irmae_model_interpolate(irmae_model *m, float *out, const float *xa
 #endif /* IRMAE_NO_ANALYSIS */
 #ifndef IRMAE_NO_CHECKPOINTS
 /* ---------------------------------------------------------------------- */
-/* Checkpoints and export                                    @checkpoints */
+/* Checkpoints, export, .npy arrays                          @checkpoints */
 /* ---------------------------------------------------------------------- */
 
 #define IRMAE__CK_VERSION 1u
@@ -9147,6 +9176,196 @@ done:
     irmae__free(hdr.s);
     irmae__free(lay.s);
     return rc;
+}
+
+
+/* ---- NumPy .npy ---------------------------------------------------------- */
+
+typedef struct irmae__npy_src { const float *data; size_t count; const char *header; size_t header_len; } irmae__npy_src;
+
+static void irmae__npy_emit(irmae__ckw *w, const void *ctx)
+{
+    const irmae__npy_src *s = (const irmae__npy_src *)ctx;
+    unsigned char pre[10] = { 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0 };
+    pre[8] = (unsigned char)(s->header_len & 0xFF);
+    pre[9] = (unsigned char)(s->header_len >> 8);
+    irmae__ckw_put(w, pre, 10);
+    irmae__ckw_put(w, s->header, s->header_len);
+    irmae__ckw_floats(w, s->data, s->count);
+}
+
+IRMAEDEF int irmae_npy_write(const char *path, const float *data, int rows, int cols)
+{
+    char header[128];
+    irmae__npy_src src;
+    size_t len;
+    int n;
+    if (!path || !*path || !data) return irmae__fail(IRMAE_ERR_ARG, "npy_write: NULL path or data");
+    if (rows < 1 || cols < 0) return irmae__fail(IRMAE_ERR_ARG, "npy_write: shape %d x %d", rows, cols);
+    if (cols == 0) n = snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (%d,), }", rows);
+    else n = snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", rows, cols);
+    if (n < 0 || (size_t)n >= sizeof header - 64) return irmae__fail(IRMAE_ERR_OVERFLOW, "npy_write: header");
+    len = (size_t)n;
+    while ((10 + len + 1) % 64) header[len++] = ' ';  /* the data starts at a multiple of 64 */
+    header[len++] = '\n';
+    if (!irmae__mul(&src.count, (size_t)rows, cols ? (size_t)cols : 1) || src.count > (size_t)-1 / 4)
+        return irmae__fail(IRMAE_ERR_OVERFLOW, "npy_write: %d x %d floats", rows, cols);
+    src.data = data; src.header = header; src.header_len = len;
+    return irmae__ck_write_atomic(path, irmae__npy_emit, &src, "npy_write");
+}
+
+/* The header dict: a cursor over header text h[0..n) (file offset base). */
+typedef struct irmae__npy_cur { const char *h; size_t n, i, base; } irmae__npy_cur;
+
+static void irmae__npy_ws(irmae__npy_cur *c) { while (c->i < c->n && (c->h[c->i] == ' ' || c->h[c->i] == '\t')) c->i++; }
+static int irmae__npy_expect(irmae__npy_cur *c, char ch, const char *what)
+{
+    irmae__npy_ws(c);
+    if (c->i >= c->n || c->h[c->i] != ch)
+        return irmae__fail(IRMAE_ERR_FORMAT, "npy: expected '%c' (%s) at offset %lu", ch, what, (unsigned long)(c->base + c->i));
+    c->i++;
+    return IRMAE_OK;
+}
+/* a quoted string (' or "), without escapes, into buf */
+static int irmae__npy_str(irmae__npy_cur *c, char *buf, size_t cap)
+{
+    char q;
+    size_t k = 0;
+    irmae__npy_ws(c);
+    if (c->i >= c->n || (c->h[c->i] != '\'' && c->h[c->i] != '"'))
+        return irmae__fail(IRMAE_ERR_FORMAT, "npy: expected a quoted string at offset %lu", (unsigned long)(c->base + c->i));
+    q = c->h[c->i++];
+    while (c->i < c->n && c->h[c->i] != q) {
+        if (c->h[c->i] == '\\' || k + 1 >= cap)
+            return irmae__fail(IRMAE_ERR_FORMAT, "npy: string at offset %lu is too long or escaped", (unsigned long)(c->base + c->i));
+        buf[k++] = c->h[c->i++];
+    }
+    if (c->i >= c->n) return irmae__fail(IRMAE_ERR_FORMAT, "npy: unterminated string at offset %lu", (unsigned long)(c->base + c->i));
+    c->i++;
+    buf[k] = 0;
+    return IRMAE_OK;
+}
+
+static int irmae__npy_header(irmae__npy_cur *c, int *rank, size_t *shape)
+{
+    int seen[3] = { 0, 0, 0 }, rc;
+    char key[32], val[32];
+    if ((rc = irmae__npy_expect(c, '{', "the header dict"))) return rc;
+    for (;;) {
+        int k;
+        irmae__npy_ws(c);
+        if (c->i < c->n && c->h[c->i] == '}') { c->i++; break; }
+        if ((rc = irmae__npy_str(c, key, sizeof key))) return rc;
+        k = !strcmp(key, "descr") ? 0 : !strcmp(key, "fortran_order") ? 1 : !strcmp(key, "shape") ? 2 : -1;
+        if (k < 0) return irmae__fail(IRMAE_ERR_FORMAT, "npy: unknown header key '%s' at offset %lu", key, (unsigned long)(c->base + c->i));
+        if (seen[k]++) return irmae__fail(IRMAE_ERR_FORMAT, "npy: header key '%s' twice", key);
+        if ((rc = irmae__npy_expect(c, ':', "after a key"))) return rc;
+        irmae__npy_ws(c);
+        if (k == 0) {
+            if ((rc = irmae__npy_str(c, val, sizeof val))) return rc;
+            if (strcmp(val, "<f4"))
+                return irmae__fail(IRMAE_ERR_UNSUPPORTED, "npy: dtype '%s'; only little-endian float32 ('<f4') is read", val);
+        } else if (k == 1) {
+            if (c->n - c->i >= 5 && !memcmp(c->h + c->i, "False", 5)) c->i += 5;
+            else if (c->n - c->i >= 4 && !memcmp(c->h + c->i, "True", 4))
+                return irmae__fail(IRMAE_ERR_UNSUPPORTED, "npy: Fortran order; only C order is read");
+            else return irmae__fail(IRMAE_ERR_FORMAT, "npy: fortran_order is not True or False at offset %lu", (unsigned long)(c->base + c->i));
+        } else {
+            if ((rc = irmae__npy_expect(c, '(', "the shape tuple"))) return rc;
+            *rank = 0;
+            for (;;) {
+                size_t v = 0;
+                int digits = 0;
+                irmae__npy_ws(c);
+                if (c->i < c->n && c->h[c->i] == ')') { c->i++; break; }
+                while (c->i < c->n && c->h[c->i] >= '0' && c->h[c->i] <= '9') {
+                    v = v * 10 + (size_t)(c->h[c->i++] - '0');
+                    if (v > (size_t)INT_MAX)
+                        return irmae__fail(IRMAE_ERR_LIMIT, "npy: a dimension larger than %d at offset %lu", INT_MAX, (unsigned long)(c->base + c->i));
+                    digits++;
+                }
+                if (!digits) return irmae__fail(IRMAE_ERR_FORMAT, "npy: expected a dimension at offset %lu", (unsigned long)(c->base + c->i));
+                if (*rank >= 2) return irmae__fail(IRMAE_ERR_UNSUPPORTED, "npy: more than 2 dimensions; arrays of codes are 1-D or 2-D");
+                shape[(*rank)++] = v;
+                irmae__npy_ws(c);
+                if (c->i < c->n && c->h[c->i] == ',') { c->i++; continue; }
+                if ((rc = irmae__npy_expect(c, ')', "the end of the shape"))) return rc;
+                break;
+            }
+        }
+        irmae__npy_ws(c);
+        if (c->i < c->n && c->h[c->i] == ',') { c->i++; continue; }
+        if ((rc = irmae__npy_expect(c, '}', "the end of the header dict"))) return rc;
+        break;
+    }
+    if (!seen[0] || !seen[1] || !seen[2])
+        return irmae__fail(IRMAE_ERR_FORMAT, "npy: the header lacks '%s'", !seen[0] ? "descr" : !seen[1] ? "fortran_order" : "shape");
+    while (c->i < c->n && (c->h[c->i] == ' ' || c->h[c->i] == '\t')) c->i++;
+    if (c->i + 1 != c->n || c->h[c->i] != '\n')
+        return irmae__fail(IRMAE_ERR_FORMAT, "npy: the header does not end with spaces and '\\n' (offset %lu)", (unsigned long)(c->base + c->i));
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_npy_parse(float **out, int *rows, int *cols, const void *data, size_t size)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    irmae__npy_cur c;
+    size_t hlen, pre, shape[2] = { 0, 0 }, count, i;
+    int rank = 0, rc;
+    float *v;
+    if (out) *out = NULL;
+    if (rows) *rows = 0;
+    if (cols) *cols = 0;
+    if (!out || !rows || !cols || (!data && size)) return irmae__fail(IRMAE_ERR_ARG, "npy_parse: NULL pointer");
+    if (size < 6 || memcmp(p, "\x93NUMPY", 6) != 0) {
+        if (size < 6 && (size == 0 || memcmp(p, "\x93NUMPY", size) == 0))
+            return irmae__fail(IRMAE_ERR_TRUNCATED, "npy: %lu bytes, the magic needs 6", (unsigned long)size);
+        return irmae__fail(IRMAE_ERR_FORMAT, "npy: bad magic at offset 0 (not a .npy file)");
+    }
+    if (size < 8) return irmae__fail(IRMAE_ERR_TRUNCATED, "npy: %lu bytes, the version ends at 8", (unsigned long)size);
+    if (p[6] < 1 || p[6] > 3 || p[7] != 0)
+        return irmae__fail(IRMAE_ERR_UNSUPPORTED, "npy: format version %d.%d at offset 6 (1.0, 2.0 and 3.0 are read)", p[6], p[7]);
+    pre = p[6] == 1 ? 10 : 12;
+    if (size < pre) return irmae__fail(IRMAE_ERR_TRUNCATED, "npy: %lu bytes, the header length ends at %lu", (unsigned long)size, (unsigned long)pre);
+    hlen = p[6] == 1 ? (size_t)p[8] | ((size_t)p[9] << 8) : (size_t)irmae__cd_le32(p + 8);
+    if (hlen > size - pre)
+        return irmae__fail(IRMAE_ERR_TRUNCATED, "npy: header of %lu bytes at offset %lu, %lu bytes left",
+                           (unsigned long)hlen, (unsigned long)pre, (unsigned long)(size - pre));
+    c.h = (const char *)p + pre; c.n = hlen; c.i = 0; c.base = pre;
+    if ((rc = irmae__npy_header(&c, &rank, shape))) return rc;
+    if (rank == 0) return irmae__fail(IRMAE_ERR_UNSUPPORTED, "npy: a 0-d array (a scalar); codes are 1-D or 2-D");
+    if (rank == 1) shape[1] = 1;
+    if (shape[0] == 0 || shape[1] == 0)
+        return irmae__fail(IRMAE_ERR_UNSUPPORTED, "npy: an empty array (%lu x %lu)", (unsigned long)shape[0], (unsigned long)shape[1]);
+    if (!irmae__mul(&count, shape[0], shape[1]) || count > (size_t)IRMAE_MAX_ALLOC / 4)
+        return irmae__fail(IRMAE_ERR_LIMIT, "npy: %lu x %lu floats exceed IRMAE_MAX_ALLOC", (unsigned long)shape[0], (unsigned long)shape[1]);
+    if (size - pre - hlen < count * 4)
+        return irmae__fail(IRMAE_ERR_TRUNCATED, "npy: %lu x %lu floats need %lu bytes at offset %lu, %lu are there",
+                           (unsigned long)shape[0], (unsigned long)shape[1], (unsigned long)(count * 4),
+                           (unsigned long)(pre + hlen), (unsigned long)(size - pre - hlen));
+    if (size - pre - hlen > count * 4)
+        return irmae__fail(IRMAE_ERR_FORMAT, "npy: %lu bytes after the data (offset %lu)",
+                           (unsigned long)(size - pre - hlen - count * 4), (unsigned long)(pre + hlen + count * 4));
+    v = (float *)irmae__alloc(count, sizeof(float));
+    if (!v) return irmae__fail(IRMAE_ERR_NOMEM, "npy: %lu floats", (unsigned long)count);
+    for (i = 0; i < count; i++) v[i] = irmae__ck_bitsf(irmae__cd_le32(p + pre + hlen + 4 * i));
+    *out = v; *rows = (int)shape[0]; *cols = (int)shape[1];
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_npy_load(float **out, int *rows, int *cols, const char *path)
+{
+    unsigned char *buf;
+    size_t size;
+    int rc;
+    if (out) *out = NULL;
+    if (rows) *rows = 0;
+    if (cols) *cols = 0;
+    if (!out || !rows || !cols || !path) return irmae__fail(IRMAE_ERR_ARG, "npy_load: NULL pointer");
+    if ((rc = irmae__cd_read_file(path, &buf, &size))) return rc;
+    rc = irmae_npy_parse(out, rows, cols, buf, size);
+    irmae__free(buf);
+    return rc ? irmae__cd_tag_path(rc, path) : IRMAE_OK;
 }
 
 #endif /* IRMAE_NO_CHECKPOINTS */

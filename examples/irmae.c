@@ -75,11 +75,12 @@
 
 enum {
     T_TRAIN = 1 << 0, T_SPECTRUM = 1 << 1, T_RECON = 1 << 2, T_INTERP = 1 << 3,
-    T_SAMPLE = 1 << 4, T_EXPORT = 1 << 5, T_CLASSIFY = 1 << 6, T_FRECHET = 1 << 7
+    T_SAMPLE = 1 << 4, T_EXPORT = 1 << 5, T_CLASSIFY = 1 << 6, T_FRECHET = 1 << 7,
+    T_ENCODE = 1 << 8, T_DECODE = 1 << 9
 };
-#define T_DATA (T_TRAIN | T_SPECTRUM | T_RECON | T_INTERP | T_SAMPLE | T_CLASSIFY | T_FRECHET)
+#define T_DATA (T_TRAIN | T_SPECTRUM | T_RECON | T_INTERP | T_SAMPLE | T_CLASSIFY | T_FRECHET | T_ENCODE)
 #define T_EVAL (T_SPECTRUM | T_RECON | T_INTERP | T_SAMPLE | T_FRECHET)
-#define T_ALL 0xff
+#define T_ALL 0x3ff
 
 #define MAX_MODELS 16
 typedef struct strlist { const char *v[MAX_MODELS]; int n; } strlist;
@@ -110,6 +111,9 @@ typedef struct options {
     int labels, supervised, head_steps, head_batch, clf_epochs, train_count;
     const char *head;
     float head_lr;
+    /* codes */
+    int features;
+    const char *codes;
 } options;
 
 enum { F_INT, F_I64, F_U64, F_FLOAT, F_STR, F_CHOICE, F_LIST, F_SWITCH };
@@ -182,13 +186,13 @@ static const flag_def FLAGS[] = {
     /* analysis */
     {"--model", T_SPECTRUM, F_LIST, OFF(models), 0, 0, NULL, NULL, "FILE", "checkpoint (repeat to overlay up to 16 models)"},
     {"--name", T_SPECTRUM, F_LIST, OFF(names), 0, 0, NULL, NULL, "NAME", "legend name of the i-th --model (default: file name)"},
-    {"--model", T_RECON | T_INTERP | T_SAMPLE | T_EXPORT | T_CLASSIFY | T_FRECHET, F_STR, OFF(model), 0, 0, NULL,
+    {"--model", T_RECON | T_INTERP | T_SAMPLE | T_EXPORT | T_CLASSIFY | T_FRECHET | T_ENCODE | T_DECODE, F_STR, OFF(model), 0, 0, NULL,
      NULL, "FILE", "checkpoint (required)"},
     {"--count", T_SPECTRUM, F_INT, OFF(count), 2, BIG, NULL, "2000", "N", "held-out images whose codes are analysed"},
     {"--csv", T_SPECTRUM, F_STR, OFF(csv), 0, 0, NULL, NULL, "FILE", "write the normalised singular values as CSV"},
     {"--svg", T_SPECTRUM, F_STR, OFF(svg), 0, 0, NULL, NULL, "FILE", "write the spectra as an SVG plot"},
     {"--count", T_RECON, F_INT, OFF(count), 1, 100000, NULL, "16", "N", "held-out images to reconstruct"},
-    {"--cols", T_RECON | T_SAMPLE, F_INT, OFF(cols), 1, 1000, NULL, "8", "C", "images per grid row"},
+    {"--cols", T_RECON | T_SAMPLE | T_DECODE, F_INT, OFF(cols), 1, 1000, NULL, "8", "C", "images per grid row"},
     {"--pairs", T_INTERP, F_INT, OFF(pairs), 1, 10000, NULL, "4", "P", "pairs of held-out images (one grid row each)"},
     {"--steps", T_INTERP, F_INT, OFF(steps), 2, 1000, NULL, "10", "S", "images per interpolation, both ends included"},
     {"--method", T_SAMPLE, F_CHOICE, OFF(method), 0, 0, "mvg|gmm|pca", "mvg", "M",
@@ -206,6 +210,15 @@ static const flag_def FLAGS[] = {
     {"--out", T_INTERP, F_STR, OFF(out), 0, 0, NULL, "interpolate.png", "FILE", "PNG grid, one pair per row"},
     {"--out", T_SAMPLE, F_STR, OFF(out), 0, 0, NULL, "samples.png", "FILE", "PNG grid of samples"},
     {"--out", T_EXPORT, F_STR, OFF(out), 0, 0, NULL, "model.safetensors", "FILE", "safetensors file to write"},
+
+    /* codes */
+    {"--count", T_ENCODE, F_INT, OFF(count), 1, BIG, NULL, "2000", "N", "held-out images to encode"},
+    {"--features", T_ENCODE, F_SWITCH, OFF(features), 0, 0, NULL, NULL, NULL,
+     "write the encoder's features e (before the l maps; the VAE: the mean) instead of the codes z"},
+    {"--out", T_ENCODE, F_STR, OFF(out), 0, 0, NULL, "codes.npy", "FILE", "NumPy .npy file of count x n float32"},
+    {"--codes", T_DECODE, F_STR, OFF(codes), 0, 0, NULL, NULL, "FILE",
+     "NumPy .npy of count x n float32 codes (little-endian f4, C order; numpy.save writes it)"},
+    {"--out", T_DECODE, F_STR, OFF(out), 0, 0, NULL, "decoded.png", "FILE", "PNG grid of the decoded images"},
 
     /* classification */
     {"--labels", T_CLASSIFY, F_INT, OFF(labels), 1, BIG, NULL, "100", "N", "labelled training images (the first N)"},
@@ -236,6 +249,8 @@ static const task_def TASKS[] = {
     {"interpolate", T_INTERP, "decode (1 - t) z_a + t z_b between pairs of held-out images, PNG grid"},
     {"sample", T_SAMPLE, "fit mvg / gmm / pca to held-out codes, decode samples, PNG grid"},
     {"export", T_EXPORT, "write the weights as safetensors (PyTorch names and layouts)"},
+    {"encode", T_ENCODE, "codes (or --features) of held-out images as a NumPy .npy file (count x n float32)"},
+    {"decode", T_DECODE, "decode the codes of a NumPy .npy file (count x n float32) into a PNG grid"},
     {"classify", T_CLASSIFY, "few-label classification on frozen encoder features; prints accuracy=<percent>"},
     {"frechet", T_FRECHET, "Frechet distance between held-out images and samples in the feature space of a "
                            "small MLP classifier trained here (not FID); prints frechet=, and frechet_recon= / frechet_real= as references"},
@@ -1226,6 +1241,53 @@ done:
     return status;
 }
 
+/* The codes z (or, --features, e) of --count held-out images to a .npy file. */
+static int task_encode(const options *o)
+{
+    irmae_model m;
+    irmae_dataset held;
+    float *z = NULL;
+    int status;
+    if ((status = open_model_and_data(o, &m, &held, o->count))) goto done;
+    z = alloc_floats((size_t)held.n, (size_t)m.cfg.n);
+    CHECK(z, "out of memory");
+    if (o->features) TRY(irmae_model_features(&m, z, held.x, held.n), "encoding");
+    else TRY(irmae_model_encode(&m, z, held.x, held.n), "encoding");
+    TRY(irmae_npy_write(o->out, z, held.n, m.cfg.n), "writing the codes");
+    printf("wrote %s: %s of %d held-out images, %d x %d float32\n", o->out, o->features ? "features" : "codes",
+           held.n, held.n, m.cfg.n);
+done:
+    free(z);
+    irmae_dataset_free(&held);
+    irmae_model_free(&m);
+    return status;
+}
+
+/* The images decoded from the codes of a .npy file (count x n), as a PNG grid. */
+static int task_decode(const options *o)
+{
+    irmae_model m;
+    float *z = NULL, *y = NULL;
+    int status = 0, rows = 0, cols = 0, rc;
+    memset(&m, 0, sizeof m);
+    if (!o->model) return usage_error("needs --model FILE");
+    if (!o->codes) return usage_error("needs --codes FILE");
+    set_threads(o);
+    if (load_model(&m, o->model, NULL)) return 1;
+    if ((rc = irmae_npy_load(&z, &rows, &cols, o->codes))) { status = fail_lib(rc, "reading the codes"); goto done; }
+    CHECK(cols == m.cfg.n, "%s holds %d x %d values, the model's codes have n = %d", o->codes, rows, cols, m.cfg.n);
+    y = alloc_floats((size_t)rows, (size_t)m.cfg.in_c * m.cfg.in_h * m.cfg.in_w);
+    CHECK(y, "out of memory");
+    TRY(irmae_model_decode(&m, y, z, rows), "decoding");
+    if (write_grid(o->out, &m, y, rows, o->cols < rows ? o->cols : rows)) { status = 1; goto done; }
+    printf("decoded %d codes of %s; wrote %s\n", rows, o->codes, o->out);
+done:
+    irmae_free_buffer(z);
+    free(y);
+    irmae_model_free(&m);
+    return status;
+}
+
 static int task_export(const options *o)
 {
     irmae_model m;
@@ -1692,6 +1754,8 @@ static int run(int argc, char **argv)
     case T_INTERP: return task_interpolate(&o);
     case T_SAMPLE: return task_sample(&o);
     case T_EXPORT: return task_export(&o);
+    case T_ENCODE: return task_encode(&o);
+    case T_DECODE: return task_decode(&o);
     case T_CLASSIFY: return task_classify(&o);
     default: return task_frechet(&o);
     }

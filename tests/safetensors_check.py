@@ -18,6 +18,10 @@
       (zlib.crc32) over tag + length + payload, the header CRC, no trailing
       bytes, the stored parameter count; PARM bit-equal to the first values of
       RAW (parameter order = encoder, maps, decoder).
+  safetensors_check.py npy FILE RAW ROWS COLS
+      FILE is a .npy written by irmae_npy_write: numpy.load (allow_pickle off)
+      gives a C-ordered float32 array of shape (ROWS, COLS) (COLS 0: (ROWS,))
+      bit-equal to RAW, and the data starts at a multiple of 64 bytes.
   safetensors_check.py --jobs JOBFILE RESULTS
       Runs one job per line of JOBFILE (the arguments above, tab-separated)
       and writes one line per job to RESULTS: "ok" or "FAIL <what>".
@@ -157,6 +161,23 @@ def check_checkpoint(path, raw_path):
         check(bad == 0, "%d of %d parameters differ from the raw dump" % (bad, n_params))
 
 
+def check_npy(path, raw_path, rows, cols):
+    a = np.load(path, allow_pickle=False)
+    want = (rows,) if cols == 0 else (rows, cols)
+    check(a.dtype == np.dtype("<f4"), "npy dtype %s" % a.dtype)
+    check(a.shape == want, "npy shape %r, expected %r" % (a.shape, want))
+    check(a.flags["C_CONTIGUOUS"], "npy is not C ordered")
+    raw = np.frombuffer(read(raw_path), dtype="<f4")
+    if a.size == raw.size:
+        bad = int(np.count_nonzero(a.reshape(-1).view("<u4") != raw.view("<u4")))
+        check(bad == 0, "npy: %d of %d values differ from the raw dump" % (bad, raw.size))
+    else:
+        check(False, "npy has %d values, the raw dump %d" % (a.size, raw.size))
+    data = read(path)
+    hlen = struct.unpack("<H", data[8:10])[0]
+    check((10 + hlen) % 64 == 0, "npy data starts at %d, not a multiple of 64" % (10 + hlen))
+
+
 def run_job(args):
     del failures[:]
     try:
@@ -164,6 +185,8 @@ def run_job(args):
             check_safetensors(args[1], args[2], args[3])
         elif len(args) == 3 and args[0] == "ckpt":
             check_checkpoint(args[1], args[2])
+        elif len(args) == 5 and args[0] == "npy":
+            check_npy(args[1], args[2], int(args[3]), int(args[4]))
         else:
             failures.append("bad job %r" % (args,))
     except Exception as e:  # a malformed file must fail the job, not the run

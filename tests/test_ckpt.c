@@ -1042,6 +1042,123 @@ static void test_xendian(const char *dir)
     irmae_model_free(&want);
 }
 
+/* ---- NumPy .npy ---------------------------------------------------------- */
+
+/* A .npy file built by hand: version v, header text h, then nvals floats 0, 1, ... */
+static size_t npy_build(unsigned char *buf, size_t cap, int v, const char *h, size_t nvals)
+{
+    size_t hl = strlen(h), pre = v == 1 ? 10 : 12, k;
+    if (pre + hl + 4 * nvals > cap) return 0;
+    memcpy(buf, "\x93NUMPY", 6);
+    buf[6] = (unsigned char)v; buf[7] = 0;
+    buf[8] = (unsigned char)(hl & 0xFF); buf[9] = (unsigned char)(hl >> 8);
+    if (v != 1) { buf[10] = (unsigned char)(hl >> 16); buf[11] = (unsigned char)(hl >> 24); }
+    memcpy(buf + pre, h, hl);
+    for (k = 0; k < nvals; k++) {
+        float f = (float)k;
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        buf[pre + hl + 4 * k] = (unsigned char)u; buf[pre + hl + 4 * k + 1] = (unsigned char)(u >> 8);
+        buf[pre + hl + 4 * k + 2] = (unsigned char)(u >> 16); buf[pre + hl + 4 * k + 3] = (unsigned char)(u >> 24);
+    }
+    return pre + hl + 4 * nvals;
+}
+
+/* irmae_npy_write / _parse / _load: codes of a model round-trip bit-exactly
+   and numpy reads them as the same float32 array; every prefix of a file is
+   TRUNCATED; each malformed header is its named error; outputs stay zeroed. */
+static void test_npy(void)
+{
+    static const struct { const char *header; size_t nvals; int version, want; const char *what; } bad[] = {
+        { "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }\n", 6, 1, IRMAE_ERR_UNSUPPORTED, "float64" },
+        { "{'descr': '>f4', 'fortran_order': False, 'shape': (2, 3), }\n", 6, 1, IRMAE_ERR_UNSUPPORTED, "big-endian" },
+        { "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }\n", 6, 1, IRMAE_ERR_UNSUPPORTED, "Fortran order" },
+        { "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 1), }\n", 6, 1, IRMAE_ERR_UNSUPPORTED, "rank 3" },
+        { "{'descr': '<f4', 'fortran_order': False, 'shape': (), }\n", 1, 1, IRMAE_ERR_UNSUPPORTED, "a scalar" },
+        { "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 3), }\n", 0, 1, IRMAE_ERR_UNSUPPORTED, "empty" },
+        { "{'descr': '<f4', 'shape': (2, 3), }\n", 6, 1, IRMAE_ERR_FORMAT, "no fortran_order" },
+        { "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }\n", 6, 1, IRMAE_ERR_FORMAT, "duplicate key" },
+        { "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'x': 1}\n", 6, 1, IRMAE_ERR_FORMAT, "unknown key" },
+        { "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 6, 1, IRMAE_ERR_FORMAT, "no newline" },
+        { "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3) ", 6, 1, IRMAE_ERR_FORMAT, "unclosed dict" },
+        { "{descr: '<f4', 'fortran_order': False, 'shape': (2, 3), }\n", 6, 1, IRMAE_ERR_FORMAT, "unquoted key" },
+        { "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }\n", 7, 1, IRMAE_ERR_FORMAT, "trailing bytes" },
+        { "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }\n", 5, 1, IRMAE_ERR_TRUNCATED, "short data" },
+        { "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 3), }\n", 6, 1, IRMAE_ERR_LIMIT, "huge dimension" },
+        { "{'descr': '<f4', 'fortran_order': False, 'shape': (2000000000, 2000000000), }\n", 6, 1, IRMAE_ERR_LIMIT, "huge product" },
+        { "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }\n", 6, 4, IRMAE_ERR_UNSUPPORTED, "version 4.0" },
+    };
+    irmae_config cfg = tiny_cfg(IRMAE_KIND_AE);
+    irmae_model m;
+    irmae_train_state ts;
+    irmae_dataset ds;
+    unsigned char buf[512], *file = NULL;
+    const char *path = tmp_name("codes.npy"), *path1 = tmp_name("vec.npy"), *raw = tmp_name("codes.raw");
+    float z[9 * 4], *back = NULL;
+    int rows, cols, rc, i, bad_prefix = 0;
+    size_t size, k, n;
+    char args[2200];
+    if (trained_model(&m, &ts, &cfg, 51, 2)) { CHECK(0, "npy: setup %s", irmae_error_detail()); return; }
+    make_data(&ds, 9, cfg.in_c, cfg.in_h, cfg.in_w, 77);
+    CHECK(irmae_model_encode(&m, z, ds.x, 9) == 0, "npy: encode");
+    CHECK(irmae_npy_write(path, z, 9, cfg.n) == 0, "npy_write: %s", irmae_error_detail());
+    CHECK(irmae_npy_load(&back, &rows, &cols, path) == 0 && rows == 9 && cols == cfg.n &&
+          memcmp(back, z, sizeof z) == 0, "npy: the codes come back bit-exactly (%d x %d)", rows, cols);
+    irmae_free_buffer(back); back = NULL;
+    CHECK(irmae_npy_write(path1, z, 7, 0) == 0 && irmae_npy_load(&back, &rows, &cols, path1) == 0 && rows == 7 &&
+          cols == 1 && memcmp(back, z, 7 * sizeof(float)) == 0, "npy: a 1-D array reads as 7 x 1");
+    irmae_free_buffer(back); back = NULL;
+    write_floats(raw, z, sizeof z / sizeof z[0]);
+    snprintf(args, sizeof args, "npy\t%s\t%s\t9\t%d", path, raw, cfg.n);
+    py_queue(g_st_jobs, &g_nst, 32, 1, "npy: numpy.load of irmae_npy_write's codes", args);
+    snprintf(args, sizeof args, "npy\t%s\t%s\t9\t%d", path, raw, cfg.n + 1);
+    py_queue(g_st_jobs, &g_nst, 32, 0, "npy: control, the wrong shape", args);
+    /* every prefix of the file is truncated, never read past its end */
+    if ((file = read_bytes(path, &size)) != NULL) {
+        for (k = 0; k < size; k++) {
+            float *o = (float *)1;
+            rows = cols = -1;
+            rc = irmae_npy_parse(&o, &rows, &cols, file, k);
+            if (rc != IRMAE_ERR_TRUNCATED || o || rows || cols) bad_prefix++;
+        }
+        CHECK(bad_prefix == 0, "npy: %d of %lu prefixes are not IRMAE_ERR_TRUNCATED with zeroed outputs",
+              bad_prefix, (unsigned long)size);
+        file[0] = 'X';
+        CHECK(irmae_npy_parse(&back, &rows, &cols, file, size) == IRMAE_ERR_FORMAT, "npy: bad magic");
+        free(file);
+    } else CHECK(0, "npy: cannot read back %s", path);
+    for (i = 0; i < (int)(sizeof bad / sizeof bad[0]); i++) {
+        float *o = NULL;
+        n = npy_build(buf, sizeof buf, bad[i].version, bad[i].header, bad[i].nvals);
+        rc = irmae_npy_parse(&o, &rows, &cols, buf, n);
+        CHECK(rc == bad[i].want && !o && rows == 0 && cols == 0, "npy %s: rc %d (%s), want %d", bad[i].what, rc,
+              irmae_error_detail(), bad[i].want);
+    }
+    /* what numpy itself writes for (2, 3) float32 in versions 1.0 and 2.0, with double quotes */
+    for (i = 1; i <= 2; i++) {
+        float *o = NULL;
+        n = npy_build(buf, sizeof buf, i, "{\"descr\": \"<f4\", \"fortran_order\": False, \"shape\": (2,3)}      \n", 6);
+        CHECK(irmae_npy_parse(&o, &rows, &cols, buf, n) == 0 && rows == 2 && cols == 3 && o && o[5] == 5.0f,
+              "npy version %d.0 with double quotes: %s", i, irmae_error_detail());
+        irmae_free_buffer(o);
+    }
+    /* files numpy.save wrote (committed): (arange(24).reshape(6, 4) - 10) / 7 and linspace(-1, 1, 5), float32 */
+    if (irmae_npy_load(&back, &rows, &cols, "tests/data/codes.npy") == 0) {
+        int wrong = 0;
+        for (i = 0; i < 24; i++) wrong += back[i] != (float)(i - 10) / 7.0f;
+        CHECK(rows == 6 && cols == 4 && wrong == 0, "npy: numpy's 6 x 4 file reads as %d x %d, %d values differ", rows, cols, wrong);
+    } else CHECK(0, "npy: numpy's tests/data/codes.npy: %s", irmae_error_detail());
+    irmae_free_buffer(back); back = NULL;
+    CHECK(irmae_npy_load(&back, &rows, &cols, "tests/data/vec.npy") == 0 && rows == 5 && cols == 1 &&
+          back[0] == -1.0f && back[2] == 0.0f && back[4] == 1.0f, "npy: numpy's 1-D file: %s", irmae_error_detail());
+    irmae_free_buffer(back); back = NULL;
+    CHECK(irmae_npy_write(path, z, 0, 4) == IRMAE_ERR_ARG && irmae_npy_parse(NULL, &rows, &cols, buf, n) == IRMAE_ERR_ARG,
+          "npy: bad arguments");
+    CHECK(irmae_npy_load(&back, &rows, &cols, tmp_name("none.npy")) == IRMAE_ERR_IO && !back, "npy: missing file");
+    irmae_dataset_free(&ds);
+    irmae_model_free(&m);
+}
+
 int main(int argc, char **argv)
 {
     const char *env = getenv("IRMAE_PYTHON"), *dir = getenv("IRMAE_TMPDIR");
@@ -1103,6 +1220,7 @@ int main(int argc, char **argv)
     test_safetensors("mnist l=8", 4, &c, 4);
     c = upsample_cfg();
     test_safetensors("upsampling decoder", 5, &c, 4);
+    test_npy();
     py_run("safetensors_check.py", g_st_jobs, g_nst, "st_jobs.txt");
     py_run("torch_check.py", g_torch_jobs, g_ntorch, "torch_jobs.txt");
     write_corpus();

@@ -72,7 +72,7 @@ EOF
 
 # ---------------------------------------------------------------- help, usage
 expect "help" 0 "$CLI" help
-for t in train spectrum reconstruct interpolate sample export classify frechet; do
+for t in train spectrum reconstruct interpolate sample export classify frechet encode decode; do
     expect "$t --help" 0 "$CLI" "$t" --help && \
         check "$t --help lists flags" grep -q -- "--threads" "$T/out"
 done
@@ -181,6 +181,37 @@ for m in mvg gmm pca; do
     check_png "sample $m grid" "$T/sample_$m.png" 274 70
 done
 expect "sample gmm from the VAE" 0 "$CLI" sample --model "$T/vae.ckpt" --method gmm --k 2 --fit 64 --count 8 --out "$T/vae.png"
+
+# codes out to NumPy and back: numpy reads encode's .npy as count x n float32;
+# decoding numpy's own re-save of it gives the same PNG as decoding the original
+expect "encode 24 held-out images" 0 "$CLI" encode --model "$M" --count 24 --out "$T/codes.npy"
+expect "encode --features" 0 "$CLI" encode --model "$M" --count 24 --features --out "$T/feat.npy"
+check "features (before the maps) differ from the codes" sh -c "! cmp -s '$T/codes.npy' '$T/feat.npy'"
+expect "decode the codes" 0 "$CLI" decode --model "$M" --codes "$T/codes.npy" --cols 8 --out "$T/dec.png"
+check_png "decoded grid" "$T/dec.png" 274 104
+if have_py numpy; then
+    if "$PY" - "$T/codes.npy" "$T/np.npy" <<'EOF' >"$T/py" 2>&1
+import sys, numpy as np
+a = np.load(sys.argv[1], allow_pickle=False)
+assert a.shape == (24, 32) and a.dtype == np.float32 and np.all(np.isfinite(a)), (a.shape, a.dtype)
+np.save(sys.argv[2], np.ascontiguousarray(a))
+EOF
+    then ok "numpy loads encode's codes (24 x 32 float32) and saves them again"
+    else bad "numpy reads encode's .npy" "$T/py"; fi
+    expect "decode numpy's file" 0 "$CLI" decode --model "$M" --codes "$T/np.npy" --cols 8 --out "$T/dec_np.png"
+    check "numpy-written codes decode to the same images" cmp -s "$T/dec.png" "$T/dec_np.png"
+    "$PY" -c "import numpy as np; np.save('$T/f8.npy', np.zeros((3, 32)))"
+    expect "decode float64 codes" 1 "$CLI" decode --model "$M" --codes "$T/f8.npy" --out "$T/x.png"
+    check "the error names the dtype" grep -q "dtype '<f8'" "$T/err"
+else
+    skp "numpy round trip of encode / decode (no numpy in $PY)"
+fi
+expect "decode a checkpoint as codes" 1 "$CLI" decode --model "$M" --codes "$M" --out "$T/x.png"
+check "the error says it is not a .npy" grep -q "not a .npy file" "$T/err"
+expect "train a model with n = 16" 0 "$CLI" train --count 64 --batch 16 --heldout 0 --epochs 1 --n 16 --out "$T/n16.ckpt"
+expect "decode codes of another size" 1 "$CLI" decode --model "$T/n16.ckpt" --codes "$T/codes.npy" --out "$T/x.png"
+check "the error gives both sizes" grep -q "n = " "$T/err"
+expect "decode without --codes" 2 "$CLI" decode --model "$M"
 
 expect "export" 0 "$CLI" export --model "$M" --out "$T/m.safetensors"
 st="$T/m.safetensors"
