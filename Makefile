@@ -182,12 +182,13 @@ test-windows: $(foreach t,$(TESTS),$(B)/win/$(t).exe) $(foreach e,shapes mnist i
 
 # libFuzzer targets (clang); each runs FUZZ_SECONDS on a seed corpus made of
 # the committed test files. Without libFuzzer, fuzz_main.c replays files.
-FUZZERS = png idx gzip ckpt npy
+FUZZERS = png idx gzip ckpt npy st
 fuzz: | $(B)
 	@for f in $(FUZZERS); do \
 	  clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all tests/fuzz_$$f.c -o $(B)/fuzz_$$f -lm || exit 1; \
 	  mkdir -p $(B)/corpus_$$f; cp tests/data/* $(B)/corpus_$$f/; done
 	$(MAKE) $(B)/test_ckpt && IRMAE_CKPT_CORPUS=$(B)/corpus_ckpt $(B)/test_ckpt > /dev/null
+	cp $(B)/corpus_ckpt/micro.safetensors $(B)/corpus_st/
 	@for f in $(FUZZERS); do \
 	  echo "== fuzz_$$f for $(FUZZ_SECONDS) s"; \
 	  $(B)/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 $(B)/corpus_$$f 2>&1 | \

@@ -1133,6 +1133,31 @@ IRMAEDEF int irmae_checkpoint_read_config(irmae_config *cfg, const char *path);
    Errors: IRMAE_ERR_ARG, IRMAE_ERR_IO, IRMAE_ERR_OVERFLOW, IRMAE_ERR_NOMEM. */
 IRMAEDEF int irmae_export_safetensors(const char *path, const irmae_model *m);
 
+/* Loads weights from a safetensors file into m (initialised, of the
+   configuration the weights belong to): the layout irmae_export_safetensors
+   writes, i.e. PyTorch's names and shapes (a state_dict of the model
+   described there, saved by any safetensors writer). Every parameter tensor
+   of m must be present exactly once with its shape, dtype F32, F16 or BF16
+   (converted to float); "collapsed.weight" may be present (checked for its
+   shape, not loaded: it is derived from the maps); any other tensor is an
+   error. The file is untrusted: the header length (at most 100 MB), the
+   JSON (strict: strings, non-negative integers, the three fields of a
+   tensor exactly once), dtypes, shapes and data_offsets (each tensor's
+   bytes exactly its dtype x shape, all tensors tiling the data without
+   overlap or hole) are checked before anything is loaded, and a value that
+   is not finite is refused. On success m holds the weights, Adam's moments
+   are zero and m->step is 0; on error m is unchanged.
+   Errors: IRMAE_ERR_ARG, IRMAE_ERR_IO, IRMAE_ERR_FORMAT, IRMAE_ERR_TRUNCATED,
+   IRMAE_ERR_LIMIT, IRMAE_ERR_UNSUPPORTED (another dtype), IRMAE_ERR_MISMATCH
+   (missing / extra / misshapen tensor), IRMAE_ERR_NUMERIC, IRMAE_ERR_NOMEM. */
+IRMAEDEF int irmae_import_safetensors(irmae_model *m, const char *path);
+/* The same on a file held in memory (data[0..size)). */
+IRMAEDEF int irmae_import_safetensors_mem(irmae_model *m, const void *data, size_t size);
+/* The configuration stored in the "irmae_config" metadata string that
+   irmae_export_safetensors writes (the checkpoint's CONF section in hex),
+   validated as a checkpoint's. A file without it is IRMAE_ERR_FORMAT. */
+IRMAEDEF int irmae_safetensors_read_config(irmae_config *cfg, const char *path);
+
 /* NumPy .npy arrays of float32, for codes going to and from Python
    (numpy.load / numpy.save read and write them as they are).
    irmae_npy_write writes rows x cols floats (C order; cols = 0 writes the
@@ -8593,21 +8618,11 @@ static int irmae__ck_sizes(const irmae_model *m, size_t *conf_len, size_t *total
     return 1;
 }
 
-static void irmae__ck_emit(irmae__ckw *w, const void *ctx)
+/* The CONF payload of m: the config's fields in file order, the layer specs, the parameter count. */
+static void irmae__ckw_conf(irmae__ckw *w, const irmae_model *m)
 {
-    const irmae__ck_src *src = (const irmae__ck_src *)ctx;
-    const irmae_model *m = src->m;
     irmae_config *cfg = (irmae_config *)&m->cfg; /* read only */
-    uint64_t p4 = (uint64_t)m->n_params * 4u;
     int i, j;
-    /* header */
-    w->crc = 0;
-    irmae__ckw_put(w, irmae__ck_magic, 8);
-    irmae__ckw_u32(w, IRMAE__CK_VERSION);
-    irmae__ckw_u32(w, IRMAE__CK_NSECT);
-    irmae__ckw_u32(w, w->crc);
-    /* CONF */
-    irmae__ckw_begin(w, 0, src->conf_len);
     for (i = 0; i < IRMAE__CK_NINT; i++) irmae__ckw_u32(w, (uint32_t)*irmae__ck_int(cfg, i));
     for (i = 0; i < IRMAE__CK_NFLT; i++) irmae__ckw_u32(w, irmae__ck_fbits(*irmae__ck_flt(cfg, i)));
     irmae__ckw_u32(w, (uint32_t)cfg->n_enc);
@@ -8617,6 +8632,37 @@ static void irmae__ck_emit(irmae__ckw *w, const void *ctx)
         for (j = 0; j < IRMAE__CK_NSPEC; j++) irmae__ckw_u32(w, (uint32_t)*irmae__ck_spec(s, j));
     }
     irmae__ckw_u64(w, (uint64_t)m->n_params);
+}
+
+/* The CONF payload of m into out (IRMAE__CK_CONF_MAX bytes); returns its length. */
+static size_t irmae__ck_conf_bytes(unsigned char *out, const irmae_model *m)
+{
+    size_t len = IRMAE__CK_CONF_FIXED + 4u * IRMAE__CK_NSPEC * (size_t)(m->cfg.n_enc + m->cfg.n_dec) + 8u;
+    irmae__ckw *w = (irmae__ckw *)irmae__alloc(1, sizeof *w);
+    if (!w) return 0;
+    w->mem = out; w->mem_cap = IRMAE__CK_CONF_MAX;
+    irmae__ckw_conf(w, m);
+    irmae__ckw_flush(w);
+    len = w->err ? 0 : w->mem_len;
+    irmae__free(w);
+    return len;
+}
+
+static void irmae__ck_emit(irmae__ckw *w, const void *ctx)
+{
+    const irmae__ck_src *src = (const irmae__ck_src *)ctx;
+    const irmae_model *m = src->m;
+    uint64_t p4 = (uint64_t)m->n_params * 4u;
+    int i;
+    /* header */
+    w->crc = 0;
+    irmae__ckw_put(w, irmae__ck_magic, 8);
+    irmae__ckw_u32(w, IRMAE__CK_VERSION);
+    irmae__ckw_u32(w, IRMAE__CK_NSECT);
+    irmae__ckw_u32(w, w->crc);
+    /* CONF */
+    irmae__ckw_begin(w, 0, src->conf_len);
+    irmae__ckw_conf(w, m);
     irmae__ckw_end(w);
     /* TRST */
     irmae__ckw_begin(w, 1, IRMAE__CK_TRST_LEN);
@@ -9093,6 +9139,32 @@ static void irmae__st_layer_tensors(irmae__st_tensor *t, int *nt, const irmae_mo
     }
 }
 
+/* The tensors of m in file order (encoder, maps, decoder, collapsed) into t
+   (2 n_layers + l + 1 entries); returns their number. */
+static int irmae__st_list(irmae__st_tensor *t, const irmae_model *m, const float *collapsed)
+{
+    int i, j, nt = 0, n = m->cfg.n;
+    for (i = 0; i < m->n_enc; i++) irmae__st_layer_tensors(t, &nt, m, &m->layers[i], "encoder", i);
+    for (j = 0; j < m->cfg.l; j++) {
+        irmae__st_tensor *w = &t[nt++];
+        memset(w, 0, sizeof *w);
+        snprintf(w->name, sizeof w->name, "maps.%d.weight", j);
+        w->rank = 2; w->shape[0] = w->shape[1] = (size_t)n;
+        w->data = m->params + m->maps_off + (size_t)j * n * n;
+        w->count = (size_t)n * n;
+    }
+    for (i = m->n_enc; i < m->n_layers; i++) irmae__st_layer_tensors(t, &nt, m, &m->layers[i], "decoder", i - m->n_enc);
+    {
+        irmae__st_tensor *w = &t[nt++];
+        memset(w, 0, sizeof *w);
+        snprintf(w->name, sizeof w->name, "collapsed.weight");
+        w->rank = 2; w->shape[0] = w->shape[1] = (size_t)n;
+        w->data = collapsed;
+        w->count = (size_t)n * n;
+    }
+    return nt;
+}
+
 IRMAEDEF int irmae_export_safetensors(const char *path, const irmae_model *m)
 {
     irmae__st_tensor *t = NULL;
@@ -9113,23 +9185,7 @@ IRMAEDEF int irmae_export_safetensors(const char *path, const irmae_model *m)
     if (!t || !collapsed) { rc = irmae__fail(IRMAE_ERR_NOMEM, "export_safetensors: %lu tensors", (unsigned long)maxt); goto done; }
     if ((rc = irmae_model_collapse(m, collapsed))) goto done;
 
-    /* tensors in order: encoder, maps, decoder, collapsed */
-    for (i = 0; i < m->n_enc; i++) irmae__st_layer_tensors(t, &nt, m, &m->layers[i], "encoder", i);
-    for (j = 0; j < m->cfg.l; j++) {
-        irmae__st_tensor *w = &t[nt++];
-        snprintf(w->name, sizeof w->name, "maps.%d.weight", j);
-        w->rank = 2; w->shape[0] = w->shape[1] = (size_t)n;
-        w->data = m->params + m->maps_off + (size_t)j * n * n;
-        w->count = (size_t)n * n;
-    }
-    for (i = m->n_enc; i < m->n_layers; i++) irmae__st_layer_tensors(t, &nt, m, &m->layers[i], "decoder", i - m->n_enc);
-    {
-        irmae__st_tensor *w = &t[nt++];
-        snprintf(w->name, sizeof w->name, "collapsed.weight");
-        w->rank = 2; w->shape[0] = w->shape[1] = (size_t)n;
-        w->data = collapsed;
-        w->count = (size_t)n * n;
-    }
+    nt = irmae__st_list(t, m, collapsed);
 
     /* the layer list, as JSON text stored in a metadata string */
     irmae__sb_raw(&lay, "{\"encoder\":[", 12);
@@ -9149,6 +9205,12 @@ IRMAEDEF int irmae_export_safetensors(const char *path, const irmae_model *m)
     for (i = 0; !lay.err && i < (int)lay.len; i++) {  /* escape the quotes of the JSON text */
         if (lay.s[i] == '"' || lay.s[i] == '\\') irmae__sb_raw(&hdr, "\\", 1);
         irmae__sb_raw(&hdr, lay.s + i, 1);
+    }
+    irmae__sb_raw(&hdr, "\",\"irmae_config\":\"", 18);
+    {   /* the whole configuration: the checkpoint's CONF payload, in hex */
+        unsigned char conf[IRMAE__CK_CONF_MAX];
+        size_t clen = irmae__ck_conf_bytes(conf, m), k;
+        for (k = 0; k < clen; k++) irmae__sb_fmt(&hdr, "%02x", conf[k]);
     }
     irmae__sb_raw(&hdr, "\"}", 2);
     for (i = 0; i < nt; i++) {
@@ -9178,6 +9240,360 @@ done:
     return rc;
 }
 
+
+/* ---- safetensors import ------------------------------------------------------ */
+
+/* A strict reader of the safetensors JSON header (untrusted): a cursor over
+   s[0..n), file offsets base + i in the messages. */
+typedef struct irmae__js { const char *s; size_t n, i, base; } irmae__js;
+
+static void irmae__js_ws(irmae__js *j)
+{
+    while (j->i < j->n && (j->s[j->i] == ' ' || j->s[j->i] == '\t' || j->s[j->i] == '\n' || j->s[j->i] == '\r')) j->i++;
+}
+static int irmae__js_at(irmae__js *j, char c)
+{
+    irmae__js_ws(j);
+    return j->i < j->n && j->s[j->i] == c;
+}
+static int irmae__js_expect(irmae__js *j, char c)
+{
+    if (irmae__js_at(j, c)) { j->i++; return IRMAE_OK; }
+    return irmae__fail(IRMAE_ERR_FORMAT, "safetensors: expected '%c' in the header at offset %lu", c,
+                       (unsigned long)(j->base + j->i));
+}
+/* A JSON string into buf (cap bytes, NUL-terminated; NULL: skipped). Escapes
+   are decoded; \u escapes must be ASCII. A longer string is IRMAE_ERR_LIMIT. */
+static int irmae__js_str(irmae__js *j, char *buf, size_t cap, size_t *len)
+{
+    size_t k = 0;
+    if (!irmae__js_at(j, '"'))
+        return irmae__fail(IRMAE_ERR_FORMAT, "safetensors: expected a string in the header at offset %lu", (unsigned long)(j->base + j->i));
+    j->i++;
+    for (;;) {
+        char c;
+        if (j->i >= j->n) return irmae__fail(IRMAE_ERR_FORMAT, "safetensors: unterminated string in the header");
+        c = j->s[j->i++];
+        if (c == '"') break;
+        if ((unsigned char)c < 0x20)
+            return irmae__fail(IRMAE_ERR_FORMAT, "safetensors: control character in a string at offset %lu", (unsigned long)(j->base + j->i - 1));
+        if (c == '\\') {
+            if (j->i >= j->n) return irmae__fail(IRMAE_ERR_FORMAT, "safetensors: unterminated escape in the header");
+            c = j->s[j->i++];
+            if (c == 'n') c = '\n'; else if (c == 't') c = '\t'; else if (c == 'r') c = '\r';
+            else if (c == 'b') c = '\b'; else if (c == 'f') c = '\f';
+            else if (c == 'u') {
+                unsigned v = 0;
+                int d;
+                for (d = 0; d < 4; d++) {
+                    char h = j->i < j->n ? j->s[j->i++] : 0;
+                    v = v * 16 + (unsigned)(h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 :
+                                            h >= 'A' && h <= 'F' ? h - 'A' + 10 : 99);
+                    if (v > 0xFFFF) return irmae__fail(IRMAE_ERR_FORMAT, "safetensors: bad \\u escape at offset %lu", (unsigned long)(j->base + j->i));
+                }
+                if (v >= 0x80 && buf) return irmae__fail(IRMAE_ERR_UNSUPPORTED, "safetensors: a non-ASCII name at offset %lu", (unsigned long)(j->base + j->i));
+                c = (char)(v & 0x7F);
+            } else if (c != '"' && c != '\\' && c != '/')
+                return irmae__fail(IRMAE_ERR_FORMAT, "safetensors: bad escape '\\%c' at offset %lu", c, (unsigned long)(j->base + j->i - 1));
+        }
+        if (buf) {
+            if (k + 1 >= cap) return irmae__fail(IRMAE_ERR_LIMIT, "safetensors: a string longer than %lu bytes at offset %lu",
+                                                 (unsigned long)(cap - 1), (unsigned long)(j->base + j->i));
+            buf[k] = c;
+        }
+        k++;
+    }
+    if (buf) buf[k] = 0;
+    if (len) *len = k;
+    return IRMAE_OK;
+}
+/* A non-negative JSON integer (no sign, fraction or exponent), at most 2^53. */
+static int irmae__js_uint(irmae__js *j, uint64_t *v)
+{
+    int digits = 0;
+    irmae__js_ws(j);
+    *v = 0;
+    while (j->i < j->n && j->s[j->i] >= '0' && j->s[j->i] <= '9') {
+        *v = *v * 10 + (uint64_t)(j->s[j->i++] - '0');
+        if (++digits > 16) return irmae__fail(IRMAE_ERR_LIMIT, "safetensors: an integer over 2^53 at offset %lu", (unsigned long)(j->base + j->i));
+    }
+    if (!digits || (j->i < j->n && (j->s[j->i] == '.' || j->s[j->i] == 'e' || j->s[j->i] == 'E')))
+        return irmae__fail(IRMAE_ERR_FORMAT, "safetensors: expected a non-negative integer at offset %lu", (unsigned long)(j->base + j->i));
+    return IRMAE_OK;
+}
+/* [u, u, ...] with at most max entries */
+static int irmae__js_uints(irmae__js *j, uint64_t *v, int max, int *count)
+{
+    int rc;
+    *count = 0;
+    if ((rc = irmae__js_expect(j, '['))) return rc;
+    if (irmae__js_at(j, ']')) { j->i++; return IRMAE_OK; }
+    for (;;) {
+        if (*count >= max) return irmae__fail(IRMAE_ERR_UNSUPPORTED, "safetensors: more than %d entries in a list at offset %lu", max, (unsigned long)(j->base + j->i));
+        if ((rc = irmae__js_uint(j, &v[(*count)++]))) return rc;
+        if (irmae__js_at(j, ',')) { j->i++; continue; }
+        return irmae__js_expect(j, ']');
+    }
+}
+
+/* One tensor of the header. */
+typedef struct irmae__st_entry {
+    char name[128];
+    int dtype;                 /* bytes per value: 4 F32, 2 F16, 3 BF16 (2 bytes) */
+    int rank;
+    uint64_t shape[4], begin, end;
+} irmae__st_entry;
+
+enum { IRMAE__ST_F32 = 4, IRMAE__ST_F16 = 2, IRMAE__ST_BF16 = 3 };
+
+/* The header {"__metadata__": {...}, "name": {"dtype", "shape", "data_offsets"}, ...}:
+   up to cap entries into e (*ne), the "irmae_config" metadata string into conf_hex. */
+static int irmae__st_header(irmae__js *j, irmae__st_entry *e, int cap, int *ne, char *conf_hex, size_t hex_cap)
+{
+    char key[128];
+    int rc, meta = 0;
+    *ne = 0;
+    conf_hex[0] = 0;
+    if ((rc = irmae__js_expect(j, '{'))) return rc;
+    if (irmae__js_at(j, '}')) { j->i++; return IRMAE_OK; }
+    for (;;) {
+        if ((rc = irmae__js_str(j, key, sizeof key, NULL))) return rc;
+        if ((rc = irmae__js_expect(j, ':'))) return rc;
+        if (!strcmp(key, "__metadata__")) {
+            if (meta++) return irmae__fail(IRMAE_ERR_FORMAT, "safetensors: __metadata__ twice");
+            if ((rc = irmae__js_expect(j, '{'))) return rc;
+            if (irmae__js_at(j, '}')) j->i++;
+            else for (;;) {
+                char mk[64];
+                size_t len;
+                if ((rc = irmae__js_str(j, mk, sizeof mk, NULL))) return rc;
+                if ((rc = irmae__js_expect(j, ':'))) return rc;
+                if (!strcmp(mk, "irmae_config")) rc = irmae__js_str(j, conf_hex, hex_cap, &len);
+                else rc = irmae__js_str(j, NULL, 0, &len);
+                if (rc) return rc;
+                if (irmae__js_at(j, ',')) { j->i++; continue; }
+                if ((rc = irmae__js_expect(j, '}'))) return rc;
+                break;
+            }
+        } else {
+            irmae__st_entry *t;
+            char field[32], dt[16];
+            int seen = 0, n2, k;
+            uint64_t off[3];
+            for (k = 0; k < *ne; k++)
+                if (!strcmp(e[k].name, key)) return irmae__fail(IRMAE_ERR_FORMAT, "safetensors: tensor '%s' twice", key);
+            if (*ne >= cap) return irmae__fail(IRMAE_ERR_MISMATCH, "safetensors: extra tensor '%s' (the model has %d)", key, cap - 1);
+            t = &e[(*ne)++];
+            memset(t, 0, sizeof *t);
+            memcpy(t->name, key, sizeof t->name);
+            if ((rc = irmae__js_expect(j, '{'))) return rc;
+            for (;;) {
+                int bit;
+                if ((rc = irmae__js_str(j, field, sizeof field, NULL))) return rc;
+                if ((rc = irmae__js_expect(j, ':'))) return rc;
+                bit = !strcmp(field, "dtype") ? 1 : !strcmp(field, "shape") ? 2 : !strcmp(field, "data_offsets") ? 4 : 0;
+                if (!bit || (seen & bit))
+                    return irmae__fail(IRMAE_ERR_FORMAT, "safetensors: tensor '%s': %s field '%s'", key, bit ? "repeated" : "unknown", field);
+                seen |= bit;
+                if (bit == 1) {
+                    if ((rc = irmae__js_str(j, dt, sizeof dt, NULL))) return rc;
+                    t->dtype = !strcmp(dt, "F32") ? IRMAE__ST_F32 : !strcmp(dt, "F16") ? IRMAE__ST_F16 : !strcmp(dt, "BF16") ? IRMAE__ST_BF16 : 0;
+                    if (!t->dtype) return irmae__fail(IRMAE_ERR_UNSUPPORTED, "safetensors: tensor '%s' has dtype %s (F32, F16 and BF16 are read)", key, dt);
+                } else if (bit == 2) {
+                    if ((rc = irmae__js_uints(j, t->shape, 4, &t->rank))) return rc;
+                } else {
+                    if ((rc = irmae__js_uints(j, off, 2, &n2))) return rc;
+                    if (n2 != 2) return irmae__fail(IRMAE_ERR_FORMAT, "safetensors: tensor '%s': data_offsets needs 2 numbers", key);
+                    t->begin = off[0]; t->end = off[1];
+                }
+                if (irmae__js_at(j, ',')) { j->i++; continue; }
+                if ((rc = irmae__js_expect(j, '}'))) return rc;
+                break;
+            }
+            if (seen != 7) return irmae__fail(IRMAE_ERR_FORMAT, "safetensors: tensor '%s' lacks %s", key,
+                                              !(seen & 1) ? "dtype" : !(seen & 2) ? "shape" : "data_offsets");
+        }
+        if (irmae__js_at(j, ',')) { j->i++; continue; }
+        if ((rc = irmae__js_expect(j, '}'))) return rc;
+        break;
+    }
+    irmae__js_ws(j);
+    if (j->i != j->n) return irmae__fail(IRMAE_ERR_FORMAT, "safetensors: bytes after the header's JSON at offset %lu", (unsigned long)(j->base + j->i));
+    return IRMAE_OK;
+}
+
+/* IEEE half / bfloat16 bits to float */
+static float irmae__half(unsigned h)
+{
+    unsigned sign = (h >> 15) & 1, ex = (h >> 10) & 31, man = h & 1023;
+    float v;
+    if (ex == 0) v = (float)ldexp((double)man, -24);
+    else if (ex == 31) v = man ? (float)NAN : (float)HUGE_VAL;
+    else v = (float)ldexp((double)(man | 1024), (int)ex - 25);
+    return sign ? -v : v;
+}
+
+/* Validated header of a safetensors file in memory: the entries and where the data starts. */
+typedef struct irmae__st_file { irmae__st_entry *e; int ne; size_t data_off, data_len; char conf_hex[2 * IRMAE__CK_CONF_MAX + 1]; } irmae__st_file;
+
+static int irmae__st_parse(irmae__st_file *f, const unsigned char *p, size_t size, int cap)
+{
+    uint64_t hlen;
+    irmae__js j;
+    int rc, i, k, nonempty, steps;
+    size_t at;
+    if (size < 8) return irmae__fail(IRMAE_ERR_TRUNCATED, "safetensors: %lu bytes, the header length needs 8", (unsigned long)size);
+    hlen = (uint64_t)irmae__cd_le32(p) | ((uint64_t)irmae__cd_le32(p + 4) << 32);
+    if (hlen > 100000000u) return irmae__fail(IRMAE_ERR_LIMIT, "safetensors: header of %.0f bytes (the format's limit is 100 MB)", (double)hlen);
+    if (hlen > size - 8) return irmae__fail(IRMAE_ERR_TRUNCATED, "safetensors: header of %.0f bytes, %lu left after the length", (double)hlen, (unsigned long)(size - 8));
+    j.s = (const char *)p + 8; j.n = (size_t)hlen; j.i = 0; j.base = 8;
+    if ((rc = irmae__st_header(&j, f->e, cap, &f->ne, f->conf_hex, sizeof f->conf_hex))) return rc;
+    f->data_off = 8 + (size_t)hlen; f->data_len = size - f->data_off;
+    /* every tensor: its byte size matches dtype x shape, inside the data; together they tile it (no overlap, no hole) */
+    for (i = 0; i < f->ne; i++) {
+        irmae__st_entry *t = &f->e[i];
+        uint64_t count = 1, bytes;
+        for (k = 0; k < t->rank; k++) {
+            if (t->shape[k] > (uint64_t)INT_MAX) return irmae__fail(IRMAE_ERR_LIMIT, "safetensors: tensor '%s' dimension %d is %.0f", t->name, k, (double)t->shape[k]);
+            count *= t->shape[k];
+            if (count > (uint64_t)IRMAE_MAX_ALLOC) return irmae__fail(IRMAE_ERR_LIMIT, "safetensors: tensor '%s' is too large", t->name);
+        }
+        bytes = count * (t->dtype == IRMAE__ST_F32 ? 4u : 2u);
+        if (t->begin > t->end || t->end > (uint64_t)f->data_len)
+            return irmae__fail(IRMAE_ERR_FORMAT, "safetensors: tensor '%s' data_offsets [%.0f, %.0f] outside the %lu data bytes",
+                               t->name, (double)t->begin, (double)t->end, (unsigned long)f->data_len);
+        if (t->end - t->begin != bytes)
+            return irmae__fail(IRMAE_ERR_FORMAT, "safetensors: tensor '%s' has %.0f bytes, its dtype and shape need %.0f",
+                               t->name, (double)(t->end - t->begin), (double)bytes);
+    }
+    /* walk the non-empty tensors in data order, each starting where the last
+       ended: every one visited and the walk ending at the end of the data
+       means no overlap and no hole */
+    for (i = 0, nonempty = 0; i < f->ne; i++) nonempty += f->e[i].end > f->e[i].begin;
+    for (at = 0, steps = 0; steps < nonempty; steps++) {
+        int next = -1;
+        for (i = 0; i < f->ne; i++)
+            if (f->e[i].begin == at && f->e[i].end > f->e[i].begin) { next = i; break; }
+        if (next < 0) break;
+        at = (size_t)f->e[next].end;
+    }
+    if (steps != nonempty || at != f->data_len)
+        return irmae__fail(IRMAE_ERR_FORMAT, "safetensors: the tensors do not tile the %lu data bytes: overlap or hole at data offset %lu",
+                           (unsigned long)f->data_len, (unsigned long)at);
+    return IRMAE_OK;
+}
+
+IRMAEDEF int irmae_import_safetensors_mem(irmae_model *m, const void *data, size_t size)
+{
+    irmae__st_tensor *want = NULL;
+    irmae__st_file *f = NULL;
+    float *stage = NULL;
+    const unsigned char *p = (const unsigned char *)data;
+    int rc, nw, i, k, cap;
+    if (!m || !m->params) return irmae__fail(IRMAE_ERR_ARG, "import_safetensors: model is NULL or not initialised");
+    if (!data && size) return irmae__fail(IRMAE_ERR_ARG, "import_safetensors: NULL data");
+    cap = 2 * m->n_layers + m->cfg.l + 1;
+    want = (irmae__st_tensor *)irmae__alloc((size_t)cap, sizeof *want);
+    f = (irmae__st_file *)irmae__alloc(1, sizeof *f);
+    if (f) f->e = (irmae__st_entry *)irmae__alloc((size_t)cap, sizeof *f->e);
+    stage = (float *)irmae__alloc(m->n_params, sizeof(float));
+    if (!want || !f || !f->e || !stage) { rc = irmae__fail(IRMAE_ERR_NOMEM, "import_safetensors: %d tensors", cap); goto done; }
+    nw = irmae__st_list(want, m, NULL);
+    if ((rc = irmae__st_parse(f, p, size, cap))) goto done;
+    memcpy(stage, m->params, m->n_params * sizeof(float));
+    for (i = 0; i < f->ne; i++) {
+        const irmae__st_entry *t = &f->e[i];
+        const irmae__st_tensor *w = NULL;
+        const unsigned char *src = p + f->data_off + (size_t)t->begin;
+        float *dst;
+        size_t c;
+        for (k = 0; k < nw; k++) if (!strcmp(want[k].name, t->name)) { w = &want[k]; break; }
+        if (!w) { rc = irmae__fail(IRMAE_ERR_MISMATCH, "safetensors: extra tensor '%s': the model has no such parameter", t->name); goto done; }
+        if (t->rank != w->rank) { rc = irmae__fail(IRMAE_ERR_MISMATCH, "safetensors: tensor '%s' has rank %d, the model's %d", t->name, t->rank, w->rank); goto done; }
+        for (k = 0; k < w->rank; k++)
+            if (t->shape[k] != (uint64_t)w->shape[k]) {
+                rc = irmae__fail(IRMAE_ERR_MISMATCH, "safetensors: tensor '%s' dimension %d is %.0f, the model's %lu", t->name, k,
+                                 (double)t->shape[k], (unsigned long)w->shape[k]);
+                goto done;
+            }
+        if (!w->data) continue;       /* collapsed.weight: derived from the maps, not loaded */
+        dst = stage + (w->data - m->params);
+        for (c = 0; c < w->count; c++) {
+            float v = t->dtype == IRMAE__ST_F32 ? irmae__ck_bitsf(irmae__cd_le32(src + 4 * c))
+                    : t->dtype == IRMAE__ST_F16 ? irmae__half((unsigned)src[2 * c] | ((unsigned)src[2 * c + 1] << 8))
+                    : irmae__ck_bitsf(((uint32_t)src[2 * c] << 16) | ((uint32_t)src[2 * c + 1] << 24));
+            if (!isfinite(v)) { rc = irmae__fail(IRMAE_ERR_NUMERIC, "safetensors: tensor '%s' holds %g at index %lu", t->name, v, (unsigned long)c); goto done; }
+            dst[c] = v;
+        }
+    }
+    for (k = 0; k < nw; k++) {
+        if (!want[k].data) continue;
+        for (i = 0; i < f->ne && strcmp(f->e[i].name, want[k].name); i++) {}
+        if (i == f->ne) { rc = irmae__fail(IRMAE_ERR_MISMATCH, "safetensors: missing tensor '%s'", want[k].name); goto done; }
+    }
+    /* all checked: the weights, fresh Adam moments, step 0 */
+    memcpy(m->params, stage, m->n_params * sizeof(float));
+    memset(m->adam_m, 0, m->n_params * sizeof(float));
+    memset(m->adam_v, 0, m->n_params * sizeof(float));
+    memset(m->grads, 0, m->n_params * sizeof(float));
+    m->step = 0;
+    rc = IRMAE_OK;
+done:
+    irmae__free(want);
+    if (f) irmae__free(f->e);
+    irmae__free(f);
+    irmae__free(stage);
+    return rc;
+}
+
+IRMAEDEF int irmae_import_safetensors(irmae_model *m, const char *path)
+{
+    unsigned char *buf;
+    size_t size;
+    int rc;
+    if (!m || !path) return irmae__fail(IRMAE_ERR_ARG, "import_safetensors: NULL model or path");
+    if ((rc = irmae__cd_read_file(path, &buf, &size))) return rc;
+    rc = irmae_import_safetensors_mem(m, buf, size);
+    irmae__free(buf);
+    return rc ? irmae__cd_tag_path(rc, path) : IRMAE_OK;
+}
+
+IRMAEDEF int irmae_safetensors_read_config(irmae_config *cfg, const char *path)
+{
+    unsigned char *buf = NULL, *conf = NULL;
+    irmae__st_file *f = NULL;
+    irmae__ck_view *v = NULL;
+    size_t size, len, k;
+    int rc;
+    if (cfg) memset(cfg, 0, sizeof *cfg);
+    if (!cfg || !path) return irmae__fail(IRMAE_ERR_ARG, "safetensors_read_config: NULL cfg or path");
+    if ((rc = irmae__cd_read_file(path, &buf, &size))) return rc;
+    f = (irmae__st_file *)irmae__alloc(1, sizeof *f);
+    if (f) f->e = (irmae__st_entry *)irmae__alloc(4 * IRMAE_MAX_LAYERS + 1026, sizeof *f->e);
+    conf = (unsigned char *)irmae__alloc(IRMAE__CK_CONF_MAX, 1);
+    v = (irmae__ck_view *)irmae__alloc(1, sizeof *v);
+    if (!f || !f->e || !conf || !v) { rc = irmae__fail(IRMAE_ERR_NOMEM, "safetensors_read_config"); goto done; }
+    if ((rc = irmae__st_parse(f, buf, size, 4 * IRMAE_MAX_LAYERS + 1026))) goto done;
+    len = strlen(f->conf_hex);
+    if (len == 0) { rc = irmae__fail(IRMAE_ERR_FORMAT, "safetensors: no irmae_config in __metadata__ (give the architecture flags)"); goto done; }
+    if (len % 2 || len / 2 > IRMAE__CK_CONF_MAX) { rc = irmae__fail(IRMAE_ERR_FORMAT, "safetensors: irmae_config of %lu hex digits", (unsigned long)len); goto done; }
+    for (k = 0; k < len / 2; k++) {
+        int hi = f->conf_hex[2 * k], lo = f->conf_hex[2 * k + 1], a, b;
+        a = hi >= '0' && hi <= '9' ? hi - '0' : hi >= 'a' && hi <= 'f' ? hi - 'a' + 10 : -1;
+        b = lo >= '0' && lo <= '9' ? lo - '0' : lo >= 'a' && lo <= 'f' ? lo - 'a' + 10 : -1;
+        if (a < 0 || b < 0) { rc = irmae__fail(IRMAE_ERR_FORMAT, "safetensors: irmae_config is not lower-case hex"); goto done; }
+        conf[k] = (unsigned char)(a * 16 + b);
+    }
+    if ((rc = irmae__ck_conf(conf, len / 2, 0, v))) goto done;
+    *cfg = v->cfg;
+done:
+    irmae__free(buf);
+    if (f) irmae__free(f->e);
+    irmae__free(f);
+    irmae__free(conf);
+    irmae__free(v);
+    return rc ? irmae__cd_tag_path(rc, path) : IRMAE_OK;
+}
 
 /* ---- NumPy .npy ---------------------------------------------------------- */
 

@@ -76,11 +76,12 @@
 enum {
     T_TRAIN = 1 << 0, T_SPECTRUM = 1 << 1, T_RECON = 1 << 2, T_INTERP = 1 << 3,
     T_SAMPLE = 1 << 4, T_EXPORT = 1 << 5, T_CLASSIFY = 1 << 6, T_FRECHET = 1 << 7,
-    T_ENCODE = 1 << 8, T_DECODE = 1 << 9
+    T_ENCODE = 1 << 8, T_DECODE = 1 << 9, T_IMPORT = 1 << 10
 };
+#define T_ARCH (T_TRAIN | T_IMPORT) /* the flags that build a configuration */
 #define T_DATA (T_TRAIN | T_SPECTRUM | T_RECON | T_INTERP | T_SAMPLE | T_CLASSIFY | T_FRECHET | T_ENCODE)
 #define T_EVAL (T_SPECTRUM | T_RECON | T_INTERP | T_SAMPLE | T_FRECHET)
-#define T_ALL 0x3ff
+#define T_ALL 0x7ff
 
 #define MAX_MODELS 16
 typedef struct strlist { const char *v[MAX_MODELS]; int n; } strlist;
@@ -113,7 +114,7 @@ typedef struct options {
     float head_lr;
     /* codes */
     int features;
-    const char *codes;
+    const char *codes, *weights;
 } options;
 
 enum { F_INT, F_I64, F_U64, F_FLOAT, F_STR, F_CHOICE, F_LIST, F_SWITCH };
@@ -134,7 +135,7 @@ typedef struct flag_def {
 #define BIG 1e9
 static const flag_def FLAGS[] = {
     /* data */
-    {"--data", T_DATA & ~T_CLASSIFY, F_CHOICE, OFF(data), 0, 0, "shapes|mnist|images", "shapes", "NAME",
+    {"--data", (T_DATA & ~T_CLASSIFY) | T_IMPORT, F_CHOICE, OFF(data), 0, 0, "shapes|mnist|images", "shapes", "NAME",
      "data set: shapes (generated from --seed), mnist (IDX files in --dir), images (PNG files in --dir)"},
     {"--data", T_CLASSIFY, F_CHOICE, OFF(data), 0, 0, "mnist|shapes", "mnist", "NAME",
      "labelled data set: mnist (--dir) or shapes (label = circle/square)"},
@@ -152,27 +153,27 @@ static const flag_def FLAGS[] = {
      "training images: shapes generates N (default 50000); mnist/images use the first N (default 0 = all)"},
     {"--heldout", T_TRAIN, F_INT, OFF(heldout), 0, BIG, NULL, "512", "N",
      "held-out images whose codes give the rank@1% printed after each epoch (0: skip)"},
-    {"--preset", T_TRAIN, F_CHOICE, OFF(preset), 0, 0, "shapes|mnist|celeba64", NULL, "NAME",
+    {"--preset", T_ARCH, F_CHOICE, OFF(preset), 0, 0, "shapes|mnist|celeba64", NULL, "NAME",
      "architecture (default: shapes for shapes, mnist for mnist, celeba64 for images)"},
-    {"--n", T_TRAIN, F_INT, OFF(n), 1, 65536, NULL, NULL, "N", "code size (default: the preset's, 32 or 128)"},
-    {"--model", T_TRAIN, F_CHOICE, OFF(kind), 0, 0, "ae|irmae|vae", "irmae", "KIND",
+    {"--n", T_ARCH, F_INT, OFF(n), 1, 65536, NULL, NULL, "N", "code size (default: the preset's, 32 or 128)"},
+    {"--model", T_ARCH, F_CHOICE, OFF(kind), 0, 0, "ae|irmae|vae", "irmae", "KIND",
      "ae (l = 0), irmae (l linear maps), vae (BCE + beta KL, sigmoid output)"},
-    {"-l", T_TRAIN, F_INT, OFF(l), 0, 1024, NULL, NULL, "L",
+    {"-l", T_ARCH, F_INT, OFF(l), 0, 1024, NULL, NULL, "L",
      "irmae: number of n x n linear maps (default 2 with the shapes preset, 8 otherwise)"},
-    {"--l", T_TRAIN, F_INT, OFF(l), 0, 1024, NULL, NULL, "L", "same as -l"},
-    {"--beta", T_TRAIN, F_FLOAT, OFF(beta), 0, 1e30, NULL, "0.1", "B", "vae: weight of the KL term"},
-    {"--code-l1", T_TRAIN, F_FLOAT, OFF(code_l1), 0, 1e30, NULL, "0", "W", "ae/irmae: weight of a mean |z| penalty"},
-    {"--code-l2", T_TRAIN, F_FLOAT, OFF(code_l2), 0, 1e30, NULL, "0", "W", "ae/irmae: weight of a mean z^2 penalty"},
-    {"--range", T_TRAIN, F_CHOICE, OFF(range), 0, 0, "01|pm1", "01", "R",
+    {"--l", T_ARCH, F_INT, OFF(l), 0, 1024, NULL, NULL, "L", "same as -l"},
+    {"--beta", T_ARCH, F_FLOAT, OFF(beta), 0, 1e30, NULL, "0.1", "B", "vae: weight of the KL term"},
+    {"--code-l1", T_ARCH, F_FLOAT, OFF(code_l1), 0, 1e30, NULL, "0", "W", "ae/irmae: weight of a mean |z| penalty"},
+    {"--code-l2", T_ARCH, F_FLOAT, OFF(code_l2), 0, 1e30, NULL, "0", "W", "ae/irmae: weight of a mean z^2 penalty"},
+    {"--range", T_ARCH, F_CHOICE, OFF(range), 0, 0, "01|pm1", "01", "R",
      "pixel range: 01 = [0,1] (the paper's), pm1 = [-1,1] (not with vae)"},
 
     /* train: optimisation and checkpoints */
     {"--epochs", T_TRAIN, F_INT, OFF(epochs), 1, BIG, NULL, "100", "E",
      "epochs in total (with --resume: including those already done)"},
-    {"--batch", T_TRAIN, F_INT, OFF(batch), 1, 65536, NULL, NULL, "B",
+    {"--batch", T_ARCH, F_INT, OFF(batch), 1, 65536, NULL, NULL, "B",
      "minibatch size (default 32; with --resume: the checkpoint's)"},
-    {"--lr", T_TRAIN, F_FLOAT, OFF(lr), 0, 1e38, NULL, "1e-4", "LR", "Adam learning rate"},
-    {"--grad-clip", T_TRAIN, F_FLOAT, OFF(grad_clip), 0, 1e38, NULL, "0", "C",
+    {"--lr", T_ARCH, F_FLOAT, OFF(lr), 0, 1e38, NULL, "1e-4", "LR", "Adam learning rate"},
+    {"--grad-clip", T_ARCH, F_FLOAT, OFF(grad_clip), 0, 1e38, NULL, "0", "C",
      "scale gradients to global L2 norm <= C (0: off; stored in the checkpoint; given with --resume it replaces the stored value)"},
     {"--out", T_TRAIN, F_STR, OFF(out), 0, 0, NULL, NULL, "FILE",
      "checkpoint to write (default model.ckpt; with --resume: the resumed file)"},
@@ -219,6 +220,9 @@ static const flag_def FLAGS[] = {
     {"--codes", T_DECODE, F_STR, OFF(codes), 0, 0, NULL, NULL, "FILE",
      "NumPy .npy of count x n float32 codes (little-endian f4, C order; numpy.save writes it)"},
     {"--out", T_DECODE, F_STR, OFF(out), 0, 0, NULL, "decoded.png", "FILE", "PNG grid of the decoded images"},
+    {"--weights", T_IMPORT, F_STR, OFF(weights), 0, 0, NULL, NULL, "FILE",
+     "safetensors file with the layout export writes (PyTorch names and shapes; F32, F16 or BF16)"},
+    {"--out", T_IMPORT, F_STR, OFF(out), 0, 0, NULL, "model.ckpt", "FILE", "checkpoint to write (Adam's state fresh, step 0)"},
 
     /* classification */
     {"--labels", T_CLASSIFY, F_INT, OFF(labels), 1, BIG, NULL, "100", "N", "labelled training images (the first N)"},
@@ -251,6 +255,8 @@ static const task_def TASKS[] = {
     {"export", T_EXPORT, "write the weights as safetensors (PyTorch names and layouts)"},
     {"encode", T_ENCODE, "codes (or --features) of held-out images as a NumPy .npy file (count x n float32)"},
     {"decode", T_DECODE, "decode the codes of a NumPy .npy file (count x n float32) into a PNG grid"},
+    {"import", T_IMPORT, "a checkpoint from safetensors weights (e.g. trained in PyTorch); the configuration from the "
+                         "file's metadata, else from train's architecture flags"},
     {"classify", T_CLASSIFY, "few-label classification on frozen encoder features; prints accuracy=<percent>"},
     {"frechet", T_FRECHET, "Frechet distance between held-out images and samples in the feature space of a "
                            "small MLP classifier trained here (not FID); prints frechet=, and frechet_recon= / frechet_real= as references"},
@@ -1288,6 +1294,37 @@ done:
     return status;
 }
 
+/* A checkpoint from safetensors weights: the configuration stored in the
+   file (export writes it), or, in a file without it, the one train's flags build. */
+static int task_import(options *o)
+{
+    irmae_config cfg;
+    irmae_model m;
+    irmae_rng r = irmae_rng_seed(0); /* the initial values are all replaced */
+    int status = 0, rc;
+    memset(&m, 0, sizeof m);
+    if (!o->weights) return usage_error("needs --weights FILE");
+    if (!given("--batch")) o->batch = 32;
+    rc = irmae_safetensors_read_config(&cfg, o->weights);
+    if (rc == IRMAE_ERR_FORMAT && strstr(irmae_error_detail(), "no irmae_config")) {
+        if ((status = build_config(o, &cfg))) return status;
+        fprintf(stderr, "%s import: %s has no stored configuration; using the architecture flags\n", g_prog, o->weights);
+    } else if (rc) {
+        return fail_lib(rc, "reading the configuration");
+    } else if (given("--preset") || given("--n") || given("--model") || given("-l") || given("--l")) {
+        fprintf(stderr, "%s import: the configuration stored in %s is used; architecture flags are ignored\n", g_prog, o->weights);
+    }
+    set_threads(o);
+    TRY(irmae_model_init(&m, &cfg, &r), "building the model");
+    TRY(irmae_import_safetensors(&m, o->weights), "importing the weights");
+    TRY(irmae_checkpoint_save(o->out, &m, NULL), "saving the checkpoint");
+    printf("imported %s: %s n=%d l=%d, %lu parameters; wrote %s\n", o->weights, kind_name(&m.cfg), m.cfg.n, m.cfg.l,
+           (unsigned long)m.n_params, o->out);
+done:
+    irmae_model_free(&m);
+    return status;
+}
+
 static int task_export(const options *o)
 {
     irmae_model m;
@@ -1756,6 +1793,7 @@ static int run(int argc, char **argv)
     case T_EXPORT: return task_export(&o);
     case T_ENCODE: return task_encode(&o);
     case T_DECODE: return task_decode(&o);
+    case T_IMPORT: return task_import(&o);
     case T_CLASSIFY: return task_classify(&o);
     default: return task_frechet(&o);
     }

@@ -900,7 +900,14 @@ static void write_corpus(void)
         }
         irmae_model_free(&m);
     }
-    if (wrote) printf("fuzz corpus: %d checkpoints written to %s/\n", wrote, dir);
+    { /* the safetensors import target's seed: the micro model's export */
+        irmae_model m;
+        irmae_train_state ts;
+        snprintf(path, sizeof path, "%s/micro.safetensors", dir);
+        if (trained_model(&m, &ts, &cfgs[0], 40, 2) == 0 && irmae_export_safetensors(path, &m) == 0) wrote++;
+        irmae_model_free(&m);
+    }
+    if (wrote) printf("fuzz corpus: %d checkpoints and a safetensors file written to %s/\n", wrote, dir);
 }
 
 
@@ -1159,6 +1166,160 @@ static void test_npy(void)
     irmae_model_free(&m);
 }
 
+/* ---- safetensors import ------------------------------------------------------ */
+
+/* The exported header of a file as text (malloc'd), and its data after it. */
+static char *st_header(const unsigned char *f, size_t size, size_t *hlen)
+{
+    char *h;
+    *hlen = (size_t)rd64(f);
+    if (*hlen > size - 8) return NULL;
+    h = (char *)malloc(*hlen + 1);
+    if (!h) return NULL;
+    memcpy(h, f + 8, *hlen);
+    h[*hlen] = 0;
+    return h;
+}
+
+/* A safetensors file: header text h (padded to a multiple of 8 as exported), then data[0..dlen). */
+static unsigned char *st_make(const char *h, const unsigned char *data, size_t dlen, size_t *size)
+{
+    size_t hl = strlen(h), pad = (8 - hl % 8) % 8, k;
+    unsigned char *f = (unsigned char *)malloc(8 + hl + pad + dlen);
+    if (!f) return NULL;
+    for (k = 0; k < 8; k++) f[k] = (unsigned char)(((uint64_t)(hl + pad) >> (8 * k)) & 0xFF);
+    memcpy(f + 8, h, hl);
+    memset(f + 8 + hl, ' ', pad);
+    memcpy(f + 8 + hl + pad, data, dlen);
+    *size = 8 + hl + pad + dlen;
+    return f;
+}
+
+/* replaces the first occurrence of a in s by b (s has room: a fresh malloc'd copy is returned) */
+static char *str_replace1(const char *s, const char *a, const char *b)
+{
+    const char *p = strstr(s, a);
+    size_t la = strlen(a), lb = strlen(b), ls = strlen(s);
+    char *r;
+    if (!p) return NULL;
+    r = (char *)malloc(ls - la + lb + 1);
+    if (!r) return NULL;
+    memcpy(r, s, (size_t)(p - s));
+    memcpy(r + (p - s), b, lb);
+    memcpy(r + (p - s) + lb, p + la, ls - (size_t)(p - s) - la + 1);
+    return r;
+}
+
+/* irmae_import_safetensors: export -> import into a differently initialised
+   model gives the same parameters bit for bit (Adam fresh); the stored
+   configuration reads back; F16 / BF16 tensors convert within their
+   rounding; every prefix and each malformed file is a named error that
+   leaves the model untouched. */
+static void test_import(void)
+{
+    irmae_config cfg = tiny_cfg(IRMAE_KIND_AE), back;
+    irmae_model a, b;
+    irmae_train_state ts;
+    irmae_rng r = irmae_rng_seed(99);
+    const char *st = tmp_name("imp.safetensors");
+    unsigned char *file = NULL, *mod = NULL;
+    char *h = NULL;
+    size_t size, hlen, msize, k;
+    int rc, bad = 0, i;
+    float *keep;
+    memset(&b, 0, sizeof b);
+    if (trained_model(&a, &ts, &cfg, 61, 3)) { CHECK(0, "import: setup %s", irmae_error_detail()); return; }
+    CHECK(irmae_export_safetensors(st, &a) == 0, "import: export");
+    CHECK(irmae_safetensors_read_config(&back, st) == 0 && cfg_equal(&back, &a.cfg), "import: the stored configuration reads back: %s",
+          irmae_error_detail());
+    CHECK(irmae_model_init(&b, &back, &r) == 0, "import: init from the stored configuration");
+    CHECK(memcmp(a.params, b.params, a.n_params * 4) != 0, "import: the fresh model differs before the import (control)");
+    b.step = 5;
+    CHECK(irmae_import_safetensors(&b, st) == 0, "import: %s", irmae_error_detail());
+    CHECK(memcmp(a.params, b.params, a.n_params * 4) == 0 && b.step == 0, "import: parameters equal to the exported model's, step 0");
+    for (k = 0; k < b.n_params && b.adam_m[k] == 0.0f && b.adam_v[k] == 0.0f; k++) {}
+    CHECK(k == b.n_params, "import: Adam's moments are zero");
+    keep = (float *)malloc(b.n_params * 4);
+    file = read_bytes(st, &size);
+    h = file ? st_header(file, size, &hlen) : NULL;
+    if (!keep || !file || !h) { CHECK(0, "import: reading back %s", st); goto done; }
+    memcpy(keep, b.params, b.n_params * 4);
+    /* every prefix */
+    for (k = 0; k < size; k += k < 64 ? 1 : 97) {
+        rc = irmae_import_safetensors_mem(&b, file, k);
+        if (!(rc == IRMAE_ERR_TRUNCATED || rc == IRMAE_ERR_FORMAT)) bad++;
+    }
+    CHECK(bad == 0, "import: %d prefixes are not TRUNCATED / FORMAT", bad);
+    /* malformed headers: each edit of the exported header, and its named error */
+    {
+        static const struct { const char *from, *to; int want; const char *what; } ed[] = {
+            { "\"encoder.0.weight\":{\"dtype\":\"F32\"", "\"encoder.0.weight\":{\"dtype\":\"I32\"", IRMAE_ERR_UNSUPPORTED, "dtype I32" },
+            { "\"encoder.0.weight\":{\"dtype\":\"F32\",\"shape\":[4,1,4,4]", "\"encoder.0.weight\":{\"dtype\":\"F32\",\"shape\":[4,1,2,8]", IRMAE_ERR_MISMATCH, "wrong shape" },
+            { "\"encoder.0.weight\":{\"dtype\":\"F32\",\"shape\":[4,1,4,4]", "\"encoder.0.weight\":{\"dtype\":\"F32\",\"shape\":[4,1,4,2]", IRMAE_ERR_FORMAT, "bytes do not fit the shape" },
+            { "\"encoder.0.bias\"", "\"encoder.9.bias\"", IRMAE_ERR_MISMATCH, "extra tensor" },
+            { "\"data_offsets\":[0,", "\"data_offsets\":[4,", IRMAE_ERR_FORMAT, "overlapping offsets" },
+            { "\"__metadata__\"", "\"__metadata__\" x", IRMAE_ERR_FORMAT, "not JSON" },
+            { "\"dtype\":\"F32\"", "\"dtype\":\"F32\",\"dtype\":\"F32\"", IRMAE_ERR_FORMAT, "a repeated field" },
+        };
+        for (i = 0; i < (int)(sizeof ed / sizeof ed[0]); i++) {
+            char *h2 = str_replace1(h, ed[i].from, ed[i].to);
+            if (!h2) { CHECK(0, "import: edit '%s' found nothing", ed[i].what); continue; }
+            mod = st_make(h2, file + 8 + hlen, size - 8 - hlen, &msize);
+            rc = mod ? irmae_import_safetensors_mem(&b, mod, msize) : -99;
+            CHECK(rc == ed[i].want && memcmp(keep, b.params, b.n_params * 4) == 0, "import %s: rc %d (%s), want %d, model untouched",
+                  ed[i].what, rc, irmae_error_detail(), ed[i].want);
+            free(h2); free(mod); mod = NULL;
+        }
+    }
+    /* a missing tensor: the file without its last tensor (collapsed.weight kept) */
+    {
+        char *p = strstr(h, ",\"decoder.5.bias\""), *h2 = str_replace1(h, "{", "{");
+        if (p && h2) {
+            char *q = strstr(h2 + (p - h) + 1, "}");
+            memmove(h2 + (p - h), q + 1, strlen(q + 1) + 1);
+            mod = st_make(h2, file + 8 + hlen, size - 8 - hlen, &msize);
+            rc = mod ? irmae_import_safetensors_mem(&b, mod, msize) : -99;
+            /* the bytes of decoder.5.bias are now a hole in the data */
+            CHECK(rc == IRMAE_ERR_FORMAT && strstr(irmae_error_detail(), "tile"), "import: a hole is refused: %s", irmae_error_detail());
+            free(mod); mod = NULL;
+        } else CHECK(0, "import: no decoder.5.bias in the header");
+        free(h2);
+    }
+    /* a missing tensor: weights of l = 2 into a model with l = 3 (maps.2.weight absent) */
+    {
+        irmae_config c3 = cfg;
+        irmae_model m3;
+        c3.l = 3;
+        if (irmae_model_init(&m3, &c3, &r) == 0) {
+            rc = irmae_import_safetensors(&m3, st);
+            CHECK(rc == IRMAE_ERR_MISMATCH && strstr(irmae_error_detail(), "missing tensor 'maps.2.weight'"),
+                  "import: a missing tensor is named: %s", irmae_error_detail());
+            irmae_model_free(&m3);
+        } else CHECK(0, "import: init l = 3");
+    }
+    /* the header length past the end */
+    memcpy(keep, b.params, b.n_params * 4);
+    file[5] = 0x7F;
+    CHECK(irmae_import_safetensors_mem(&b, file, size) == IRMAE_ERR_LIMIT, "import: a header length of 2^46 is refused: %s", irmae_error_detail());
+    file[5] = 0;
+    /* a NaN weight */
+    {
+        size_t at = 8 + hlen + 8;   /* a value of the first tensor */
+        unsigned char s0[4];
+        memcpy(s0, file + at, 4);
+        file[at] = 0; file[at + 1] = 0; file[at + 2] = 0xC0; file[at + 3] = 0x7F;
+        CHECK(irmae_import_safetensors_mem(&b, file, size) == IRMAE_ERR_NUMERIC && memcmp(keep, b.params, b.n_params * 4) == 0,
+              "import: a NaN is refused: %s", irmae_error_detail());
+        memcpy(file + at, s0, 4);
+    }
+    CHECK(irmae_import_safetensors_mem(&b, file, size) == 0 && memcmp(a.params, b.params, a.n_params * 4) == 0,
+          "import: the restored file imports again");
+done:
+    free(keep); free(file); free(h);
+    irmae_model_free(&a);
+    irmae_model_free(&b);
+}
+
 int main(int argc, char **argv)
 {
     const char *env = getenv("IRMAE_PYTHON"), *dir = getenv("IRMAE_TMPDIR");
@@ -1221,6 +1382,7 @@ int main(int argc, char **argv)
     c = upsample_cfg();
     test_safetensors("upsampling decoder", 5, &c, 4);
     test_npy();
+    test_import();
     py_run("safetensors_check.py", g_st_jobs, g_nst, "st_jobs.txt");
     py_run("torch_check.py", g_torch_jobs, g_ntorch, "torch_jobs.txt");
     write_corpus();
