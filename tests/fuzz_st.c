@@ -8,6 +8,8 @@
 #define IRMAE_MAX_ALLOC ((size_t)64 << 20)
 #define IRMAE_IMPLEMENTATION
 #include "../irmae.h"
+#include <string.h>
+#include "micro.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,16 +21,8 @@ static float *g_keep;
 
 static void fz_setup(void)
 {
-    irmae_config c = irmae_preset(IRMAE_PRESET_SHAPES);
+    irmae_config c = micro_config();
     irmae_rng r = irmae_rng_seed(1);
-    c.in_c = 1; c.in_h = c.in_w = 4; c.n = 2; c.l = 1; c.max_batch = 8; c.lr = 1e-3f;
-    c.n_enc = c.n_dec = 0;
-    memset(c.enc, 0, sizeof c.enc);
-    memset(c.dec, 0, sizeof c.dec);
-    c.enc[c.n_enc++] = irmae_layer_flatten();
-    c.enc[c.n_enc++] = irmae_layer_linear(IRMAE_CODE, 1);
-    c.dec[c.n_dec++] = irmae_layer_linear(16, 1);
-    c.dec[c.n_dec++] = irmae_layer_reshape(1, 4, 4);
     if (irmae_model_init(&g_m, &c, &r)) abort();
     g_keep = (float *)malloc(g_m.n_params * sizeof(float));
     if (!g_keep) abort();
