@@ -46,7 +46,7 @@ all: $(TEST_BINS) $(EXAMPLES)
 $(B):
 	mkdir -p $(B)
 
-$(B)/%: tests/%.c irmae.h tests/paths.h | $(B)
+$(B)/%: tests/%.c irmae.h tests/paths.h tests/micro.h | $(B)
 	$(CC) $(ALLFLAGS) $< -o $@ $(LDLIBS)
 
 $(B)/shapes: examples/shapes.c irmae.h | $(B)

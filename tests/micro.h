@@ -1,6 +1,7 @@
 /* micro.h - the micro model of the fuzz targets (and of test_ckpt's
    micro_cfg): 1 x 4 x 4 images, flatten + linear to the code (n = 2), one
    map, linear + reshape back; ~90 parameters. Include after irmae.h. */
+#include <string.h>
 static irmae_config micro_config(void)
 {
     irmae_config c = irmae_preset(IRMAE_PRESET_SHAPES);

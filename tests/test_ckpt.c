@@ -23,6 +23,7 @@
    Run from the repository root: build/test_ckpt */
 #define IRMAE_IMPLEMENTATION
 #include "../irmae.h"
+#include "micro.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,19 +90,7 @@ static irmae_config tiny_cfg(int kind)
 }
 
 /* 1 x 4 x 4 images, linear only: ~90 parameters, a ~1.5 KB checkpoint. */
-static irmae_config micro_cfg(void)
-{
-    irmae_config c = tiny_cfg(IRMAE_KIND_AE);
-    c.in_h = c.in_w = 4; c.n = 2; c.l = 1;
-    c.n_enc = c.n_dec = 0;
-    memset(c.enc, 0, sizeof c.enc);
-    memset(c.dec, 0, sizeof c.dec);
-    c.enc[c.n_enc++] = irmae_layer_flatten();
-    c.enc[c.n_enc++] = irmae_layer_linear(IRMAE_CODE, 1);
-    c.dec[c.n_dec++] = irmae_layer_linear(16, 1);
-    c.dec[c.n_dec++] = irmae_layer_reshape(1, 4, 4);
-    return c;
-}
+static irmae_config micro_cfg(void) { return micro_config(); } /* tests/micro.h, as the fuzz targets */
 
 /* 3 x 8 x 8 images; the decoder upsamples (nearest) and convolves at stride 1. */
 static irmae_config upsample_cfg(void)
