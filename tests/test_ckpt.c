@@ -40,13 +40,13 @@ static int passed = 0, failed = 0;
 
 static char g_tmp[600], g_python[600], g_argv0[600];
 static int g_have_numpy = 0;
-static char g_files[128][720];
+static char g_files[256][800];
 static int g_nfiles = 0;
 
 /* Files to remove at the end. */
 static void remember(const char *path)
 {
-    if (g_nfiles < 128) { snprintf(g_files[g_nfiles], sizeof g_files[0], "%s", path); g_nfiles++; }
+    if (g_nfiles < 256) { snprintf(g_files[g_nfiles], sizeof g_files[0], "%s", path); g_nfiles++; }
 }
 
 static const char *tmp_name(const char *leaf)
@@ -724,8 +724,12 @@ static void side_layers(FILE *side, FILE *raw, const irmae_model *m, int from, i
 /* Python checks are queued and run at the end in one interpreter per
    script (importing torch takes ~2 s): each job is one tab-separated line
    of arguments; the script writes one result line per job, "ok" or "FAIL ...". */
-typedef struct py_job { char args[2200]; char label[96]; int expect_ok; } py_job;
+typedef struct py_job { char args[2200]; char label[96]; int expect_ok, ran_ok; } py_job;
 static py_job g_st_jobs[32], g_torch_jobs[16];
+/* PyTorch -> irmae.h cases, checked once the Python jobs have run */
+typedef struct import_case { char name[64], prefix[700], xs[700]; int job, count; float *orig; size_t n_params; } import_case;
+static import_case g_imp[4];
+static int g_nimp;
 static int g_nst = 0, g_ntorch = 0;
 
 static void py_queue(py_job *jobs, int *nj, int cap, int expect_ok, const char *label, const char *args)
@@ -759,6 +763,7 @@ static void py_run(const char *script, py_job *jobs, int nj, const char *tag)
     if (!f) { CHECK(0, "%s wrote no results (%s)", script, cmd); return; }
     for (i = 0; i < nj && fgets(line, sizeof line, f); i++, got++) {
         int ok = strncmp(line, "ok", 2) == 0;
+        jobs[i].ran_ok = ok;
         if (strncmp(line, "SKIP", 4) == 0) { if (!skipped++) printf("%s", line); continue; }
         if (jobs[i].expect_ok) {
             CHECK(ok, "%s: %s", jobs[i].label, line);
@@ -833,6 +838,24 @@ static void test_safetensors(const char *name, int id, const irmae_config *cfg, 
     snprintf(label, sizeof label, "%s: torch_check.py", name);
     snprintf(args, sizeof args, "%s\t%s", st, side);
     py_queue(g_torch_jobs, &g_ntorch, 16, 1, label, args);
+    if (id <= 3 && g_nimp < 4) { /* PyTorch -> irmae.h: trained in PyTorch, imported after the Python jobs ran */
+        import_case *ic = &g_imp[g_nimp];
+        ic->orig = (float *)malloc(m.n_params * sizeof(float));
+        if (ic->orig) {
+            memcpy(ic->orig, m.params, m.n_params * sizeof(float));
+            ic->n_params = m.n_params;
+            ic->count = count;
+            ic->job = g_ntorch;
+            snprintf(ic->name, sizeof ic->name, "%s", name);
+            snprintf(ic->xs, sizeof ic->xs, "%s", xs);
+            snprintf(leaf, sizeof leaf, "st%d_torch", id);
+            snprintf(ic->prefix, sizeof ic->prefix, "%s", tmp_name(leaf));
+            snprintf(label, sizeof label, "%s: PyTorch trains and saves", name);
+            snprintf(args, sizeof args, "train\t%s\t%s\t%s", st, side, ic->prefix);
+            py_queue(g_torch_jobs, &g_ntorch, 16, 1, label, args);
+            g_nimp++;
+        }
+    }
     if (id == 0) {
         /* negative controls: one flipped bit of one weight, one wrong output */
         char rawbad[700], ybad[700], sidebad[700];
@@ -1309,6 +1332,96 @@ done:
     irmae_model_free(&b);
 }
 
+/* Reads n floats (little-endian, as this host: the tests run where the files were written) */
+static float *read_floats_n(const char *path, size_t n)
+{
+    size_t got;
+    unsigned char *b = read_bytes(path, &got);
+    if (!b || got != 4 * n) { free(b); return NULL; }
+    return (float *)b;
+}
+
+/* max |a - b| / max |b| */
+static double rel_err(const float *a, const float *b, size_t n)
+{
+    double m = 1e-30, e = 0.0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (fabs((double)b[i]) > m) m = fabs((double)b[i]);
+        if (fabs((double)a[i] - b[i]) > e || a[i] != a[i]) e = a[i] != a[i] ? HUGE_VAL : fabs((double)a[i] - b[i]);
+    }
+    return e / m;
+}
+
+/* The PyTorch side trained each exported model 5 steps and saved it F32 /
+   F16 / BF16 with a plain writer (and re-saved the untrained weights):
+   irmae.h builds each model from the file's own metadata, imports it and
+   must reproduce PyTorch's codes and outputs to 1e-5; the re-saved weights
+   import byte-identical; F16 / BF16 weights lie within their format's
+   rounding of the F32 ones. */
+static void check_imports(void)
+{
+    static const char *dt[3] = { "F32", "F16", "BF16" };
+    static const double rounding[3] = { 0.0, 1.0 / 2048, 1.0 / 256 };   /* half an ulp, relative */
+    int c, d;
+    for (c = 0; c < g_nimp; c++) {
+        import_case *ic = &g_imp[c];
+        char path[760];
+        irmae_config cfg;
+        irmae_model m;
+        irmae_rng r = irmae_rng_seed(5);
+        float *w32 = NULL, *x = NULL;
+        size_t i, per = 0;
+        if (!g_torch_jobs[ic->job].ran_ok) { free(ic->orig); continue; }   /* no torch: skipped and said so */
+        snprintf(path, sizeof path, "%s.rt.safetensors", ic->prefix);
+        remember(path);
+        if (irmae_safetensors_read_config(&cfg, path) == 0 && irmae_model_init(&m, &cfg, &r) == 0) {
+            CHECK(irmae_import_safetensors(&m, path) == 0 && m.n_params == ic->n_params &&
+                  memcmp(m.params, ic->orig, m.n_params * sizeof(float)) == 0,
+                  "%s: irmae -> PyTorch -> irmae leaves the weights byte-identical (%s)", ic->name, irmae_error_detail());
+            irmae_model_free(&m);
+        } else CHECK(0, "%s: %s: %s", ic->name, path, irmae_error_detail());
+        for (d = 0; d < 3; d++) {
+            float *z = NULL, *y = NULL, *zt = NULL, *yt = NULL;
+            snprintf(path, sizeof path, "%s.%s.safetensors", ic->prefix, dt[d]);
+            remember(path);
+            if (irmae_safetensors_read_config(&cfg, path) || irmae_model_init(&m, &cfg, &r)) {
+                CHECK(0, "%s %s: the stored configuration: %s", ic->name, dt[d], irmae_error_detail());
+                continue;
+            }
+            per = (size_t)cfg.in_c * cfg.in_h * cfg.in_w;
+            if (!x) x = read_floats_n(ic->xs, (size_t)ic->count * per);
+            CHECK(irmae_import_safetensors(&m, path) == 0, "%s %s: import: %s", ic->name, dt[d], irmae_error_detail());
+            z = (float *)malloc((size_t)ic->count * cfg.n * sizeof(float));
+            y = (float *)malloc((size_t)ic->count * per * sizeof(float));
+            snprintf(path, sizeof path, "%s.%s.z", ic->prefix, dt[d]); remember(path);
+            zt = read_floats_n(path, (size_t)ic->count * cfg.n);
+            snprintf(path, sizeof path, "%s.%s.y", ic->prefix, dt[d]); remember(path);
+            yt = read_floats_n(path, (size_t)ic->count * per);
+            if (x && z && y && zt && yt && irmae_model_encode(&m, z, x, ic->count) == 0 && irmae_model_decode(&m, y, z, ic->count) == 0) {
+                double ez = rel_err(z, zt, (size_t)ic->count * cfg.n), ey = rel_err(y, yt, (size_t)ic->count * per);
+                CHECK(ez <= 1e-5 && ey <= 1e-5, "%s: PyTorch-trained %s weights: codes %.2g, outputs %.2g from PyTorch's (tolerance 1e-5)",
+                      ic->name, dt[d], ez, ey);
+                printf("%s: PyTorch-trained weights saved %s, imported: codes %.2g, outputs %.2g from PyTorch's\n", ic->name, dt[d], ez, ey);
+            } else CHECK(0, "%s %s: comparing with PyTorch's outputs", ic->name, dt[d]);
+            if (d == 0) {
+                w32 = (float *)malloc(m.n_params * sizeof(float));
+                if (w32) memcpy(w32, m.params, m.n_params * sizeof(float));
+                CHECK(w32 && memcmp(w32, ic->orig, m.n_params * sizeof(float)) != 0, "%s: PyTorch's training changed the weights", ic->name);
+            } else if (w32) {
+                size_t off = 0;
+                for (i = 0; i < m.n_params; i++)
+                    if (fabs((double)m.params[i] - w32[i]) > rounding[d] * fabs((double)w32[i]) + 1e-7 * (d == 1)) off++;
+                CHECK(off == 0, "%s: %lu of %lu %s weights are off the F32 ones by more than their rounding", ic->name,
+                      (unsigned long)off, (unsigned long)m.n_params, dt[d]);
+            }
+            free(z); free(y); free(zt); free(yt);
+            irmae_model_free(&m);
+        }
+        free(w32); free(x); free(ic->orig);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *env = getenv("IRMAE_PYTHON"), *dir = getenv("IRMAE_TMPDIR");
@@ -1374,6 +1487,7 @@ int main(int argc, char **argv)
     test_import();
     py_run("safetensors_check.py", g_st_jobs, g_nst, "st_jobs.txt");
     py_run("torch_check.py", g_torch_jobs, g_ntorch, "torch_jobs.txt");
+    check_imports();
     write_corpus();
     for (i = 0; i < g_nfiles; i++) {
         char t[740];

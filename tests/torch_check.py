@@ -17,6 +17,8 @@ The VAE (kind "vae") encodes to [mu | logvar] and decodes mu.
 Prints SKIP and exits 0 when torch or numpy is missing; exits 1 on a mismatch.
 
   torch_check.py --jobs JOBFILE RESULTS
+   (a job line "train FILE SIDECAR PREFIX" runs train_and_save: PyTorch
+   trains the exported model and saves it for the import test)
 runs one check per line of JOBFILE (FILE<tab>SIDECAR) in one interpreter and
 writes one line per job to RESULTS: "ok", "FAIL <what>", or (all lines)
 "SKIP: <why>" when torch cannot be imported.
@@ -85,6 +87,92 @@ def run(seq, layers, x):
     return x
 
 
+def build(meta, tensors):
+    """The PyTorch model a safetensors export describes, with its weights."""
+    layers = json.loads(meta["layers"])
+    n, l = int(meta["n"]), int(meta["l"])
+    model = nn.Module()
+    model.encoder = nn.Sequential(*[module(L) for L in layers["encoder"]])
+    model.maps = nn.Sequential(*[nn.Linear(n, n, bias=False) for _ in range(l)])
+    model.decoder = nn.Sequential(*[module(L) for L in layers["decoder"]])
+    model.collapsed = nn.Linear(n, n, bias=False)
+    model.load_state_dict(tensors, strict=True)  # raises on any missing / unexpected / misshapen tensor
+    return model, layers
+
+
+def forward(model, layers, meta, x):
+    """Codes z (the VAE: the mean) and reconstructions y of x."""
+    n, count = int(meta["n"]), x.shape[0]
+    e = run(model.encoder, layers["encoder"], x).reshape(count, -1)
+    z = e[:, :n] if meta["kind"] == "vae" else model.maps(e)
+    y = run(model.decoder, layers["decoder"], z)
+    return z, y.reshape(x.shape)
+
+
+def save_safetensors(path, tensors, dtype, meta):
+    """A plain safetensors writer (Debian has no safetensors package): the
+    8-byte header length, the JSON header padded with spaces to a multiple of
+    8, the tensors little-endian in order."""
+    header, blobs, off = {"__metadata__": meta}, [], 0
+    for name, t in tensors.items():
+        t = t.detach().contiguous().cpu()
+        if dtype == "F32":
+            b = t.float().numpy().astype("<f4").tobytes()
+        elif dtype == "F16":
+            b = t.half().numpy().astype("<f2").tobytes()
+        else:
+            b = t.to(torch.bfloat16).view(torch.int16).numpy().astype("<i2").tobytes()
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def train_and_save(st_path, side_path, prefix, log):
+    """PyTorch's side of the import test: loads irmae's export, re-saves it
+    untouched (PREFIX.rt.safetensors: irmae -> PyTorch -> irmae must give the
+    same bytes), trains it 5 Adam steps (MSE of the reconstructions), and
+    saves the trained weights as F32, F16 and BF16 (PREFIX.<dtype>.safetensors,
+    the export's metadata copied, so the files describe their model) with the
+    codes and outputs of the weights as stored (PREFIX.<dtype>.z / .y, float32)."""
+    meta, tensors = load_safetensors(st_path)
+    with open(side_path) as f:
+        side = json.load(f)
+    count = int(side["count"])
+    shape = (int(meta["in_c"]), int(meta["in_h"]), int(meta["in_w"]))
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model, layers = build(meta, tensors)
+    save_safetensors(prefix + ".rt.safetensors", model.state_dict(), "F32", meta)
+    x = torch.from_numpy(np.fromfile(side["x"], dtype="<f4").reshape(count, *shape).copy())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(5):
+        opt.zero_grad()
+        _, y = forward(model, layers, meta, x)
+        loss = ((y - x) ** 2).mean()
+        loss.backward()
+        opt.step()
+    state = {k: v for k, v in model.state_dict().items() if k != "collapsed.weight"}
+    for dtype in ("F32", "F16", "BF16"):
+        save_safetensors("%s.%s.safetensors" % (prefix, dtype), state, dtype, meta)
+        cast = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[dtype]
+        stored = {k: v.to(cast).float() for k, v in state.items()}
+        stored["collapsed.weight"] = model.collapsed.weight.detach()
+        m2, _ = build(meta, stored)
+        with torch.no_grad():
+            z, y = forward(m2, layers, meta, x)
+        z.numpy().astype("<f4").tofile("%s.%s.z" % (prefix, dtype))
+        y.numpy().astype("<f4").tofile("%s.%s.y" % (prefix, dtype))
+    log("torch_check: trained %s 5 steps (loss %.4f), saved F32/F16/BF16 -> ok" % (st_path.rsplit("/", 1)[-1], float(loss)))
+    return []
+
+
 def check(st_path, side_path, log):
     """Returns a list of failure messages (empty: ok)."""
     meta, tensors = load_safetensors(st_path)
@@ -147,7 +235,10 @@ def main(argv):
                     continue
                 logged = []
                 try:
-                    fails = check(job[0], job[1], logged.append)
+                    if job[0] == "train":
+                        fails = train_and_save(job[1], job[2], job[3], logged.append)
+                    else:
+                        fails = check(job[0], job[1], logged.append)
                 except Exception as e:
                     fails = ["%s: %s" % (type(e).__name__, e)]
                 bad += bool(fails)
