@@ -68,6 +68,13 @@
 #include <unistd.h>
 #define HAVE_ISATTY 1
 #endif
+#ifdef _WIN32
+#include <direct.h>
+#define make_dir(p) _mkdir(p)
+#else
+#include <sys/stat.h>
+#define make_dir(p) mkdir(p, 0755)
+#endif
 
 /* ======================================================================== */
 /* Tasks and flags                                                          */
@@ -101,7 +108,7 @@ typedef struct options {
     int epochs, batch, save_every;
     long long max_steps;
     float lr, grad_clip;
-    const char *out, *resume;
+    const char *out, *resume, *plot_dir;
     /* analysis */
     const char *model;             /* the checkpoint the analysis tasks read */
     strlist models, names;
@@ -181,6 +188,9 @@ static const flag_def FLAGS[] = {
      "also save every STEPS optimizer steps (a checkpoint is always saved at each epoch end)"},
     {"--max-steps", T_TRAIN, F_I64, OFF(max_steps), 0, 1e18, NULL, "0", "N",
      "stop (and save) once the model has taken N optimizer steps in total (0: no limit)"},
+    {"--plot-dir", T_TRAIN, F_STR, OFF(plot_dir), 0, 0, NULL, NULL, "DIR",
+     "after each epoch: DIR/spectrum.svg and DIR/recon.png of the held-out images, and a line of DIR/trajectory.csv "
+     "(epoch, step, loss, rank@1%, rank@0.1%, entropy rank, held-out MSE, images/s); DIR is created"},
     {"--resume", T_TRAIN, F_STR, OFF(resume), 0, 0, NULL, NULL, "FILE",
      "continue exactly from this checkpoint (same data flags as the first run)"},
 
@@ -811,6 +821,51 @@ static int heldout_rank(irmae_model *m, const irmae_dataset *held, double *entro
     return r;
 }
 
+static int recon_mse(irmae_model *m, const irmae_dataset *set, double *mse);
+
+/* --plot-dir: the held-out images' spectrum (SVG) and reconstructions (PNG,
+   the first 8 over their reconstructions), and one line of the trajectory
+   CSV (the header when the file is new). Returns 0 or 1 (reported). */
+static int plot_epoch(const options *o, irmae_model *m, const irmae_dataset *held, long long epoch, double loss,
+                      double img_per_s)
+{
+    char path[1200], title[96];
+    irmae_spectrum s;
+    const irmae_spectrum *sp[1];
+    const char *names[1] = { "held-out codes" };
+    size_t per = (size_t)m->cfg.in_c * m->cfg.in_h * m->cfg.in_w;
+    int k = held->n < 8 ? held->n : 8, rc, status = 0, fresh;
+    float *grid = alloc_floats((size_t)2 * k, per), *z = alloc_floats((size_t)k, (size_t)m->cfg.n);
+    double mse = 0.0;
+    FILE *f;
+    if (!grid || !z) { free(grid); free(z); return fail_msg("out of memory"); }
+    if ((rc = irmae_model_spectrum(m, &s, held->x, held->n))) { free(grid); free(z); return fail_lib(rc, "the held-out spectrum"); }
+    sp[0] = &s;
+    snprintf(title, sizeof title, "%s n = %d, epoch %lld: rank@1%% %d, entropy rank %.2f", kind_name(&m->cfg), m->cfg.n,
+             epoch, s.rank_1pct, s.entropy_rank);
+    snprintf(path, sizeof path, "%s/spectrum.svg", o->plot_dir);
+    if ((rc = irmae_spectra_write_svg(path, sp, names, 1, title))) status = fail_lib(rc, "writing the spectrum");
+    memcpy(grid, held->x, (size_t)k * per * sizeof(float));
+    if (!status && ((rc = irmae_model_encode(m, z, held->x, k)) || (rc = irmae_model_decode(m, grid + (size_t)k * per, z, k))))
+        status = fail_lib(rc, "reconstructing the held-out images");
+    snprintf(path, sizeof path, "%s/recon.png", o->plot_dir);
+    if (!status) status = write_grid(path, m, grid, 2 * k, k);
+    if (!status) status = recon_mse(m, held, &mse);
+    snprintf(path, sizeof path, "%s/trajectory.csv", o->plot_dir);
+    f = fopen(path, "rb");
+    fresh = f == NULL;
+    if (f) fclose(f);
+    if (!status && (f = fopen(path, "a")) != NULL) {
+        if (fresh) fprintf(f, "epoch,step,loss,rank_1pct,rank_01pct,entropy_rank,heldout_mse,images_per_s\n");
+        fprintf(f, "%lld,%lld,%.8g,%d,%d,%.6g,%.8g,%.1f\n", epoch, m->step, loss, s.rank_1pct, s.rank_01pct,
+                s.entropy_rank, mse, img_per_s);
+        if (fclose(f) != 0) status = fail_msg("cannot write %s", path);
+    } else if (!status) status = fail_msg("cannot open %s", path);
+    irmae_spectrum_free(&s);
+    free(grid); free(z);
+    return status;
+}
+
 /* MPI: every rank passes its status and gets the first failing rank's
    (0 if none); without MPI the status itself. */
 static int all_agree(int status, int *first)
@@ -904,6 +959,10 @@ static int task_train(options *o)
 #endif
 
     if (load_split(&train, o, &m.cfg, SPLIT_TRAIN, o->count)) { status = 1; goto agree; }
+    if (o->plot_dir) {
+        if (o->heldout < 2) { status = usage_error("--plot-dir needs --heldout 2 or more"); goto agree; }
+        if (g_rank == 0) (void)make_dir(o->plot_dir); /* may exist; a failure shows when the files are written */
+    }
     /* the held-out rank is rank 0's job */
     if (o->heldout > 0 && g_rank == 0 && load_split(&held, o, &m.cfg, SPLIT_HELDOUT, o->heldout)) { status = 1; goto agree; }
     spe = train.n / batch;
@@ -987,6 +1046,7 @@ agree:
             }
         }
         if (stop) break;
+        t_epoch = now() - t_epoch; /* the epoch's training time */
         data_rng = r; /* the next epoch starts from the state after this shuffle */
         cur.epoch = epoch + 1; cur.batch = 0; cur.data_rng = data_rng;
         TRY(save_checkpoint(out, &m, &cur), "saving the checkpoint");
@@ -995,7 +1055,9 @@ agree:
             if (pr.tty) fputs("\r\033[K", stderr); /* clear the progress line */
             fprintf(stderr, "epoch %lld/%d  mean loss %.6f  ", epoch + 1, o->epochs, done_here ? loss_sum / done_here : 0.0);
             if (rank >= 0) fprintf(stderr, "rank@1%% %d  entropy rank %.2f (%d held-out)  ", rank, ent, held.n);
-            fprintf(stderr, "%.1f s\n", now() - t_epoch);
+            fprintf(stderr, "%.1f s\n", t_epoch);
+            if (o->plot_dir && plot_epoch(o, &m, &held, epoch + 1, done_here ? loss_sum / done_here : 0.0,
+                                          (double)done_here * batch / (t_epoch + 1e-9))) { status = 1; goto done; }
         }
     }
     if (steps_run == 0 && !stop) { /* nothing left to train: still leave a checkpoint at --out */

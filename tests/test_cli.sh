@@ -108,6 +108,15 @@ expect "stop after 5 steps (mid-epoch)" 0 "$CLI" train $S --epochs 2 --save-ever
 expect "resume mid-epoch with 1 thread" 0 "$CLI" train $S --epochs 2 --resume "$T/mid.ckpt" --threads 1
 check "resume mid-epoch is bit-exact" cmp -s "$T/straight.ckpt" "$T/mid.ckpt"
 expect "resume with a conflicting flag" 2 "$CLI" train $S --epochs 3 --resume "$T/e1.ckpt" --n 16
+# --plot-dir: after each epoch the spectrum SVG, the reconstruction PNG and a CSV line
+expect "train with --plot-dir" 0 "$CLI" train $S --epochs 2 --plot-dir "$T/plots" --out "$T/plot.ckpt"
+check "plot-dir: trajectory.csv has a header and one line per epoch" \
+    sh -c "[ \$(wc -l < '$T/plots/trajectory.csv') -eq 3 ] && head -n 1 '$T/plots/trajectory.csv' | grep -q '^epoch,step,loss,rank_1pct,rank_01pct,entropy_rank,heldout_mse,images_per_s$' && sed -n 3p '$T/plots/trajectory.csv' | grep -q '^2,16,'"
+check "plot-dir: spectrum.svg is an SVG" grep -q "<svg" "$T/plots/spectrum.svg"
+check_png "plot-dir recon.png" "$T/plots/recon.png" 274 70
+expect "plot-dir needs held-out images" 2 "$CLI" train $S --epochs 1 --heldout 0 --plot-dir "$T/plots2" --out "$T/x.ckpt"
+expect "resume with --plot-dir appends" 0 "$CLI" train $S --epochs 3 --plot-dir "$T/plots" --resume "$T/plot.ckpt"
+check "plot-dir: the resumed epoch is appended" sh -c "[ \$(wc -l < '$T/plots/trajectory.csv') -eq 4 ] && sed -n 4p '$T/plots/trajectory.csv' | grep -q '^3,24,'"
 # --grad-clip is stored: a resume without the flag keeps clipping (bit-exact with
 # a straight clipped run, which differs from an unclipped one); a flag given on
 # resume replaces it, with a note
