@@ -1,7 +1,9 @@
 #!/bin/sh
 # test_snippets.sh - the code in the documentation is code: compiles and runs
 # the quick start in irmae.h's opening comment and every ```c block of
-# README.md, extracted from those files as they stand (never from copies).
+# README.md, extracted from those files as they stand (never from copies),
+# and README's PyTorch -> irmae.h Python snippet with the import command
+# that follows it (when python3-torch is there; SKIP otherwise).
 #
 #   sh tests/test_snippets.sh CC FLAGS...        (from the repository root)
 #
@@ -67,5 +69,28 @@ for f in "$T"/snip_readme*.txt; do
     run_one "readme$(basename "$f" .txt | sed 's/snip_readme//')" "$f"
 done
 if [ "$n" -lt 2 ]; then fail=$((fail + 1)); echo "FAIL only $n C blocks found in README.md"; fi
+
+# README's PyTorch -> irmae.h snippet (the ```python block that starts with
+# "# PyTorch -> irmae.h"), then the import command after it, with python3-torch
+PY=${IRMAE_PYTHON:-/usr/bin/python3}
+awk '/^```python *$/ { on = 1; first = 1; next } on && /^``` *$/ { on = 0; next }
+     on && first { first = 0; keep = ($0 ~ /^# PyTorch -> irmae.h/) } on && keep { print }' README.md > "$T/torch_snippet.py"
+if [ ! -s "$T/torch_snippet.py" ]; then
+    fail=$((fail + 1)); echo "FAIL README.md has no '# PyTorch -> irmae.h' python block"
+elif [ -n "$IRMAE_TEST_QUICK" ]; then
+    echo "SKIP: the PyTorch snippet is not run with IRMAE_TEST_QUICK"
+elif ! "$PY" -c "import torch, numpy" > /dev/null 2>&1; then
+    echo "SKIP: the PyTorch snippet needs torch and numpy in $PY"
+elif (cd "$T" && "$PY" torch_snippet.py > torch_snippet.log 2>&1); then
+    pass=$((pass + 1)); echo "ok   the PyTorch snippet trains and saves torch.safetensors"
+    cmd=$(grep -m 1 '^./irmae import --weights torch.safetensors ' README.md | sed "s|^./irmae|$ROOT/irmae|; s|torch.safetensors|$T/torch.safetensors|; s|torch.ckpt|$T/torch.ckpt|")
+    if sh -c "$cmd" > "$T/import.log" 2>&1 && [ -s "$T/torch.ckpt" ]; then
+        pass=$((pass + 1)); echo "ok   README's import command makes a checkpoint of it: $(tail -n 1 "$T/import.log")"
+    else
+        fail=$((fail + 1)); echo "FAIL README's import command: $cmd"; tail -n 5 "$T/import.log" | sed 's/^/     | /'
+    fi
+else
+    fail=$((fail + 1)); echo "FAIL the PyTorch snippet"; tail -n 8 "$T/torch_snippet.log" | sed 's/^/     | /'
+fi
 echo "test_snippets: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
