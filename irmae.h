@@ -1118,7 +1118,8 @@ IRMAEDEF int irmae_checkpoint_read_config(irmae_config *cfg, const char *path);
        decoder = nn.Sequential(<one module per decoder layer spec>, out_act)
    (conv -> nn.Conv2d, convT -> nn.ConvTranspose2d, linear -> nn.Linear,
    relu/tanh/sigmoid -> nn.ReLU/nn.Tanh/nn.Sigmoid, flatten -> nn.Flatten(),
-   reshape -> nn.Unflatten(1, (c, h, w)); the output activation, when there
+   reshape -> nn.Unflatten(1, (c, h, w)), upsample -> nn.Upsample(scale_factor=s,
+   mode="nearest"); the output activation, when there
    is one, is the decoder's last module):
        encoder.<i>.weight / .bias, maps.<j>.weight, decoder.<i>.weight / .bias,
        collapsed.weight (n x n, W_l ... W_1 as irmae_model_collapse; the
@@ -1126,10 +1127,13 @@ IRMAEDEF int irmae_checkpoint_read_config(irmae_config *cfg, const char *path);
    Layouts as in memory: conv [out, in, k, k], convT [in, out, k, k],
    linear [out, in]. "__metadata__" holds strings: "format" ("pt"), "n",
    "l", "kind" ("ae" or "vae"), "in_c", "in_h", "in_w", "range" ("0,1" or
-   "-1,1"), "out_act", "irmae_version", and "layers", a JSON text
+   "-1,1"), "out_act", "irmae_version", "irmae_config" (the whole
+   configuration: the checkpoint's CONF section in hex, which
+   irmae_safetensors_read_config reads back), and "layers", a JSON text
    {"encoder": [...], "decoder": [...]} with one object per module: "type"
-   (conv, convT, linear, relu, tanh, sigmoid, flatten, unflatten), "in" and
-   "out" shapes [c, h, w], and k/stride/pad/bias or the unflatten "shape".
+   (conv, convT, linear, relu, tanh, sigmoid, flatten, unflatten, upsample),
+   "in" and "out" shapes [c, h, w], and k/stride/pad/bias, the unflatten
+   "shape" or the upsample "scale".
    Errors: IRMAE_ERR_ARG, IRMAE_ERR_IO, IRMAE_ERR_OVERFLOW, IRMAE_ERR_NOMEM. */
 IRMAEDEF int irmae_export_safetensors(const char *path, const irmae_model *m);
 

@@ -191,6 +191,15 @@ for m in mvg gmm pca; do
 done
 expect "sample gmm from the VAE" 0 "$CLI" sample --model "$T/vae.ckpt" --method gmm --k 2 --fit 64 --count 8 --out "$T/vae.png"
 
+# import: an export carries its configuration, so import needs no flag and
+# export(import(export)) is the same file; without the metadata, train's flags
+expect "export for import" 0 "$CLI" export --model "$M" --out "$T/m0.safetensors"
+expect "import with no flag but --weights" 0 "$CLI" import --weights "$T/m0.safetensors" --out "$T/imp.ckpt"
+expect "export the imported model" 0 "$CLI" export --model "$T/imp.ckpt" --out "$T/m1.safetensors"
+check "export -> import -> export gives the same file" cmp -s "$T/m0.safetensors" "$T/m1.safetensors"
+expect "import a checkpoint as weights" 1 "$CLI" import --weights "$M" --out "$T/x.ckpt"
+expect "import without --weights" 2 "$CLI" import --out "$T/x.ckpt"
+
 # codes out to NumPy and back: numpy reads encode's .npy as count x n float32;
 # decoding numpy's own re-save of it gives the same PNG as decoding the original
 expect "encode 24 held-out images" 0 "$CLI" encode --model "$M" --count 24 --out "$T/codes.npy"
