@@ -198,6 +198,15 @@ expect "import with no flag but --weights" 0 "$CLI" import --weights "$T/m0.safe
 expect "export the imported model" 0 "$CLI" export --model "$T/imp.ckpt" --out "$T/m1.safetensors"
 check "export -> import -> export gives the same file" cmp -s "$T/m0.safetensors" "$T/m1.safetensors"
 expect "import a checkpoint as weights" 1 "$CLI" import --weights "$M" --out "$T/x.ckpt"
+# a file without the stored configuration (the key renamed, same length): train's flags
+LC_ALL=C sed 's/"irmae_config"/"irmae_cfgxxx"/' "$T/m0.safetensors" > "$T/nometa.safetensors"
+expect "import without a stored configuration: the flags' defaults (shapes, irmae, l = 2)" 0 \
+    "$CLI" import --weights "$T/nometa.safetensors" --out "$T/imp2.ckpt"
+check "the import says it used the flags" grep -q "no stored configuration" "$T/err"
+check "the same weights as with the stored configuration" cmp -s "$T/imp.ckpt" "$T/imp2.ckpt"
+expect "import without a stored configuration, flags of another model" 1 \
+    "$CLI" import --weights "$T/nometa.safetensors" --n 16 --out "$T/x.ckpt"
+check "a misshapen tensor is named" grep -q "safetensors: tensor '" "$T/err"
 expect "import without --weights" 2 "$CLI" import --out "$T/x.ckpt"
 
 # codes out to NumPy and back: numpy reads encode's .npy as count x n float32;
