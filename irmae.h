@@ -4660,7 +4660,7 @@ static void irmae__mpi_share_detail(int first, MPI_Comm comm)
     memcpy(one, irmae__detail, sizeof one);
     MPI_Bcast(one, (int)sizeof one, MPI_CHAR, first, comm);
     one[sizeof one - 1] = 0;
-    snprintf(irmae__detail, sizeof irmae__detail, "rank %d of %d: %s", first, size, one);
+    snprintf(irmae__detail, sizeof irmae__detail, "rank %d of %d: %.480s", first, size, one); /* fits: 26 + 480 < 512 */
 }
 
 /* No allocation here, so this cannot fail on one rank and not on another:
