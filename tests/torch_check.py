@@ -178,17 +178,10 @@ def check(st_path, side_path, log):
     meta, tensors = load_safetensors(st_path)
     with open(side_path) as f:
         side = json.load(f)
-    layers = json.loads(meta["layers"])
     n, l, kind = int(meta["n"]), int(meta["l"]), meta["kind"]
     shape = (int(meta["in_c"]), int(meta["in_h"]), int(meta["in_w"]))
     count = int(side["count"])
-
-    model = nn.Module()
-    model.encoder = nn.Sequential(*[module(L) for L in layers["encoder"]])
-    model.maps = nn.Sequential(*[nn.Linear(n, n, bias=False) for _ in range(l)])
-    model.decoder = nn.Sequential(*[module(L) for L in layers["decoder"]])
-    model.collapsed = nn.Linear(n, n, bias=False)
-    model.load_state_dict(tensors, strict=True)  # raises on any missing / unexpected / misshapen tensor
+    model, layers = build(meta, tensors)
 
     torch.set_num_threads(1)
     x = torch.from_numpy(np.fromfile(side["x"], dtype="<f4").reshape(count, *shape).copy())
