@@ -2533,6 +2533,18 @@ IRMAE__TARGET("avx2")
 static void irmae__rows_avx2(float *dst, size_t ds, const float *src, size_t ss, int rows, int n, int add)
 {
     int i, j;
+    /* the model's small feature maps (rows of 4 and 8 floats): one move per row */
+    if (n == 4) {
+        for (i = 0; i < rows; i++, dst += ds, src += ss)
+            _mm_storeu_ps(dst, add ? _mm_add_ps(_mm_loadu_ps(dst), _mm_loadu_ps(src)) : _mm_loadu_ps(src));
+        return;
+    }
+    if (n == 8) {
+        for (i = 0; i < rows; i++, dst += ds, src += ss)
+            _mm256_storeu_ps(dst, add ? _mm256_add_ps(_mm256_loadu_ps(dst), _mm256_loadu_ps(src))
+                                      : _mm256_loadu_ps(src));
+        return;
+    }
     for (i = 0; i < rows; i++, dst += ds, src += ss) {
         for (j = 0; j + 8 <= n; j += 8) {
             __m256 v = _mm256_loadu_ps(src + j);
@@ -2549,6 +2561,54 @@ static void irmae__rows_avx2(float *dst, size_t ds, const float *src, size_t ss,
     }
 }
 #endif
+/* dst[0 .. n) = v, and row[2 i] = e[i], row[2 i + 1] = o[i] for i < pairs:
+   the fills and the interleave of the phase-plane forms (gcc -O2 does not
+   vectorise loops that need a scalar tail). Pure data movement. */
+#if defined(IRMAE__X86)
+IRMAE__TARGET("avx2")
+static void irmae__fill_avx2(float *dst, size_t n, float v)
+{
+    size_t i = 0;
+    const __m256 vv = _mm256_set1_ps(v);
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, vv);
+    for (; i < n; i++) dst[i] = v;
+}
+
+IRMAE__TARGET("avx2")
+static void irmae__interleave2_avx2(float *row, const float *e, const float *o, int pairs)
+{
+    int i = 0;
+    for (; i + 8 <= pairs; i += 8) {
+        __m256 a = _mm256_loadu_ps(e + i), b = _mm256_loadu_ps(o + i);
+        __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b); /* e0 o0 e1 o1 | e4 o4 e5 o5 */
+        _mm256_storeu_ps(row + 2 * i, _mm256_permute2f128_ps(lo, hi, 0x20));
+        _mm256_storeu_ps(row + 2 * i + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+    }
+    for (; i < pairs; i++) { row[2 * i] = e[i]; row[2 * i + 1] = o[i]; }
+}
+#endif
+static void irmae__fill(float *dst, size_t n, float v, int vec)
+{
+    size_t i;
+#if defined(IRMAE__X86)
+    if (vec) { irmae__fill_avx2(dst, n, v); return; }
+#else
+    (void)vec;
+#endif
+    for (i = 0; i < n; i++) dst[i] = v;
+}
+
+static void irmae__interleave2(float *row, const float *e, const float *o, int pairs, int vec)
+{
+    int i;
+#if defined(IRMAE__X86)
+    if (vec) { irmae__interleave2_avx2(row, e, o, pairs); return; }
+#else
+    (void)vec;
+#endif
+    for (i = 0; i < pairs; i++) { row[2 * i] = e[i]; row[2 * i + 1] = o[i]; }
+}
+
 static void irmae__rows(float *dst, size_t ds, const float *src, size_t ss, int rows, int n, int add, int vec)
 {
     int i, j;
@@ -2565,7 +2625,6 @@ static void irmae__rows(float *dst, size_t ds, const float *src, size_t ss, int 
 static void irmae__ph2_split(float *q, const float *xp, const irmae__cgeom *g, const irmae__ph2 *h, int vec)
 {
     int a, b, rr;
-    (void)vec;
     for (a = 0; a < 2; a++)
         for (b = 0; b < 2; b++) {
             float *qp = q + (size_t)(2 * a + b) * h->plane;
@@ -2579,7 +2638,7 @@ static void irmae__ph2_split(float *q, const float *xp, const irmae__cgeom *g, c
                 const int ih = 2 * (rr + h->d0) + a;
                 const float *src;
                 if (ih < 0 || ih >= g->hx) {
-                    for (qq = 0; qq < h->wr; qq++) row[qq] = 0.0f;
+                    irmae__fill(row, (size_t)h->wr, 0.0f, vec);
                     continue;
                 }
                 src = xp + (size_t)ih * g->wx + 2 * (lo + h->d0) + b;
@@ -2628,9 +2687,8 @@ static void irmae__col2im_s2(float *x, const float *col, size_t ld, int imgs, co
         const int n = t / g->cx, c = t % g->cx;
         float *xp = x + (size_t)n * g->imgx + (size_t)c * g->planex;
         const float bv = bias ? bias[c] : 0.0f;
-        size_t i;
         int ki, kj, ih, iw;
-        for (i = 0; i < 4 * h->plane; i++) q[i] = bv;
+        irmae__fill(q, 4 * h->plane, bv, vec);
         for (ki = 0; ki < g->k; ki++)
             for (kj = 0; kj < g->k; kj++) {
                 const int a = (ki - g->p) - 2 * irmae__fdiv2(ki - g->p), dy = irmae__fdiv2(ki - g->p);
@@ -2654,7 +2712,11 @@ static void irmae__col2im_s2(float *x, const float *col, size_t ld, int imgs, co
                    iw in [2 d0, 2 (d0 + wr)) */
                 int lo = 2 * h->d0 < 0 ? 0 : 2 * h->d0, hi = 2 * (h->d0 + h->wr) < g->wx ? 2 * (h->d0 + h->wr) : g->wx;
                 for (iw = 0; iw < lo && iw < g->wx; iw++) row[iw] = bv;
-                for (iw = lo; iw + 1 < hi; iw += 2) { row[iw] = e[iw >> 1]; row[iw + 1] = o[iw >> 1]; }
+                iw = lo;
+                if (hi - lo >= 2) { /* lo is even: pairs (e, o) */
+                    irmae__interleave2(row + lo, e + (lo >> 1), o + (lo >> 1), (hi - lo) / 2, vec);
+                    iw = lo + 2 * ((hi - lo) / 2);
+                }
                 for (; iw < hi; iw++) row[iw] = (iw & 1 ? o : e)[iw >> 1];
                 for (iw = hi > lo ? hi : lo; iw < g->wx; iw++) row[iw] = bv;
             }
@@ -2835,22 +2897,40 @@ static void irmae__conv_add_bias(float *y, int n, int c, size_t P, const float *
 }
 
 /* db[ch] += sum over images and positions of y (n images of c x P), in
-   double, images then positions in order; one thread per channel. */
+   double, images then positions in order. Each sum is one chain of
+   dependent adds, so a thread runs four channels side by side (four
+   independent chains: the adds' latency is hidden, every sum keeps its
+   order and its bits). */
 static void irmae__conv_bias_grad(float *db, const float *y, int n, int c, size_t P)
 {
     double t0_ = IRMAE__PROF_T0();
     {
-        int ch;
+        int g4;
+        const int groups = (c + 3) / 4;
         IRMAE__OMP(parallel for schedule(static) if ((size_t)n * (size_t)c * P >= IRMAE__CONV_PAR_MIN))
-        for (ch = 0; ch < c; ch++) {
-            double s = 0.0;
+        for (g4 = 0; g4 < groups; g4++) {
+            const int ch = 4 * g4, nch = c - ch < 4 ? c - ch : 4;
+            double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
             int i;
             for (i = 0; i < n; i++) {
-                const float *src = y + ((size_t)i * (size_t)c + (size_t)ch) * P;
+                const float *r0 = y + ((size_t)i * (size_t)c + (size_t)ch) * P;
                 size_t q;
-                for (q = 0; q < P; q++) s += (double)src[q];
+                if (nch == 4) {
+                    const float *r1 = r0 + P, *r2 = r1 + P, *r3 = r2 + P;
+                    for (q = 0; q < P; q++) {
+                        s0 += (double)r0[q]; s1 += (double)r1[q];
+                        s2 += (double)r2[q]; s3 += (double)r3[q];
+                    }
+                } else {
+                    for (q = 0; q < P; q++) s0 += (double)r0[q];
+                    if (nch > 1) for (q = 0; q < P; q++) s1 += (double)r0[P + q];
+                    if (nch > 2) for (q = 0; q < P; q++) s2 += (double)r0[2 * P + q];
+                }
             }
-            db[ch] = (float)((double)db[ch] + s);
+            db[ch] = (float)((double)db[ch] + s0);
+            if (nch > 1) db[ch + 1] = (float)((double)db[ch + 1] + s1);
+            if (nch > 2) db[ch + 2] = (float)((double)db[ch + 2] + s2);
+            if (nch > 3) db[ch + 3] = (float)((double)db[ch + 3] + s3);
         }
     }
     IRMAE__PROF_ADD(IRMAE_PHASE_ELEMWISE, t0_);
@@ -3492,14 +3572,36 @@ IRMAEDEF double irmae_grad_clip(float *grads, size_t count, float max_norm)
     double part[IRMAE__NORM_GROUP], total = 0.0, norm;
     if (!grads) return count ? (double)NAN : 0.0;
     for (g0 = 0; g0 < nb; g0 += IRMAE__NORM_GROUP) {
-        ptrdiff_t bi, ng = (ptrdiff_t)(nb - g0 < IRMAE__NORM_GROUP ? nb - g0 : IRMAE__NORM_GROUP);
+        ptrdiff_t bq, bi, ng = (ptrdiff_t)(nb - g0 < IRMAE__NORM_GROUP ? nb - g0 : IRMAE__NORM_GROUP);
+        /* four blocks side by side per thread: four independent chains of
+           adds, each block's sum in its own order (the same bits as one
+           block at a time) */
         IRMAE__OMP(parallel for schedule(static) if(ng > 4))
-        for (bi = 0; bi < ng; bi++) {
-            size_t j0 = (g0 + (size_t)bi) * IRMAE__NORM_BLOCK, j1 = j0 + IRMAE__NORM_BLOCK, j;
-            double s = 0.0;
-            if (j1 > count) j1 = count;
-            for (j = j0; j < j1; j++) s += (double)grads[j] * grads[j];
-            part[bi] = s;
+        for (bq = 0; bq < (ng + 3) / 4; bq++) {
+            const size_t j0 = (g0 + 4 * (size_t)bq) * IRMAE__NORM_BLOCK;
+            const float *b0 = grads + j0;
+            size_t j, len[4];
+            double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+            int q;
+            for (q = 0; q < 4; q++) {
+                size_t lo = j0 + (size_t)q * IRMAE__NORM_BLOCK, hi = lo + IRMAE__NORM_BLOCK;
+                if (4 * bq + q >= ng || lo >= count) { len[q] = 0; continue; }
+                len[q] = (hi > count ? count : hi) - lo;
+            }
+            if (len[3] == IRMAE__NORM_BLOCK) {
+                const float *b1 = b0 + IRMAE__NORM_BLOCK, *b2 = b1 + IRMAE__NORM_BLOCK, *b3 = b2 + IRMAE__NORM_BLOCK;
+                for (j = 0; j < IRMAE__NORM_BLOCK; j++) {
+                    s0 += (double)b0[j] * b0[j]; s1 += (double)b1[j] * b1[j];
+                    s2 += (double)b2[j] * b2[j]; s3 += (double)b3[j] * b3[j];
+                }
+            } else {
+                for (j = 0; j < len[0]; j++) s0 += (double)b0[j] * b0[j];
+                for (j = 0; j < len[1]; j++) s1 += (double)b0[IRMAE__NORM_BLOCK + j] * b0[IRMAE__NORM_BLOCK + j];
+                for (j = 0; j < len[2]; j++) s2 += (double)b0[2 * IRMAE__NORM_BLOCK + j] * b0[2 * IRMAE__NORM_BLOCK + j];
+                for (j = 0; j < len[3]; j++) s3 += (double)b0[3 * IRMAE__NORM_BLOCK + j] * b0[3 * IRMAE__NORM_BLOCK + j];
+            }
+            for (q = 0; q < 4; q++)
+                if (4 * bq + q < ng) part[4 * bq + q] = q == 0 ? s0 : q == 1 ? s1 : q == 2 ? s2 : s3;
         }
         for (bi = 0; bi < ng; bi++) total += part[bi];
     }
