@@ -1914,6 +1914,57 @@ static void irmae__transpose8_avx2(float *d, size_t ds, const float *s, size_t s
 }
 #endif
 
+/* rows x n block moves: dst[i ds + j] (+)= src[i ss + j] (GEMM packing, the
+   phase-plane forms of the convolutions). One AVX2 form serves the AVX-512
+   path too (the rows are 2..32 floats),
+   and it uses no masked loads/stores: a masked load of what a masked store
+   just wrote is not forwarded from the store buffer on current x86 cores,
+   and the phase-plane adds do exactly that. */
+#if defined(IRMAE__X86)
+IRMAE__TARGET("avx2")
+static void irmae__rows_avx2(float *dst, size_t ds, const float *src, size_t ss, int rows, int n, int add)
+{
+    int i, j;
+    /* the model's small feature maps (rows of 4 and 8 floats): one move per row */
+    if (n == 4) {
+        for (i = 0; i < rows; i++, dst += ds, src += ss)
+            _mm_storeu_ps(dst, add ? _mm_add_ps(_mm_loadu_ps(dst), _mm_loadu_ps(src)) : _mm_loadu_ps(src));
+        return;
+    }
+    if (n == 8) {
+        for (i = 0; i < rows; i++, dst += ds, src += ss)
+            _mm256_storeu_ps(dst, add ? _mm256_add_ps(_mm256_loadu_ps(dst), _mm256_loadu_ps(src))
+                                      : _mm256_loadu_ps(src));
+        return;
+    }
+    for (i = 0; i < rows; i++, dst += ds, src += ss) {
+        for (j = 0; j + 8 <= n; j += 8) {
+            __m256 v = _mm256_loadu_ps(src + j);
+            if (add) v = _mm256_add_ps(_mm256_loadu_ps(dst + j), v);
+            _mm256_storeu_ps(dst + j, v);
+        }
+        if (j + 4 <= n) {
+            __m128 v = _mm_loadu_ps(src + j);
+            if (add) v = _mm_add_ps(_mm_loadu_ps(dst + j), v);
+            _mm_storeu_ps(dst + j, v);
+            j += 4;
+        }
+        for (; j < n; j++) dst[j] = add ? dst[j] + src[j] : src[j];
+    }
+}
+#endif
+static void irmae__rows(float *dst, size_t ds, const float *src, size_t ss, int rows, int n, int add, int vec)
+{
+    int i, j;
+#if defined(IRMAE__X86)
+    if (vec) { irmae__rows_avx2(dst, ds, src, ss, rows, n, add); return; }
+#else
+    (void)vec;
+#endif
+    for (i = 0; i < rows; i++, dst += ds, src += ss)
+        for (j = 0; j < n; j++) dst[j] = add ? dst[j] + src[j] : src[j];
+}
+
 /* pack rows [i0, i0+mc) x depth [p0, p0+kc) of op(A) into MR-row micro-panels:
    panel[p * mr + i] = op(A)[i0 + i][p0 + p]; loops read memory contiguously */
 static void irmae__pack_a(float *dst, const float *a, int lda, int ta, int i0, int mc,
@@ -1925,11 +1976,10 @@ static void irmae__pack_a(float *dst, const float *a, int lda, int ta, int i0, i
         float *d = dst + (size_t)ip * mr * kc;
         int rows = mc - ip * mr < mr ? mc - ip * mr : mr, i, p;
         if (ta) { /* op(A)[i][p] = a[p][i]: rows of a are contiguous in i */
-            for (p = 0; p < kc; p++) {
-                const float *src = a + (size_t)(p0 + p) * lda + i0 + ip * mr;
-                for (i = 0; i < rows; i++) d[(size_t)p * mr + i] = src[i];
-                for (; i < mr; i++) d[(size_t)p * mr + i] = 0.0f;
-            }
+            irmae__rows(d, (size_t)mr, a + (size_t)p0 * lda + i0 + ip * mr, (size_t)lda, kc, rows, 0, vec);
+            if (rows < mr)
+                for (p = 0; p < kc; p++)
+                    for (i = rows; i < mr; i++) d[(size_t)p * mr + i] = 0.0f;
         } else { /* a transpose, done in blocks of 16 depths to stay in L1 */
             int pb = 0, q;
 #if defined(IRMAE__X86)
@@ -1968,7 +2018,9 @@ static void irmae__pack_b(float *dst, const float *b, int ldb, int tb, int p0, i
             const float *src = b + (size_t)p0 * ldb + j0 + jp * nr;
             /* full panels: fixed-size copies the compiler turns into vector moves
                (a memcpy call per 48..128-byte row costs more than the copy) */
-            if (cols == 16 && nr == 16)
+            if (vec && cols == nr)
+                irmae__rows(d, (size_t)nr, src, (size_t)ldb, kc, nr, 0, vec);
+            else if (cols == 16 && nr == 16)
                 for (p = 0; p < kc; p++, src += ldb) memcpy(d + (size_t)p * 16, src, 16 * sizeof(float));
             else if (cols == 12 && nr == 12)
                 for (p = 0; p < kc; p++, src += ldb) memcpy(d + (size_t)p * 12, src, 12 * sizeof(float));
@@ -2523,44 +2575,6 @@ static int irmae__ph2_geom(irmae__ph2 *h, const irmae__cgeom *g)
     return 4 * h->plane <= IRMAE__PH2_MAX;
 }
 
-/* rows x n block moves of the phase-plane forms: dst[i ds + j] (+)= src[i ss + j].
-   One AVX2 form serves the AVX-512 path too (the rows are 2..32 floats),
-   and it uses no masked loads/stores: a masked load of what a masked store
-   just wrote is not forwarded from the store buffer on current x86 cores,
-   and the phase-plane adds do exactly that. */
-#if defined(IRMAE__X86)
-IRMAE__TARGET("avx2")
-static void irmae__rows_avx2(float *dst, size_t ds, const float *src, size_t ss, int rows, int n, int add)
-{
-    int i, j;
-    /* the model's small feature maps (rows of 4 and 8 floats): one move per row */
-    if (n == 4) {
-        for (i = 0; i < rows; i++, dst += ds, src += ss)
-            _mm_storeu_ps(dst, add ? _mm_add_ps(_mm_loadu_ps(dst), _mm_loadu_ps(src)) : _mm_loadu_ps(src));
-        return;
-    }
-    if (n == 8) {
-        for (i = 0; i < rows; i++, dst += ds, src += ss)
-            _mm256_storeu_ps(dst, add ? _mm256_add_ps(_mm256_loadu_ps(dst), _mm256_loadu_ps(src))
-                                      : _mm256_loadu_ps(src));
-        return;
-    }
-    for (i = 0; i < rows; i++, dst += ds, src += ss) {
-        for (j = 0; j + 8 <= n; j += 8) {
-            __m256 v = _mm256_loadu_ps(src + j);
-            if (add) v = _mm256_add_ps(_mm256_loadu_ps(dst + j), v);
-            _mm256_storeu_ps(dst + j, v);
-        }
-        if (j + 4 <= n) {
-            __m128 v = _mm_loadu_ps(src + j);
-            if (add) v = _mm_add_ps(_mm_loadu_ps(dst + j), v);
-            _mm_storeu_ps(dst + j, v);
-            j += 4;
-        }
-        for (; j < n; j++) dst[j] = add ? dst[j] + src[j] : src[j];
-    }
-}
-#endif
 /* dst[0 .. n) = v, and row[2 i] = e[i], row[2 i + 1] = o[i] for i < pairs:
    the fills and the interleave of the phase-plane forms (gcc -O2 does not
    vectorise loops that need a scalar tail). Pure data movement. */
@@ -2609,17 +2623,6 @@ static void irmae__interleave2(float *row, const float *e, const float *o, int p
     for (i = 0; i < pairs; i++) { row[2 * i] = e[i]; row[2 * i + 1] = o[i]; }
 }
 
-static void irmae__rows(float *dst, size_t ds, const float *src, size_t ss, int rows, int n, int add, int vec)
-{
-    int i, j;
-#if defined(IRMAE__X86)
-    if (vec) { irmae__rows_avx2(dst, ds, src, ss, rows, n, add); return; }
-#else
-    (void)vec;
-#endif
-    for (i = 0; i < rows; i++, dst += ds, src += ss)
-        for (j = 0; j < n; j++) dst[j] = add ? dst[j] + src[j] : src[j];
-}
 
 /* q[4 planes] <- the zero-padded phase planes of one image plane xp (hx x wx) */
 static void irmae__ph2_split(float *q, const float *xp, const irmae__cgeom *g, const irmae__ph2 *h, int vec)
