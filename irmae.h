@@ -91,7 +91,7 @@
        IRMAE_NO_LOADERS        inflate, zlib, gzip, PNG, IDX/MNIST and image-folder
                                readers (@loaders)
        IRMAE_NO_CODECS         both of the above
-       IRMAE_NO_ANALYSIS       covariance, eigen-solver, spectra, GMM, PCA, Frechet
+       IRMAE_NO_ANALYSIS       covariance, eigen-solver, spectra, GMM, PCA, Frechet, plots
                                and the model's spectrum / interpolation (@analysis)
        IRMAE_NO_CHECKPOINTS    checkpoints, the safetensors export, .npy arrays (@checkpoints)
    (MPI is left out unless IRMAE_MPI is defined.)
@@ -922,6 +922,27 @@ IRMAEDEF int irmae_spectra_write_csv(const char *path, const irmae_spectrum *con
    Errors: ARG, IO. */
 IRMAEDEF int irmae_spectra_write_svg(const char *path, const irmae_spectrum *const *spectra,
                                      const char *const *names, int count, const char *title);
+
+/* SVG line plot of any x-y series (training trajectories: rank or MSE
+   against images seen, one line per model and seed). Points with a
+   non-finite x or y (or y <= 0 on a log axis) are left out and break the
+   line. Axes span the finite points with ticks at 1/2/5 x 10^k (log_y:
+   decades); labels print 12000 as 12k and 5000000 as 5M. Text is escaped
+   as in irmae_spectra_write_svg. Errors: ARG (NULL path or series, count
+   outside 1..64, a series with points but NULL x or y, no point to draw),
+   IO. */
+typedef struct irmae_plot_series {
+    const char *name;           /* legend text (NULL: "series k") */
+    const double *x, *y;        /* points x[i], y[i] for i < n */
+    int n;
+} irmae_plot_series;
+typedef struct irmae_plot_opts {
+    const char *title, *x_label, *y_label; /* each may be NULL */
+    int log_y;                  /* 1: logarithmic y axis */
+    int markers;                /* 1: a dot on every point */
+} irmae_plot_opts;
+IRMAEDEF int irmae_plot_write_svg(const char *path, const irmae_plot_series *series, int count,
+                                  const irmae_plot_opts *opts);
 
 /* One full-covariance Gaussian. chol is the lower Cholesky factor L of
    cov + reg * I (cov as irmae_covariance, unbiased; n x n row-major, upper
@@ -7758,19 +7779,52 @@ static double irmae__ana_nice_step(double range, int target)
     return (f <= 1.0 ? 1.0 : f <= 2.0 ? 2.0 : f <= 5.0 ? 5.0 : 10.0) * p;
 }
 
+/* the plots' line colours */
+static const char *const irmae__svg_colors[10] = {
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"
+};
+
+/* legend box at the top right inside a plot whose area ends at `right`
+   (width pw) and starts at `top`; names[s] or "<prefix> s+1" */
+static void irmae__svg_legend(FILE *f, const char *const *names, int count, const char *prefix,
+                              double right, double top, double pw)
+{
+    char defname[48];
+    int s, maxchars = 0;
+    double lw, lx, ly;
+    for (s = 0; s < count; s++) {
+        int c;
+        if (names && names[s]) c = irmae__ana_text_chars(names[s]);
+        else { sprintf(defname, "%.30s %d", prefix, s + 1); c = (int)strlen(defname); }
+        if (c > maxchars) maxchars = c;
+    }
+    lw = 44.0 + 7.0 * maxchars;
+    if (lw > pw - 20.0) lw = pw - 20.0;
+    lx = right - lw - 10.0;
+    ly = top + 10.0;
+    fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"#ffffff\" "
+               "fill-opacity=\"0.85\" stroke=\"#999999\"/>\n", lx, ly, lw, 8.0 + 18.0 * count);
+    for (s = 0; s < count; s++) {
+        double yy = ly + 16.0 + 18.0 * s;
+        fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"%s\" stroke-width=\"2.5\"/>\n",
+                lx + 8.0, yy - 4.0, lx + 32.0, yy - 4.0, irmae__svg_colors[s % 10]);
+        fprintf(f, "<text x=\"%.2f\" y=\"%.2f\">", lx + 38.0, yy);
+        if (names && names[s]) irmae__ana_xml_text(f, names[s]);
+        else fprintf(f, "%.30s %d", prefix, s + 1);
+        fputs("</text>\n", f);
+    }
+}
+
 IRMAEDEF int irmae_spectra_write_svg(const char *path, const irmae_spectrum *const *spectra,
                                      const char *const *names, int count, const char *title)
 {
-    static const char *const colors[10] = {
-        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-        "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"
-    };
+    const char *const *colors = irmae__svg_colors;
     const double W = 720.0, H = 480.0, left = 72.0, right = 700.0, top = 48.0, bottom = 416.0;
     const double pw = right - left, ph = bottom - top;
     FILE *f;
-    int maxn, rc, s, i, maxchars = 0;
-    double xmax, step, t, lw, lx, ly;
-    char defname[32];
+    int maxn, rc, s, i;
+    double xmax, step, t;
     if ((rc = irmae__ana_check_spectra("spectra_write_svg", path, spectra, count, &maxn)) != IRMAE_OK)
         return rc;
     f = fopen(path, "wb");
@@ -7848,32 +7902,147 @@ IRMAEDEF int irmae_spectra_write_svg(const char *path, const irmae_spectrum *con
             fputs("</g>\n", f);
         }
     }
-    /* legend, top right inside the plot */
-    for (s = 0; s < count; s++) {
-        int c;
-        if (names && names[s]) c = irmae__ana_text_chars(names[s]);
-        else { sprintf(defname, "spectrum %d", s + 1); c = (int)strlen(defname); }
-        if (c > maxchars) maxchars = c;
-    }
-    lw = 44.0 + 7.0 * maxchars;
-    if (lw > pw - 20.0) lw = pw - 20.0;
-    lx = right - lw - 10.0;
-    ly = top + 10.0;
-    fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"#ffffff\" "
-               "fill-opacity=\"0.85\" stroke=\"#999999\"/>\n", lx, ly, lw, 8.0 + 18.0 * count);
-    for (s = 0; s < count; s++) {
-        double yy = ly + 16.0 + 18.0 * s;
-        fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"%s\" stroke-width=\"2.5\"/>\n",
-                lx + 8.0, yy - 4.0, lx + 32.0, yy - 4.0, colors[s % 10]);
-        fprintf(f, "<text x=\"%.2f\" y=\"%.2f\">", lx + 38.0, yy);
-        if (names && names[s]) irmae__ana_xml_text(f, names[s]);
-        else fprintf(f, "spectrum %d", s + 1);
-        fputs("</text>\n", f);
-    }
+    irmae__svg_legend(f, names, count, "spectrum", right, top, pw);
     fputs("</svg>\n", f);
 #undef IRMAE__SVG_X
 #undef IRMAE__SVG_Y
     return irmae__ana_close(f, "spectra_write_svg", path);
+}
+
+/* a tick label: 12000 -> 12k, 5e6 -> 5M, 0.001 -> 0.001 */
+static void irmae__svg_num(char *buf, double v)
+{
+    double a = fabs(v);
+    if (a >= 1e6 && a < 1e15) sprintf(buf, "%gM", v / 1e6);
+    else if (a >= 1e4 && a < 1e6) sprintf(buf, "%gk", v / 1e3);
+    else sprintf(buf, "%g", fabs(v) < 1e-12 ? 0.0 : v);
+}
+
+/* 1 if the point is drawn */
+static int irmae__plot_ok(const irmae_plot_opts *o, double x, double y)
+{
+    return isfinite(x) && isfinite(y) && (!o->log_y || y > 0.0);
+}
+
+IRMAEDEF int irmae_plot_write_svg(const char *path, const irmae_plot_series *series, int count,
+                                  const irmae_plot_opts *opts)
+{
+    const double W = 720.0, H = 480.0, left = 80.0, right = 700.0, top = 48.0, bottom = 416.0;
+    const double pw = right - left, ph = bottom - top;
+    const char *names[64];
+    irmae_plot_opts o;
+    double x0 = HUGE_VAL, x1 = -HUGE_VAL, y0 = HUGE_VAL, y1 = -HUGE_VAL, step, t;
+    char buf[64];
+    FILE *f;
+    int s, i, points = 0;
+    if (!path || !series) return irmae__fail(IRMAE_ERR_ARG, "plot_write_svg: %s is NULL", !path ? "path" : "series");
+    if (count < 1 || count > 64) return irmae__fail(IRMAE_ERR_ARG, "plot_write_svg: count %d outside 1..64", count);
+    memset(&o, 0, sizeof o);
+    if (opts) o = *opts;
+    for (s = 0; s < count; s++) {
+        const irmae_plot_series *p = &series[s];
+        if (p->n < 0 || (p->n > 0 && (!p->x || !p->y)))
+            return irmae__fail(IRMAE_ERR_ARG, "plot_write_svg: series %d has n = %d and x/y %s", s, p->n,
+                               p->n < 0 ? "(n < 0)" : "NULL");
+        for (i = 0; i < p->n; i++) {
+            double x = p->x[i], y = p->y[i];
+            if (!irmae__plot_ok(&o, x, y)) continue;
+            if (o.log_y) y = log10(y);
+            if (x < x0) x0 = x;
+            if (x > x1) x1 = x;
+            if (y < y0) y0 = y;
+            if (y > y1) y1 = y;
+            points++;
+        }
+        names[s] = p->name;
+    }
+    if (!points) return irmae__fail(IRMAE_ERR_ARG, "plot_write_svg: no point to draw (all missing or non-finite)");
+    if (x1 - x0 <= 0.0) { x0 -= 1.0; x1 += 1.0; }
+    if (o.log_y) { y0 = floor(y0); y1 = ceil(y1); if (y1 <= y0) y1 = y0 + 1.0; }
+    else {
+        if (y1 - y0 <= 0.0) { y0 -= 1.0; y1 += 1.0; }
+        step = irmae__ana_nice_step(y1 - y0, 6);
+        y0 = floor(y0 / step) * step;
+        y1 = ceil(y1 / step) * step;
+    }
+    f = fopen(path, "wb");
+    if (!f) return irmae__fail(IRMAE_ERR_IO, "plot_write_svg: cannot open '%s'", path);
+#define IRMAE__PX(v) (left + ((v) - x0) / (x1 - x0) * pw)
+#define IRMAE__PY(v) (bottom - ((v) - y0) / (y1 - y0) * ph)
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+               "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H, W, H);
+    fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"#ffffff\"/>\n", W, H);
+    if (o.title) {
+        fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", 0.5 * (left + right));
+        irmae__ana_xml_text(f, o.title);
+        fputs("</text>\n", f);
+    }
+    /* y grid, ticks and labels */
+    step = o.log_y ? 1.0 : irmae__ana_nice_step(y1 - y0, 6);
+    fputs("<g font-size=\"12\">\n", f);
+    for (t = y0; t <= y1 + 1e-9 * step; t += step) {
+        double yy = IRMAE__PY(t);
+        fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#e0e0e0\"/>\n", left, yy, right, yy);
+        fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#000000\"/>\n", left - 6.0, yy, left, yy);
+        irmae__svg_num(buf, o.log_y ? pow(10.0, t) : t);
+        fprintf(f, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\">%s</text>\n", left - 9.0, yy + 4.0, buf);
+    }
+    /* x ticks and labels */
+    step = irmae__ana_nice_step(x1 - x0, 8);
+    for (t = ceil(x0 / step - 1e-9) * step; t <= x1 + 1e-9 * step; t += step) {
+        double xx = IRMAE__PX(t);
+        fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#000000\"/>\n", xx, bottom, xx, bottom + 6.0);
+        irmae__svg_num(buf, t);
+        fprintf(f, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\">%s</text>\n", xx, bottom + 20.0, buf);
+    }
+    fputs("</g>\n", f);
+    fprintf(f, "<path d=\"M%.2f %.2f L%.2f %.2f L%.2f %.2f\" fill=\"none\" stroke=\"#000000\" stroke-width=\"1.2\"/>\n",
+            left, top, left, bottom, right, bottom);
+    if (o.x_label) {
+        fprintf(f, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"13\">", 0.5 * (left + right), H - 20.0);
+        irmae__ana_xml_text(f, o.x_label);
+        fputs("</text>\n", f);
+    }
+    if (o.y_label) {
+        fprintf(f, "<text x=\"18\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"13\" transform=\"rotate(-90 18 %.2f)\">",
+                0.5 * (top + bottom), 0.5 * (top + bottom));
+        irmae__ana_xml_text(f, o.y_label);
+        fputs("</text>\n", f);
+    }
+    /* the series: one polyline per unbroken run of points */
+    for (s = 0; s < count; s++) {
+        const irmae_plot_series *p = &series[s];
+        const char *col = irmae__svg_colors[s % 10];
+        int open = 0;
+        for (i = 0; i <= p->n; i++) {
+            int ok = i < p->n && irmae__plot_ok(&o, p->x[i], p->y[i]);
+            if (ok) {
+                double y = o.log_y ? log10(p->y[i]) : p->y[i];
+                if (!open) fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\" "
+                                      "stroke-linejoin=\"round\" points=\"", col);
+                fprintf(f, "%s%.2f,%.2f", open ? " " : "", IRMAE__PX(p->x[i]), IRMAE__PY(y));
+                open = 1;
+            } else if (open) {
+                fputs("\"/>\n", f);
+                open = 0;
+            }
+        }
+        if (o.markers) {
+            fprintf(f, "<g fill=\"%s\">\n", col);
+            for (i = 0; i < p->n; i++) {
+                if (!irmae__plot_ok(&o, p->x[i], p->y[i])) continue;
+                fprintf(f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"2.5\"/>\n", IRMAE__PX(p->x[i]),
+                        IRMAE__PY(o.log_y ? log10(p->y[i]) : p->y[i]));
+            }
+            fputs("</g>\n", f);
+        }
+    }
+#undef IRMAE__PX
+#undef IRMAE__PY
+    irmae__svg_legend(f, names, count, "series", right, top, pw);
+    fputs("</svg>\n", f);
+    return irmae__ana_close(f, "plot_write_svg", path);
 }
 
 /* ---- Cholesky --------------------------------------------------------- */

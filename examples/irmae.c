@@ -83,12 +83,12 @@
 enum {
     T_TRAIN = 1 << 0, T_SPECTRUM = 1 << 1, T_RECON = 1 << 2, T_INTERP = 1 << 3,
     T_SAMPLE = 1 << 4, T_EXPORT = 1 << 5, T_CLASSIFY = 1 << 6, T_FRECHET = 1 << 7,
-    T_ENCODE = 1 << 8, T_DECODE = 1 << 9, T_IMPORT = 1 << 10
+    T_ENCODE = 1 << 8, T_DECODE = 1 << 9, T_IMPORT = 1 << 10, T_PLOT = 1 << 11
 };
 #define T_ARCH (T_TRAIN | T_IMPORT) /* the flags that build a configuration */
 #define T_DATA (T_TRAIN | T_SPECTRUM | T_RECON | T_INTERP | T_SAMPLE | T_CLASSIFY | T_FRECHET | T_ENCODE)
 #define T_EVAL (T_SPECTRUM | T_RECON | T_INTERP | T_SAMPLE | T_FRECHET)
-#define T_ALL 0x7ff
+#define T_ALL 0xfff
 
 #define MAX_MODELS 16
 typedef struct strlist { const char *v[MAX_MODELS]; int n; } strlist;
@@ -122,6 +122,11 @@ typedef struct options {
     /* codes */
     int features;
     const char *codes, *weights;
+    /* plot */
+    strlist csvs;
+    const char *x_col, *y_col, *title, *x_label, *y_label;
+    float x_scale;
+    int log_y, markers;
 } options;
 
 enum { F_INT, F_I64, F_U64, F_FLOAT, F_STR, F_CHOICE, F_LIST, F_SWITCH };
@@ -252,6 +257,21 @@ static const flag_def FLAGS[] = {
     {"--train-count", T_FRECHET, F_INT, OFF(train_count), 0, BIG, NULL, "0", "N",
      "images the feature classifier trains on (mnist: 0 = all; shapes: 0 = 10000)"},
     {"--clf-epochs", T_FRECHET, F_INT, OFF(clf_epochs), 1, 10000, NULL, "5", "E", "epochs of the feature classifier"},
+
+    /* plot */
+    {"--csv", T_PLOT, F_LIST, OFF(csvs), 0, 0, NULL, NULL, "FILE",
+     "CSV with a header line (train --plot-dir's trajectory.csv, or any); one line per file, up to 16"},
+    {"--name", T_PLOT, F_LIST, OFF(names), 0, 0, NULL, NULL, "NAME", "legend name of the i-th --csv (default: file name)"},
+    {"--x", T_PLOT, F_STR, OFF(x_col), 0, 0, NULL, "step", "COL", "column of the x values"},
+    {"--y", T_PLOT, F_STR, OFF(y_col), 0, 0, NULL, "rank_1pct", "COL", "column of the y values"},
+    {"--x-scale", T_PLOT, F_FLOAT, OFF(x_scale), -1e30, 1e30, NULL, "1", "F",
+     "multiply x by F (e.g. the batch size: steps -> images seen)"},
+    {"--log-y", T_PLOT, F_SWITCH, OFF(log_y), 0, 0, NULL, NULL, NULL, "logarithmic y axis (values <= 0 left out)"},
+    {"--markers", T_PLOT, F_SWITCH, OFF(markers), 0, 0, NULL, NULL, NULL, "a dot on every point"},
+    {"--title", T_PLOT, F_STR, OFF(title), 0, 0, NULL, NULL, "TEXT", "title (default: y against x)"},
+    {"--x-label", T_PLOT, F_STR, OFF(x_label), 0, 0, NULL, NULL, "TEXT", "x axis label (default: the column name)"},
+    {"--y-label", T_PLOT, F_STR, OFF(y_label), 0, 0, NULL, NULL, "TEXT", "y axis label (default: the column name)"},
+    {"--out", T_PLOT, F_STR, OFF(out), 0, 0, NULL, "plot.svg", "FILE", "SVG file to write"},
 };
 #define N_FLAGS ((int)(sizeof FLAGS / sizeof FLAGS[0]))
 
@@ -270,6 +290,8 @@ static const task_def TASKS[] = {
     {"classify", T_CLASSIFY, "few-label classification on frozen encoder features; prints accuracy=<percent>"},
     {"frechet", T_FRECHET, "Frechet distance between held-out images and samples in the feature space of a "
                            "small MLP classifier trained here (not FID); prints frechet=, and frechet_recon= / frechet_real= as references"},
+    {"plot", T_PLOT, "SVG line plot of two columns of CSV files (e.g. trajectory.csv of several runs: rank or MSE "
+                     "against images seen), one line per file"},
 };
 #define N_TASKS ((int)(sizeof TASKS / sizeof TASKS[0]))
 
@@ -1822,6 +1844,134 @@ done:
 }
 
 /* ======================================================================== */
+/* plot                                                                     */
+/* ======================================================================== */
+
+#define PLOT_LINE 4096
+#define PLOT_MAX_ROWS 1000000
+
+/* index of column `name` in a header line (comma separated, trailing \r\n
+   removed), or -1 */
+static int csv_column(char *header, const char *name, int *ncols)
+{
+    char *p = header, *q;
+    int i = 0, found = -1;
+    for (;;) {
+        q = strchr(p, ',');
+        if (q) *q = 0;
+        if (!strcmp(p, name) && found < 0) found = i;
+        i++;
+        if (!q) break;
+        p = q + 1;
+    }
+    *ncols = i;
+    return found;
+}
+
+/* field `col` of a data line as a number: an empty field is a missing point
+   (NaN); anything else that is not a whole number is an error */
+static int csv_number(const char *line, int col, double *v)
+{
+    const char *p = line, *q;
+    char *end, tmp[128];
+    size_t len;
+    int i;
+    for (i = 0; i < col; i++) {
+        p = strchr(p, ',');
+        if (!p) return -1;
+        p++;
+    }
+    q = strchr(p, ',');
+    len = q ? (size_t)(q - p) : strlen(p);
+    if (len >= sizeof tmp) return -1;
+    memcpy(tmp, p, len);
+    tmp[len] = 0;
+    if (!len) { *v = (double)NAN; return 0; }
+    *v = strtod(tmp, &end);
+    return *end ? -1 : 0;
+}
+
+/* reads columns x and y of a CSV file into fresh arrays */
+static int read_plot_csv(const options *o, const char *path, double **xs, double **ys, int *n)
+{
+    FILE *f = fopen(path, "rb");
+    char line[PLOT_LINE], copy[PLOT_LINE];
+    int xc, yc, ncols, row = 0, cap = 0, lineno = 1;
+    *xs = *ys = NULL;
+    *n = 0;
+    if (!f) return fail_msg("cannot open '%s'", path);
+    if (!fgets(line, sizeof line, f)) { fclose(f); return fail_msg("%s: empty file (no header line)", path); }
+    line[strcspn(line, "\r\n")] = 0;
+    memcpy(copy, line, sizeof line);
+    xc = csv_column(line, o->x_col, &ncols);
+    yc = csv_column(copy, o->y_col, &ncols);
+    if (xc < 0 || yc < 0) {
+        fclose(f);
+        return fail_msg("%s: no column '%s' in the header", path, xc < 0 ? o->x_col : o->y_col);
+    }
+    while (fgets(line, sizeof line, f)) {
+        double x, y;
+        lineno++;
+        if (!strchr(line, '\n') && !feof(f)) { fclose(f); return fail_msg("%s:%d: line longer than %d bytes", path, lineno, PLOT_LINE - 1); }
+        line[strcspn(line, "\r\n")] = 0;
+        if (!line[0]) continue;
+        if (csv_number(line, xc, &x) || csv_number(line, yc, &y)) {
+            fclose(f);
+            return fail_msg("%s:%d: column '%s' or '%s' is missing or not a number", path, lineno, o->x_col, o->y_col);
+        }
+        if (row == cap) {
+            double *nx, *ny;
+            if (cap >= PLOT_MAX_ROWS) { fclose(f); return fail_msg("%s: more than %d rows", path, PLOT_MAX_ROWS); }
+            cap = cap ? 2 * cap : 256;
+            nx = (double *)realloc(*xs, (size_t)cap * sizeof **xs);
+            if (nx) *xs = nx;
+            ny = nx ? (double *)realloc(*ys, (size_t)cap * sizeof **ys) : NULL;
+            if (ny) *ys = ny;
+            if (!nx || !ny) { fclose(f); return fail_msg("%s: out of memory at row %d", path, row); }
+        }
+        (*xs)[row] = x * (double)o->x_scale;
+        (*ys)[row] = y;
+        row++;
+    }
+    if (ferror(f)) { fclose(f); return fail_msg("%s: read error", path); }
+    fclose(f);
+    *n = row;
+    return 0;
+}
+
+static int task_plot(const options *o)
+{
+    irmae_plot_series s[MAX_MODELS];
+    irmae_plot_opts po;
+    double *xs[MAX_MODELS], *ys[MAX_MODELS];
+    char title[256];
+    int i, status = 0;
+    memset(s, 0, sizeof s);
+    memset(xs, 0, sizeof xs);
+    memset(ys, 0, sizeof ys);
+    if (o->csvs.n == 0) return usage_error("needs --csv FILE (one or more)");
+    if (o->names.n > o->csvs.n) return usage_error("%d --name for %d --csv", o->names.n, o->csvs.n);
+    for (i = 0; i < o->csvs.n; i++) {
+        s[i].name = i < o->names.n ? o->names.v[i] : base_name(o->csvs.v[i]);
+        if (read_plot_csv(o, o->csvs.v[i], &xs[i], &ys[i], &s[i].n)) { status = 1; goto done; }
+        s[i].x = xs[i];
+        s[i].y = ys[i];
+    }
+    memset(&po, 0, sizeof po);
+    snprintf(title, sizeof title, "%s against %s", o->y_col, o->x_col);
+    po.title = o->title ? o->title : title;
+    po.x_label = o->x_label ? o->x_label : o->x_col;
+    po.y_label = o->y_label ? o->y_label : o->y_col;
+    po.log_y = o->log_y;
+    po.markers = o->markers;
+    TRY(irmae_plot_write_svg(o->out, s, o->csvs.n, &po), "writing the plot");
+    printf("wrote %s (%d line%s)\n", o->out, o->csvs.n, o->csvs.n == 1 ? "" : "s");
+done:
+    for (i = 0; i < o->csvs.n; i++) { free(xs[i]); free(ys[i]); }
+    return status;
+}
+
+/* ======================================================================== */
 /* main                                                                     */
 /* ======================================================================== */
 
@@ -1857,6 +2007,7 @@ static int run(int argc, char **argv)
     case T_DECODE: return task_decode(&o);
     case T_IMPORT: return task_import(&o);
     case T_CLASSIFY: return task_classify(&o);
+    case T_PLOT: return task_plot(&o);
     default: return task_frechet(&o);
     }
 }

@@ -20,7 +20,9 @@
 #   L1, L2         code penalty weights of AE+L1 / AE+L2 (default 0.01 / 0.01)
 #   THREADS        OpenMP threads per run (default 0 = one per idle CPU, see ./irmae help train)
 #   EVAL_EVERY     stop every K epochs for the spectrum and MSE of the held-out images
-#                  (NAME-trajectory.txt) and keep that epoch's checkpoint (default: off)
+#                  (NAME-trajectory.txt and .csv) and keep that epoch's checkpoint; shapes
+#                  then also gets shapes-rank.svg and shapes-mse.svg, the trajectories
+#                  against images seen (./irmae plot) (default: off)
 #   JOBS           trainings run at the same time (default 1)
 #   CLI            the tool (default ./irmae)
 # Every step is skipped when its output exists, so an interrupted run resumes
@@ -72,12 +74,34 @@ train() {
                 cp "$ck" "$OUT/$name-e$e.ckpt"
                 "$CLI" spectrum --threads "$THREADS" --data "$data" "${dir[@]}" --count "$HELD" \
                     --model "$ck" --name "$name epoch $e" | sed -n 1p >> "$OUT/$name-trajectory.txt"
+                [ -f "$OUT/$name-trajectory.csv" ] ||
+                    echo "epoch,rank_1pct,rank_01pct,entropy_rank,heldout_mse" > "$OUT/$name-trajectory.csv"
+                tail -n 1 "$OUT/$name-trajectory.txt" | trajectory_csv "$e" >> "$OUT/$name-trajectory.csv"
             fi
         fi
         [ "$e" = "$total" ] && break
         e=$((e + EVAL_EVERY))
     done
     touch "$OUT/$name.done"
+}
+# a spectrum line ("NAME: ... rank@1%=R1  rank@0.1%=R2  entropy_rank=E  mse=M ...")
+# as a CSV row "EPOCH,R1,R2,E,M" (EPOCH = $1)
+trajectory_csv() {
+    sed -E "s/.*rank@1%=([0-9]+) +rank@0\.1%=([0-9]+) +entropy_rank=([^ ]+) +mse=([^ ]+).*/$1,\1,\2,\3,\4/"
+}
+# trajectory plots of runs (names), rank@1% and held-out MSE against images seen
+# (x = epoch x images per epoch): plot_trajectories PREFIX IMAGES_PER_EPOCH NAME:LABEL...
+plot_trajectories() {
+    local prefix=$1 per=$2 args=() nl
+    shift 2
+    for nl in "$@"; do
+        [ -f "$OUT/${nl%%:*}-trajectory.csv" ] && args+=(--csv "$OUT/${nl%%:*}-trajectory.csv" --name "${nl#*:}")
+    done
+    [ ${#args[@]} -gt 0 ] || return 0
+    run "$CLI" plot "${args[@]}" --x epoch --x-scale "$per" --y rank_1pct --markers \
+        --x-label "images seen" --y-label "rank@1% of $HELD held-out codes" --out "$OUT/$prefix-rank.svg"
+    run "$CLI" plot "${args[@]}" --x epoch --x-scale "$per" --y heldout_mse --log-y --markers \
+        --x-label "images seen" --y-label "held-out MSE" --out "$OUT/$prefix-mse.svg"
 }
 # waits when JOBS trainings are running
 throttle() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done; }
@@ -99,6 +123,8 @@ run "$CLI" spectrum --data shapes --count "$HELD" \
     --model "$OUT/shapes-ae-l2.ckpt" --name "AE+L2" --model "$OUT/shapes-irmae2.ckpt" --name "IRMAE l=2" \
     --model "$OUT/shapes-irmae4.ckpt" --name "IRMAE l=4" \
     --csv "$OUT/shapes-spectra.csv" --svg "$OUT/shapes-spectra.svg" | tee -a "$R"
+plot_trajectories shapes "$SHAPES_COUNT" shapes-ae:AE shapes-ae-l1:AE+L1 shapes-ae-l2:AE+L2 \
+    "shapes-irmae2:IRMAE l=2" "shapes-irmae4:IRMAE l=4"
 for m in ae ae-l1 ae-l2 irmae2 irmae4; do
     run "$CLI" interpolate --data shapes --model "$OUT/shapes-$m.ckpt" --pairs 6 --steps 10 \
         --out "$OUT/shapes-interp-$m.png" | tee -a "$R"

@@ -776,6 +776,80 @@ static void test_writers(void)
     irmae_spectrum_free(&a); irmae_spectrum_free(&b); irmae_spectrum_free(&c);
 }
 
+/* irmae_plot_write_svg: points land where the axes say, breaks at missing
+   points, log axis by decades, labels, escaping, argument errors */
+static char *plot_to_string(const char *path, const irmae_plot_series *s, int count,
+                            const irmae_plot_opts *o, int *rc)
+{
+    *rc = irmae_plot_write_svg(path, s, count, o);
+    return *rc ? NULL : read_file(path, NULL);
+}
+
+static void test_plot(void)
+{
+    const double nan = (double)NAN;
+    double xa[6] = {0, 1e6, 2e6, 3e6, 4e6, 5e6}, ya[6] = {13, 11, 9, nan, 7, 6};
+    double xb[3] = {0, 2.5e6, 5e6}, yb[3] = {0.3, 2.0, 9.7};
+    double yl[4] = {1e-4, 0.0, 2e-3, 3e-3}, xl[4] = {10, 20, 30, 40};
+    irmae_plot_series s[3];
+    irmae_plot_opts o;
+    char path[128], why[160], *buf;
+    int rc;
+    out_path(path, sizeof path, "test_analysis_plot.svg");
+    memset(&o, 0, sizeof o);
+    s[0].name = "IRMAE l=2 <seed 1> & co"; s[0].x = xa; s[0].y = ya; s[0].n = 6;
+    s[1].name = "AE"; s[1].x = xb; s[1].y = yb; s[1].n = 3;
+    s[2].name = NULL; s[2].x = xb; s[2].y = yb; s[2].n = 0;  /* empty: legend only */
+    o.title = "rank@1% vs images"; o.x_label = "images seen"; o.y_label = "rank@1%"; o.markers = 1;
+    buf = plot_to_string(path, s, 3, &o, &rc);
+    CHECK(rc == 0 && buf, "plot rc %d (%s)", rc, irmae_error_detail());
+    if (buf) {
+        CHECK(xml_check(buf, why, sizeof why), "plot svg not well-formed: %s", why);
+        /* series 0 is broken by its NaN: two lines; series 1 one line */
+        CHECK(count_substr(buf, "<polyline") == 3, "plot polylines %d (want 3)", count_substr(buf, "<polyline"));
+        CHECK(count_substr(buf, "<circle") == 5 + 3, "plot markers %d (want 8)", count_substr(buf, "<circle"));
+        /* x spans 0..5M over [80, 700]; y 0..15 (0.3 .. 13 in steps of 5) over [416, 48] */
+        CHECK(strstr(buf, "points=\"80.00,") != NULL, "plot: x = 0 at the left edge");
+        CHECK(strstr(buf, "700.00,268.80") != NULL, "plot: (5M, 6) at the right edge, y = 416 - 6/15 * 368");
+        CHECK(strstr(buf, ">5M</text>") && strstr(buf, ">1M</text>") && strstr(buf, ">15</text>") &&
+              strstr(buf, ">0</text>"), "plot: tick labels 0, 15, 1M, 5M");
+        CHECK(strstr(buf, "IRMAE l=2 &lt;seed 1&gt; &amp; co") && strstr(buf, "series 3") &&
+              strstr(buf, "rank@1% vs images") && strstr(buf, "images seen"), "plot: legend and labels");
+        free(buf);
+    }
+    /* log axis: y <= 0 is left out (and breaks the line), decades 1e-4 .. 1e-2 */
+    s[0].name = "mse"; s[0].x = xl; s[0].y = yl; s[0].n = 4;
+    memset(&o, 0, sizeof o);
+    o.log_y = 1;
+    buf = plot_to_string(path, s, 1, &o, &rc);
+    CHECK(rc == 0 && buf, "log plot rc %d", rc);
+    if (buf) {
+        CHECK(xml_check(buf, why, sizeof why), "log plot not well-formed: %s", why);
+        CHECK(count_substr(buf, "<polyline") == 2 && count_substr(buf, "<circle") == 0, "log plot: 2 lines, no markers");
+        CHECK(strstr(buf, ">0.0001</text>") && strstr(buf, ">0.001</text>") && strstr(buf, ">0.01</text>"),
+              "log plot: decade labels");
+        CHECK(strstr(buf, "80.00,416.00") != NULL, "log plot: (10, 1e-4) at the bottom left");
+        free(buf);
+    }
+    /* one point: the axes still have a width */
+    s[0].x = xl; s[0].y = yl; s[0].n = 1;
+    CHECK(irmae_plot_write_svg(path, s, 1, NULL) == 0, "one-point plot");
+    /* errors */
+    CHECK(irmae_plot_write_svg(NULL, s, 1, NULL) == IRMAE_ERR_ARG, "plot NULL path");
+    CHECK(irmae_plot_write_svg(path, NULL, 1, NULL) == IRMAE_ERR_ARG, "plot NULL series");
+    CHECK(irmae_plot_write_svg(path, s, 0, NULL) == IRMAE_ERR_ARG, "plot count 0");
+    CHECK(irmae_plot_write_svg(path, s, 65, NULL) == IRMAE_ERR_ARG, "plot count 65");
+    s[0].x = NULL; s[0].n = 2;
+    CHECK(irmae_plot_write_svg(path, s, 1, NULL) == IRMAE_ERR_ARG, "plot NULL x");
+    s[0].x = xl; s[0].n = -1;
+    CHECK(irmae_plot_write_svg(path, s, 1, NULL) == IRMAE_ERR_ARG, "plot n < 0");
+    s[0].x = xa; s[0].y = ya + 3; s[0].n = 1; /* only a NaN */
+    CHECK(irmae_plot_write_svg(path, s, 1, NULL) == IRMAE_ERR_ARG &&
+          strstr(irmae_error_detail(), "no point") != NULL, "plot with nothing to draw: %s", irmae_error_detail());
+    s[0].y = yb; s[0].n = 3;
+    CHECK(irmae_plot_write_svg("/nonexistent-dir/p.svg", s, 1, NULL) == IRMAE_ERR_IO, "plot io error");
+}
+
 /* ---------------------------------------------------------------------- */
 /* Gaussian                                                               */
 /* ---------------------------------------------------------------------- */
@@ -1436,6 +1510,7 @@ int main(void)
     test_covariance();
     test_spectrum();
     test_writers();
+    test_plot();
     test_gauss();
     test_gmm();
     test_pca();

@@ -317,5 +317,54 @@ check "made 20 PNG files" test $i -eq 20
 expect "train on a folder of PNGs" 0 "$CLI" train --data images --dir "$IM" --preset shapes --epochs 1 --batch 5 --heldout 8 --out "$T/images.ckpt"
 expect "spectrum on the held-out PNGs" 0 "$CLI" spectrum --model "$T/images.ckpt" --data images --dir "$IM"
 
+# ---------------------------------------------------------------- plot
+printf 'epoch,rank_1pct,heldout_mse\n1,20,0.03\n2,12,0.01\n3,,0.005\n4,7,0.002\n' > "$T/a.csv"
+printf 'epoch,heldout_mse,rank_1pct\r\n1,0.02,16\r\n4,0.004,9\r\n' > "$T/b.csv"
+expect "plot two CSV files" 0 "$CLI" plot --csv "$T/a.csv" --name "run <a>" --csv "$T/b.csv" --x epoch --x-scale 50000 \
+    --y rank_1pct --markers --out "$T/plot.svg"
+# a.csv's empty field breaks its line: 2 + 1 polylines; markers on the 3 + 2 points
+check "plot: 3 polylines, 5 markers, names escaped, 200k on the x axis" \
+    sh -c "[ \$(grep -c '<polyline' '$T/plot.svg') -eq 3 ] && [ \$(grep -c '<circle' '$T/plot.svg') -eq 5 ] &&
+           grep -q 'run &lt;a&gt;' '$T/plot.svg' && grep -q '>b.csv<' '$T/plot.svg' && grep -q '>200k<' '$T/plot.svg'"
+expect "plot with a log y axis" 0 "$CLI" plot --csv "$T/a.csv" --y heldout_mse --x epoch --log-y --out "$T/plot2.svg"
+check "plot --log-y: decade labels" grep -q '>0.001<' "$T/plot2.svg"
+expect "plot: a column that is not there" 1 "$CLI" plot --csv "$T/a.csv" --x epoch --y loss --out "$T/plot3.svg"
+check "plot: names the missing column" grep -q "no column 'loss'" "$T/err"
+printf 'epoch,rank_1pct\n1,abc\n' > "$T/c.csv"
+expect "plot: a field that is not a number" 1 "$CLI" plot --csv "$T/c.csv" --x epoch --out "$T/plot3.svg"
+check "plot: names the line" grep -q 'c.csv:2:' "$T/err"
+expect "plot: a missing file" 1 "$CLI" plot --csv "$T/nonexistent.csv" --out "$T/plot3.svg"
+expect "plot: no --csv" 2 "$CLI" plot --out "$T/plot3.svg"
+check "plot: nothing written on errors" test ! -e "$T/plot3.svg"
+
+# ---------------------------------------------------------------- reproduce.sh
+# The shapes part of examples/reproduce.sh at a tiny budget, evaluated every
+# epoch: trajectory CSVs and their plots; a second run finds everything done.
+if [ -n "${IRMAE_TEST_QUICK:-}" ] || ! command -v bash >/dev/null 2>&1; then
+    skp "reproduce.sh (IRMAE_TEST_QUICK or no bash)"
+else
+    R="$T/repro"
+    if QUICK=1 EVAL_EVERY=1 SHAPES_COUNT=64 SHAPES_EPOCHS=2 MNIST_DIR="$T/no-mnist" OUT="$R" THREADS=1 CLI="$CLI" \
+        bash examples/reproduce.sh >"$T/repro.log" 2>&1; then
+        ok "reproduce.sh, shapes at a tiny budget (exit 0)"
+        trajectories_ok() {
+            for m in ae ae-l1 ae-l2 irmae2 irmae4; do
+                [ "$(wc -l < "$R/shapes-$m-trajectory.csv")" -eq 3 ] || return 1
+                tail -n 1 "$R/shapes-$m-trajectory.csv" | grep -Eq '^2,[0-9]+,[0-9]+,[0-9.]+,[0-9.]+$' || return 1
+            done
+        }
+        check "reproduce.sh: a trajectory row per epoch for the 5 models" trajectories_ok
+        check "reproduce.sh: rank and MSE plots with 5 lines" \
+            sh -c "[ \$(grep -c '<polyline' '$R/shapes-rank.svg') -eq 5 ] && [ \$(grep -c '<polyline' '$R/shapes-mse.svg') -eq 5 ]"
+        before=$(cat "$R"/*.csv | cksum)
+        QUICK=1 EVAL_EVERY=1 SHAPES_COUNT=64 SHAPES_EPOCHS=2 MNIST_DIR="$T/no-mnist" OUT="$R" THREADS=1 CLI="$CLI" \
+            bash examples/reproduce.sh >"$T/repro2.log" 2>&1
+        check "reproduce.sh: a second run trains nothing and keeps the trajectories" \
+            sh -c "! grep -q ' train ' '$T/repro2.log' && [ \"\$(cat '$R'/*.csv | cksum)\" = '$before' ]"
+    else
+        bad "reproduce.sh, shapes at a tiny budget" "$T/repro.log"
+    fi
+fi
+
 echo "test_cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
