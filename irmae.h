@@ -7785,14 +7785,12 @@ static const char *const irmae__svg_colors[10] = {
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"
 };
 
-/* legend box at the top right inside a plot whose area ends at `right`
-   (width pw) and starts at `top`; names[s] or "<prefix> s+1" */
-static void irmae__svg_legend(FILE *f, const char *const *names, int count, const char *prefix,
-                              double right, double top, double pw)
+/* width of the legend box for these names */
+static double irmae__svg_legend_width(const char *const *names, int count, const char *prefix, double pw)
 {
     char defname[48];
     int s, maxchars = 0;
-    double lw, lx, ly;
+    double lw;
     for (s = 0; s < count; s++) {
         int c;
         if (names && names[s]) c = irmae__ana_text_chars(names[s]);
@@ -7800,9 +7798,14 @@ static void irmae__svg_legend(FILE *f, const char *const *names, int count, cons
         if (c > maxchars) maxchars = c;
     }
     lw = 44.0 + 7.0 * maxchars;
-    if (lw > pw - 20.0) lw = pw - 20.0;
-    lx = right - lw - 10.0;
-    ly = top + 10.0;
+    return lw > pw - 20.0 ? pw - 20.0 : lw;
+}
+
+/* legend box with its top left corner at (lx, ly); names[s] or "<prefix> s+1" */
+static void irmae__svg_legend_at(FILE *f, const char *const *names, int count, const char *prefix,
+                                 double lx, double ly, double lw)
+{
+    int s;
     fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"#ffffff\" "
                "fill-opacity=\"0.85\" stroke=\"#999999\"/>\n", lx, ly, lw, 8.0 + 18.0 * count);
     for (s = 0; s < count; s++) {
@@ -7814,6 +7817,14 @@ static void irmae__svg_legend(FILE *f, const char *const *names, int count, cons
         else fprintf(f, "%.30s %d", prefix, s + 1);
         fputs("</text>\n", f);
     }
+}
+
+/* legend at the top right inside a plot whose area ends at `right` (width pw) */
+static void irmae__svg_legend(FILE *f, const char *const *names, int count, const char *prefix,
+                              double right, double top, double pw)
+{
+    double lw = irmae__svg_legend_width(names, count, prefix, pw);
+    irmae__svg_legend_at(f, names, count, prefix, right - lw - 10.0, top + 10.0, lw);
 }
 
 IRMAEDEF int irmae_spectra_write_svg(const char *path, const irmae_spectrum *const *spectra,
@@ -8038,9 +8049,36 @@ IRMAEDEF int irmae_plot_write_svg(const char *path, const irmae_plot_series *ser
             fputs("</g>\n", f);
         }
     }
+    /* the legend goes to the corner of the plot that the lines cross least
+       (each line sampled at 16 points per segment) */
+    {
+        const double lw = irmae__svg_legend_width(names, count, "series", pw), lh = 8.0 + 18.0 * count;
+        double cx[4], cy[4];
+        int hits[4] = {0, 0, 0, 0}, c, best = 0;
+        cx[0] = right - lw - 10.0; cy[0] = top + 10.0;      /* top right */
+        cx[1] = left + 10.0;       cy[1] = top + 10.0;      /* top left */
+        cx[2] = right - lw - 10.0; cy[2] = bottom - lh - 10.0; /* bottom right */
+        cx[3] = left + 10.0;       cy[3] = bottom - lh - 10.0; /* bottom left */
+        for (s = 0; s < count; s++) {
+            const irmae_plot_series *p = &series[s];
+            for (i = 0; i + 1 < p->n; i++) {
+                double ax, ay, bx, by;
+                int k;
+                if (!irmae__plot_ok(&o, p->x[i], p->y[i]) || !irmae__plot_ok(&o, p->x[i + 1], p->y[i + 1])) continue;
+                ax = IRMAE__PX(p->x[i]); ay = IRMAE__PY(o.log_y ? log10(p->y[i]) : p->y[i]);
+                bx = IRMAE__PX(p->x[i + 1]); by = IRMAE__PY(o.log_y ? log10(p->y[i + 1]) : p->y[i + 1]);
+                for (k = 0; k <= 16; k++) {
+                    double px = ax + (bx - ax) * k / 16.0, py = ay + (by - ay) * k / 16.0;
+                    for (c = 0; c < 4; c++)
+                        hits[c] += px >= cx[c] && px <= cx[c] + lw && py >= cy[c] && py <= cy[c] + lh;
+                }
+            }
+        }
+        for (c = 1; c < 4; c++) if (hits[c] < hits[best]) best = c;
+        irmae__svg_legend_at(f, names, count, "series", cx[best], cy[best], lw);
+    }
 #undef IRMAE__PX
 #undef IRMAE__PY
-    irmae__svg_legend(f, names, count, "series", right, top, pw);
     fputs("</svg>\n", f);
     return irmae__ana_close(f, "plot_write_svg", path);
 }

@@ -794,7 +794,7 @@ static void test_plot(void)
     irmae_plot_series s[3];
     irmae_plot_opts o;
     char path[128], why[160], *buf;
-    int rc;
+    int rc, i;
     out_path(path, sizeof path, "test_analysis_plot.svg");
     memset(&o, 0, sizeof o);
     s[0].name = "IRMAE l=2 <seed 1> & co"; s[0].x = xa; s[0].y = ya; s[0].n = 6;
@@ -829,6 +829,22 @@ static void test_plot(void)
         CHECK(strstr(buf, ">0.0001</text>") && strstr(buf, ">0.001</text>") && strstr(buf, ">0.01</text>"),
               "log plot: decade labels");
         CHECK(strstr(buf, "80.00,416.00") != NULL, "log plot: (10, 1e-4) at the bottom left");
+        free(buf);
+    }
+    /* the legend takes the corner the lines leave free: a rising diagonal
+       crosses the top right and bottom left corners (legend top left, at
+       x = 80 + 10, y = 48 + 10); a falling one leaves the top right free */
+    {
+        double d[11], u[11];
+        for (i = 0; i <= 10; i++) { d[i] = i; u[i] = 10 - i; }
+        s[0].name = "diagonal"; s[0].x = d; s[0].y = d; s[0].n = 11;
+        buf = plot_to_string(path, s, 1, NULL, &rc);
+        CHECK(buf && strstr(buf, "<rect x=\"90.00\" y=\"58.00\"") != NULL, "plot legend top left for a rising line");
+        free(buf);
+        s[0].y = u;
+        buf = plot_to_string(path, s, 1, NULL, &rc);
+        CHECK(buf && strstr(buf, "<rect x=\"90.00\"") == NULL && strstr(buf, "y=\"58.00\" width") != NULL,
+              "plot legend top right for a falling line");
         free(buf);
     }
     /* one point: the axes still have a width */
