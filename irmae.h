@@ -2819,21 +2819,24 @@ static void irmae__im2col_direct(float *col, size_t ld, const float *x, int imgs
 /* Small feature maps: one table per call of the source pixel of every
    (tap, position) pair of a plane (tap-major, -1 where the kernel reads
    padding), then one pass of loads and stores per plane. There the rows
-   of the other forms are 1 to 16 floats and their per-row overhead costs
+   of the other forms are 1 to 8 floats and their per-row overhead costs
    more than the copies (measured on a Zen 5: the 128 x 4 x 4 -> 2 x 2
    layer's im2col was 3.7 ns per float). Values are moved, or summed in
    (ki, kj) order, exactly as by the direct loops: the same bits. */
 #define IRMAE__TAB_MAX 4096
-/* up to 16 positions per plane (4 x 4). Measured on a Zen 5, the lowering
-   of a conv forward + backward-data pass, batch 32, k 4 s 2 p 1: 2 x 2
-   outputs 0.70 ms with the table vs 2.78 ms with the phase planes, 4 x 4
-   1.05 vs 1.57, but 8 x 8 1.85 vs 1.48 and 16 x 16 0.72 vs 0.43 (the
-   scattered adds of col2im lose there) */
-#define IRMAE__TAB_MAX_P 16
-static int irmae__tab_build(int *tab, const irmae__cgeom *g)
+/* Positions per plane up to which the table is used: im2col up to 64
+   (8 x 8), col2im up to 16 (4 x 4). Measured on a Zen 5, batch 32, k 4 s 2
+   p 1, the lowering of a conv forward + backward-data pass: 2 x 2 outputs
+   0.70 ms with the table vs 2.78 ms with the phase planes, 4 x 4 1.05 vs
+   1.57, but 8 x 8 1.85 vs 1.48 and 16 x 16 0.72 vs 0.43 (the scattered adds
+   of col2im lose there); the forward pass alone (im2col) at 8 x 8: 0.54 and
+   0.71 vs 0.89 and 0.85 in two runs, at 16 x 16 0.27 vs 0.18 */
+#define IRMAE__TAB_IM2COL_P 64
+#define IRMAE__TAB_COL2IM_P 16
+static int irmae__tab_build(int *tab, const irmae__cgeom *g, int max_p)
 {
     int ki, kj, oh, ow, e = 0;
-    if (g->P > IRMAE__TAB_MAX_P || (size_t)g->k * (size_t)g->k * (size_t)g->P > IRMAE__TAB_MAX) return 0;
+    if (g->P > max_p || (size_t)g->k * (size_t)g->k * (size_t)g->P > IRMAE__TAB_MAX) return 0;
     for (ki = 0; ki < g->k; ki++)
         for (kj = 0; kj < g->k; kj++)
             for (oh = 0; oh < g->hy; oh++)
@@ -2886,7 +2889,7 @@ static void irmae__im2col(float *col, size_t ld, const float *x, int imgs, const
     double t0_ = IRMAE__PROF_T0();
     irmae__ph2 h;
     int tab[IRMAE__TAB_MAX];
-    if (irmae__tab_build(tab, g)) irmae__im2col_tab(col, ld, x, imgs, g, tab);
+    if (irmae__tab_build(tab, g, IRMAE__TAB_IM2COL_P)) irmae__im2col_tab(col, ld, x, imgs, g, tab);
     else if (irmae__ph2_geom(&h, g)) irmae__im2col_s2(col, ld, x, imgs, g, &h);
     else irmae__im2col_direct(col, ld, x, imgs, g);
     IRMAE__PROF_ADD(IRMAE_PHASE_LOWER, t0_);
@@ -2948,7 +2951,7 @@ static void irmae__col2im(float *x, const float *col, size_t ld, int imgs, const
     double t0_ = IRMAE__PROF_T0();
     irmae__ph2 h;
     int tab[IRMAE__TAB_MAX];
-    if (irmae__tab_build(tab, g)) irmae__col2im_tab(x, col, ld, imgs, g, bias, tab);
+    if (irmae__tab_build(tab, g, IRMAE__TAB_COL2IM_P)) irmae__col2im_tab(x, col, ld, imgs, g, bias, tab);
     else if (irmae__ph2_geom(&h, g)) irmae__col2im_s2(x, col, ld, imgs, g, bias, &h);
     else irmae__col2im_direct(x, col, ld, imgs, g, bias);
     IRMAE__PROF_ADD(IRMAE_PHASE_LOWER, t0_);
