@@ -1937,10 +1937,10 @@ static void irmae__transpose8_avx2(float *d, size_t ds, const float *s, size_t s
 
 /* rows x n block moves: dst[i ds + j] (+)= src[i ss + j] (GEMM packing, the
    phase-plane forms of the convolutions). One AVX2 form serves the AVX-512
-   path too (the rows are 2..32 floats),
-   and it uses no masked loads/stores: a masked load of what a masked store
-   just wrote is not forwarded from the store buffer on current x86 cores,
-   and the phase-plane adds do exactly that. */
+   path too (the rows are 2..32 floats), and it uses no masked loads/stores:
+   a masked load of what a masked store just wrote is not forwarded from the
+   store buffer on current x86 cores, and the phase-plane adds do exactly
+   that. */
 #if defined(IRMAE__X86)
 IRMAE__TARGET("avx2")
 static void irmae__rows_avx2(float *dst, size_t ds, const float *src, size_t ss, int rows, int n, int add)
@@ -2633,7 +2633,7 @@ static void irmae__fill(float *dst, size_t n, float v, int vec)
     for (i = 0; i < n; i++) dst[i] = v;
 }
 
-/* dst[i] = src[i] + v, i < n (the bias of the convolutions' scatter) */
+/* dst[i] = src[i] + v, i < n (dst == src allowed): the convolutions' bias */
 #if defined(IRMAE__X86)
 IRMAE__TARGET("avx2")
 static void irmae__add_const_avx2(float *dst, const float *src, int n, float v)
@@ -2903,15 +2903,13 @@ static void irmae__col2im_direct(float *x, const float *col, size_t ld, int imgs
 {
     int t;
     const int planes = imgs * g->cx, vec = IRMAE__CONV_VEC();
-    (void)vec;
     IRMAE__OMP(parallel for schedule(static) if ((size_t)g->kc * ld >= IRMAE__CONV_PAR_MIN))
     for (t = 0; t < planes; t++) {
         const int n = t / g->cx, c = t % g->cx;
         float *xp = x + (size_t)n * g->imgx + (size_t)c * g->planex;
         const float bv = bias ? bias[c] : 0.0f;
-        size_t i;
         int ki, kj, oh, ow;
-        for (i = 0; i < g->planex; i++) xp[i] = bv;
+        irmae__fill(xp, g->planex, bv, vec);
         for (ki = 0; ki < g->k; ki++)
             for (kj = 0; kj < g->k; kj++) {
                 const int off = kj - g->p;
@@ -3000,14 +2998,10 @@ static void irmae__conv_add_bias(float *y, int n, int c, size_t P, const float *
     double t0_ = IRMAE__PROF_T0();
     {
         int t;
-        const int planes = n * c;
+        const int planes = n * c, vec = IRMAE__CONV_VEC();
         IRMAE__OMP(parallel for schedule(static) if ((size_t)planes * P >= IRMAE__CONV_PAR_MIN))
-        for (t = 0; t < planes; t++) {
-            float *dst = y + (size_t)t * P;
-            const float bv = bias[t % c];
-            size_t q;
-            for (q = 0; q < P; q++) dst[q] += bv;
-        }
+        for (t = 0; t < planes; t++) /* P <= INT_MAX: irmae__conv_check */
+            irmae__add_const(y + (size_t)t * P, y + (size_t)t * P, (int)P, bias[t % c], vec);
     }
     IRMAE__PROF_ADD(IRMAE_PHASE_ELEMWISE, t0_);
 }
@@ -3716,8 +3710,10 @@ IRMAEDEF double irmae_grad_clip(float *grads, size_t count, float max_norm)
                 for (j = 0; j < len[2]; j++) s2 += (double)b0[2 * IRMAE__NORM_BLOCK + j] * b0[2 * IRMAE__NORM_BLOCK + j];
                 for (j = 0; j < len[3]; j++) s3 += (double)b0[3 * IRMAE__NORM_BLOCK + j] * b0[3 * IRMAE__NORM_BLOCK + j];
             }
-            for (q = 0; q < 4; q++)
-                if (4 * bq + q < ng) part[4 * bq + q] = q == 0 ? s0 : q == 1 ? s1 : q == 2 ? s2 : s3;
+            {
+                const double sums[4] = {s0, s1, s2, s3};
+                for (q = 0; q < 4 && 4 * bq + q < ng; q++) part[4 * bq + q] = sums[q];
+            }
         }
         for (bi = 0; bi < ng; bi++) total += part[bi];
     }
@@ -7871,6 +7867,21 @@ static double irmae__ana_nice_step(double range, int target)
     return (f <= 1.0 ? 1.0 : f <= 2.0 ? 2.0 : f <= 5.0 ? 5.0 : 10.0) * p;
 }
 
+/* the start of a plot: XML declaration, svg element (W x H), white
+   background, the title (may be NULL) centred at x = cx */
+static void irmae__svg_begin(FILE *f, double W, double H, double cx, const char *title)
+{
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+               "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H, W, H);
+    fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"#ffffff\"/>\n", W, H);
+    if (title) {
+        fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", cx);
+        irmae__ana_xml_text(f, title);
+        fputs("</text>\n", f);
+    }
+}
+
 /* the plots' line colours */
 static const char *const irmae__svg_colors[10] = {
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -7935,15 +7946,7 @@ IRMAEDEF int irmae_spectra_write_svg(const char *path, const irmae_spectrum *con
     xmax = maxn < 2 ? 2.0 : (double)maxn;
 #define IRMAE__SVG_X(v) (left + ((v) - 1.0) / (xmax - 1.0) * pw)
 #define IRMAE__SVG_Y(v) (top + (1.0 - (v)) * ph)
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-               "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H, W, H);
-    fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"#ffffff\"/>\n", W, H);
-    if (title) {
-        fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", 0.5 * (left + right));
-        irmae__ana_xml_text(f, title);
-        fputs("</text>\n", f);
-    }
+    irmae__svg_begin(f, W, H, 0.5 * (left + right), title);
     /* horizontal grid and y ticks: 0, 0.1, ..., 1 (labels every 0.2) */
     fputs("<g stroke=\"#e0e0e0\" stroke-width=\"1\">\n", f);
     for (i = 0; i <= 10; i++)
@@ -8027,6 +8030,9 @@ static int irmae__plot_ok(const irmae_plot_opts *o, double x, double y)
     return isfinite(x) && isfinite(y) && (!o->log_y || y > 0.0);
 }
 
+/* y on the plot's axis scale */
+static double irmae__plot_y(const irmae_plot_opts *o, double y) { return o->log_y ? log10(y) : y; }
+
 IRMAEDEF int irmae_plot_write_svg(const char *path, const irmae_plot_series *series, int count,
                                   const irmae_plot_opts *opts)
 {
@@ -8050,7 +8056,7 @@ IRMAEDEF int irmae_plot_write_svg(const char *path, const irmae_plot_series *ser
         for (i = 0; i < p->n; i++) {
             double x = p->x[i], y = p->y[i];
             if (!irmae__plot_ok(&o, x, y)) continue;
-            if (o.log_y) y = log10(y);
+            y = irmae__plot_y(&o, y);
             if (x < x0) x0 = x;
             if (x > x1) x1 = x;
             if (y < y0) y0 = y;
@@ -8072,15 +8078,7 @@ IRMAEDEF int irmae_plot_write_svg(const char *path, const irmae_plot_series *ser
     if (!f) return irmae__fail(IRMAE_ERR_IO, "plot_write_svg: cannot open '%s'", path);
 #define IRMAE__PX(v) (left + ((v) - x0) / (x1 - x0) * pw)
 #define IRMAE__PY(v) (bottom - ((v) - y0) / (y1 - y0) * ph)
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-               "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H, W, H);
-    fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"#ffffff\"/>\n", W, H);
-    if (o.title) {
-        fprintf(f, "<text x=\"%.1f\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">", 0.5 * (left + right));
-        irmae__ana_xml_text(f, o.title);
-        fputs("</text>\n", f);
-    }
+    irmae__svg_begin(f, W, H, 0.5 * (left + right), o.title);
     /* y grid, ticks and labels */
     step = o.log_y ? 1.0 : irmae__ana_nice_step(y1 - y0, 6);
     fputs("<g font-size=\"12\">\n", f);
@@ -8121,7 +8119,7 @@ IRMAEDEF int irmae_plot_write_svg(const char *path, const irmae_plot_series *ser
         for (i = 0; i <= p->n; i++) {
             int ok = i < p->n && irmae__plot_ok(&o, p->x[i], p->y[i]);
             if (ok) {
-                double y = o.log_y ? log10(p->y[i]) : p->y[i];
+                double y = irmae__plot_y(&o, p->y[i]);
                 if (!open) fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\" "
                                       "stroke-linejoin=\"round\" points=\"", col);
                 fprintf(f, "%s%.2f,%.2f", open ? " " : "", IRMAE__PX(p->x[i]), IRMAE__PY(y));
@@ -8136,7 +8134,7 @@ IRMAEDEF int irmae_plot_write_svg(const char *path, const irmae_plot_series *ser
             for (i = 0; i < p->n; i++) {
                 if (!irmae__plot_ok(&o, p->x[i], p->y[i])) continue;
                 fprintf(f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"2.5\"/>\n", IRMAE__PX(p->x[i]),
-                        IRMAE__PY(o.log_y ? log10(p->y[i]) : p->y[i]));
+                        IRMAE__PY(irmae__plot_y(&o, p->y[i])));
             }
             fputs("</g>\n", f);
         }
@@ -8157,8 +8155,8 @@ IRMAEDEF int irmae_plot_write_svg(const char *path, const irmae_plot_series *ser
                 double ax, ay, bx, by;
                 int k;
                 if (!irmae__plot_ok(&o, p->x[i], p->y[i]) || !irmae__plot_ok(&o, p->x[i + 1], p->y[i + 1])) continue;
-                ax = IRMAE__PX(p->x[i]); ay = IRMAE__PY(o.log_y ? log10(p->y[i]) : p->y[i]);
-                bx = IRMAE__PX(p->x[i + 1]); by = IRMAE__PY(o.log_y ? log10(p->y[i + 1]) : p->y[i + 1]);
+                ax = IRMAE__PX(p->x[i]); ay = IRMAE__PY(irmae__plot_y(&o, p->y[i]));
+                bx = IRMAE__PX(p->x[i + 1]); by = IRMAE__PY(irmae__plot_y(&o, p->y[i + 1]));
                 for (k = 0; k <= 16; k++) {
                     double px = ax + (bx - ax) * k / 16.0, py = ay + (by - ay) * k / 16.0;
                     for (c = 0; c < 4; c++)

@@ -1852,20 +1852,18 @@ done:
 
 /* index of column `name` in a header line (comma separated, trailing \r\n
    removed), or -1 */
-static int csv_column(char *header, const char *name, int *ncols)
+static int csv_column(const char *header, const char *name)
 {
-    char *p = header, *q;
-    int i = 0, found = -1;
-    for (;;) {
-        q = strchr(p, ',');
-        if (q) *q = 0;
-        if (!strcmp(p, name) && found < 0) found = i;
-        i++;
-        if (!q) break;
+    const char *p = header;
+    const size_t len = strlen(name);
+    int i;
+    for (i = 0;; i++) {
+        const char *q = strchr(p, ',');
+        size_t n = q ? (size_t)(q - p) : strlen(p);
+        if (n == len && !strncmp(p, name, len)) return i;
+        if (!q) return -1;
         p = q + 1;
     }
-    *ncols = i;
-    return found;
 }
 
 /* field `col` of a data line as a number: an empty field is a missing point
@@ -1895,16 +1893,15 @@ static int csv_number(const char *line, int col, double *v)
 static int read_plot_csv(const options *o, const char *path, double **xs, double **ys, int *n)
 {
     FILE *f = fopen(path, "rb");
-    char line[PLOT_LINE], copy[PLOT_LINE];
-    int xc, yc, ncols, row = 0, cap = 0, lineno = 1;
+    char line[PLOT_LINE];
+    int xc, yc, row = 0, cap = 0, lineno = 1;
     *xs = *ys = NULL;
     *n = 0;
     if (!f) return fail_msg("cannot open '%s'", path);
     if (!fgets(line, sizeof line, f)) { fclose(f); return fail_msg("%s: empty file (no header line)", path); }
     line[strcspn(line, "\r\n")] = 0;
-    memcpy(copy, line, sizeof line);
-    xc = csv_column(line, o->x_col, &ncols);
-    yc = csv_column(copy, o->y_col, &ncols);
+    xc = csv_column(line, o->x_col);
+    yc = csv_column(line, o->y_col);
     if (xc < 0 || yc < 0) {
         fclose(f);
         return fail_msg("%s: no column '%s' in the header", path, xc < 0 ? o->x_col : o->y_col);
