@@ -1280,10 +1280,8 @@ IRMAEDEF int irmae_npy_load(float **out, int *rows, int *cols, const char *path)
 #define IRMAE__PRAGMA(x) _Pragma(#x)
 #endif
 #define IRMAE__OMP(x) IRMAE__PRAGMA(omp x)
-static int irmae__nthreads(void) { return omp_get_max_threads(); }
 #else
 #define IRMAE__OMP(x)
-static int irmae__nthreads(void) { return 1; }
 #endif
 
 /* The phase profile (irmae_profile_enable): per-thread totals, a global switch. */
@@ -2154,43 +2152,46 @@ static void irmae__sgemm_small(int ta, int tb, int m, int n, int k, float alpha,
     }
 }
 
-IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
-                          float alpha, const float *a, int lda,
-                          const float *b, int ldb,
-                          float beta, float *c, int ldc)
+/* An operand of the packed GEMM: an explicit matrix (fn == NULL: p, ld and
+   trans, packed by irmae__pack_a / irmae__pack_b), or a packer that writes
+   the micro-panels itself. The convolutions use packers to build panels
+   straight from their NCHW tensors: no im2col matrix written and read back,
+   no transposing copy (an implicit GEMM). A packer fills the w-wide
+   micro-panels of outer indices [r0, r0 + rn) (rows of op(A), columns of
+   op(B)) over depth [p0, p0 + kc): panel t, at dst + t w kc, holds element
+   (outer r0 + t w + i, depth p0 + p) at p w + i, and zeros for outer indices
+   past r0 + rn. Every thread of the GEMM's team calls it; it shares the work
+   with an orphaned omp for, whose barrier ends the packing. The panels hold
+   the values that packing the explicit matrix would, so the products are
+   the same bits. */
+typedef void (*irmae__packer)(const void *ctx, float *dst, int r0, int rn, int p0, int kc, int w, int vec);
+typedef struct irmae__operand {
+    const float *p;
+    int ld, trans;
+    irmae__packer fn;
+    const void *ctx;
+} irmae__operand;
+
+/* C = alpha op(A) op(B) + beta C through packed panels (m, n, k > 0,
+   alpha != 0). IRMAE_ERR_NOMEM when the packing buffers cannot be allocated. */
+static int irmae__gemm(int m, int n, int k, float alpha, const irmae__operand *A,
+                       const irmae__operand *B, float beta, float *c, int ldc)
 {
     irmae__gemm_path path;
     float *pa_all, *pb;
-    int jc, pc, ic, nthreads, vec;
+    int jc, pc, ic, vec;
     double t0 = IRMAE__PROF_T0(), tpack = 0.0;
-    if (m <= 0 || n <= 0) return;
-    if (k <= 0 || alpha == 0.0f) { /* C = beta * C */
-        irmae__sgemm_small(0, 0, m, n, 0, 0.0f, a, lda, b, ldb, beta, c, ldc);
-        IRMAE__PROF_ADD(IRMAE_PHASE_GEMM, t0);
-        return;
-    }
-    /* small products, and skinny ones with fewer rows than a micro-tile:
-       packing would cost more than it saves */
-    if ((double)m * n * k <= 32768.0 || m < 4) {
-        irmae__sgemm_small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-        IRMAE__PROF_ADD(IRMAE_PHASE_GEMM, t0);
-        return;
-    }
-    nthreads = irmae__nthreads();
     if (!irmae__gemm_buf) {
-        irmae__gemm_buf = (float *)irmae__alloc((size_t)IRMAE__KC * (IRMAE__NC + IRMAE__NR_MAX) +
-                                                (size_t)IRMAE__KC * (IRMAE__MC + IRMAE__MR_MAX), sizeof(float));
-        if (!irmae__gemm_buf) { /* no memory: still give the right answer */
-            irmae__sgemm_small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-            IRMAE__PROF_ADD(IRMAE_PHASE_GEMM, t0);
-            return;
-        }
+        const size_t floats = (size_t)IRMAE__KC * (IRMAE__NC + IRMAE__NR_MAX + IRMAE__MC + IRMAE__MR_MAX);
+        irmae__gemm_buf = (float *)irmae__alloc(floats, sizeof(float));
+        if (!irmae__gemm_buf)
+            return irmae__fail(IRMAE_ERR_NOMEM, "sgemm: no memory for the packing buffers (%lu floats)",
+                               (unsigned long)floats);
     }
     pb = irmae__gemm_buf;
     pa_all = irmae__gemm_buf + (size_t)IRMAE__KC * (IRMAE__NC + IRMAE__NR_MAX);
     path = irmae__gemm_select();
     vec = path.level == IRMAE_SIMD_AVX2 || path.level == IRMAE_SIMD_AVX512; /* AVX-512 CPUs have AVX2 */
-    (void)nthreads;
     for (jc = 0; jc < n; jc += IRMAE__NC) {
         int nc = n - jc < IRMAE__NC ? n - jc : IRMAE__NC;
         for (pc = 0; pc < k; pc += IRMAE__KC) {
@@ -2205,8 +2206,12 @@ IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
                 IRMAE__OMP(parallel if(par))
                 {
                     double tp = IRMAE__PROF_T0();
-                    if (ic == 0) irmae__pack_b(pb, b, ldb, trans_b, pc, kc, jc, nc, path.nr, vec);
-                    irmae__pack_a(pa_all, a, lda, trans_a, ic, mc, pc, kc, path.mr, vec);
+                    if (ic == 0) {
+                        if (B->fn) B->fn(B->ctx, pb, jc, nc, pc, kc, path.nr, vec);
+                        else irmae__pack_b(pb, B->p, B->ld, B->trans, pc, kc, jc, nc, path.nr, vec);
+                    }
+                    if (A->fn) A->fn(A->ctx, pa_all, ic, mc, pc, kc, path.mr, vec);
+                    else irmae__pack_a(pa_all, A->p, A->ld, A->trans, ic, mc, pc, kc, path.mr, vec);
                     /* the packing loops end in barriers: the caller's thread times them all */
                     IRMAE__OMP(master)
                     tpack += IRMAE__PROF_T0() - tp;
@@ -2245,6 +2250,27 @@ IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
         irmae__prof_s[IRMAE_PHASE_PACK] += tpack;
         irmae__prof_s[IRMAE_PHASE_GEMM] += irmae__clock() - t0 - tpack;
     }
+    return IRMAE_OK;
+}
+
+IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
+                          float alpha, const float *a, int lda,
+                          const float *b, int ldb,
+                          float beta, float *c, int ldc)
+{
+    irmae__operand A, B;
+    double t0 = IRMAE__PROF_T0();
+    if (m <= 0 || n <= 0) return;
+    A.p = a; A.ld = lda; A.trans = trans_a; A.fn = NULL; A.ctx = NULL;
+    B.p = b; B.ld = ldb; B.trans = trans_b; B.fn = NULL; B.ctx = NULL;
+    if (k <= 0 || alpha == 0.0f) /* C = beta * C */
+        irmae__sgemm_small(0, 0, m, n, 0, 0.0f, a, lda, b, ldb, beta, c, ldc);
+    /* small products, and skinny ones with fewer rows than a micro-tile
+       (packing would cost more than it saves); and without memory for packing */
+    else if ((double)m * n * k <= 32768.0 || m < 4 || irmae__gemm(m, n, k, alpha, &A, &B, beta, c, ldc))
+        irmae__sgemm_small(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    else return; /* irmae__gemm timed itself */
+    IRMAE__PROF_ADD(IRMAE_PHASE_GEMM, t0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -2412,6 +2438,15 @@ static int irmae__conv_direct(const irmae__cgeom *g)
     return g->k == 1 && g->s == 1 && g->p == 0 && g->P >= IRMAE__CONV_DIRECT_MIN_P;
 }
 
+/* workspace floats per image: the lowered matrix [kc, P] and the matrix
+   side [cy, P], or the zero-padded image side if that is more */
+static size_t irmae__conv_per_image(const irmae__cgeom *g)
+{
+    const size_t low = ((size_t)g->kc + (size_t)g->cy) * (size_t)g->P;
+    const size_t pad = (size_t)g->cx * (size_t)(g->hx + 2 * g->p) * (size_t)(g->wx + 2 * g->p);
+    return low > pad ? low : pad;
+}
+
 /* images per chunk: a pure function of the geometry, >= 1, <= batch */
 /* Chunks hold a multiple of `gran` images when the cap allows: then
    imgs P is a multiple of the GEMM's depth slice IRMAE__KC, so the weight
@@ -2420,7 +2455,7 @@ static int irmae__conv_direct(const irmae__cgeom *g)
    batch would: the results do not depend on the chunk size. */
 static int irmae__conv_chunk(const irmae__cgeom *g)
 {
-    size_t per = ((size_t)g->kc + (size_t)g->cy) * (size_t)g->P;
+    size_t per = irmae__conv_per_image(g);
     size_t cap = IRMAE_CONV_CHUNK_FLOATS / per, gran = (size_t)IRMAE__KC, a = (size_t)g->P, b = gran;
     while (b) { size_t t = a % b; a = b; b = t; }   /* a = gcd(P, KC) */
     gran /= a;
@@ -2434,7 +2469,7 @@ static int irmae__conv_chunk(const irmae__cgeom *g)
 static size_t irmae__conv_ws(const irmae__cgeom *g)
 {
     if (irmae__conv_direct(g)) return 0;
-    return ((size_t)g->kc + (size_t)g->cy) * (size_t)g->P * (size_t)irmae__conv_chunk(g);
+    return irmae__conv_per_image(g) * (size_t)irmae__conv_chunk(g);
 }
 
 static int irmae__conv_init(irmae_conv_desc *d, int transposed, const char *fn, int batch, int in_c,
@@ -2955,23 +2990,6 @@ static void irmae__col2im(float *x, const float *col, size_t ld, int imgs, const
     IRMAE__PROF_ADD(IRMAE_PHASE_LOWER, t0_);
 }
 
-/* m [c, ld] (columns n P ..) <- y (imgs images of c x P) */
-static void irmae__conv_gather(float *m, size_t ld, const float *y, int imgs, int c, int P)
-{
-    double t0_ = IRMAE__PROF_T0();
-    {
-        int t;
-        const int planes = imgs * c;
-        IRMAE__OMP(parallel for schedule(static) if ((size_t)planes * (size_t)P >= IRMAE__CONV_PAR_MIN))
-        for (t = 0; t < planes; t++) {
-            const int n = t / c, ch = t % c;
-            memcpy(m + (size_t)ch * ld + (size_t)n * (size_t)P, y + (size_t)t * (size_t)P,
-                   (size_t)P * sizeof(float));
-        }
-    }
-    IRMAE__PROF_ADD(IRMAE_PHASE_LOWER, t0_);
-}
-
 /* y (imgs images of c x P) <- m [c, ld] + bias (bias may be NULL) */
 static void irmae__conv_scatter(float *y, const float *m, size_t ld, int imgs, int c, int P,
                                 const float *bias)
@@ -2990,6 +3008,144 @@ static void irmae__conv_scatter(float *y, const float *m, size_t ld, int imgs, i
         }
     }
     IRMAE__PROF_ADD(IRMAE_PHASE_LOWER, t0_);
+}
+
+/* Packers (see irmae__operand) that build GEMM panels straight from the
+   tensors of one chunk of images: x is the image side, y the matrix side
+   (NCHW, cy x P per image), positions q = n P + (oy wy + ox). */
+typedef struct irmae__cpack {
+    const irmae__cgeom *g;
+    const float *x, *y;
+} irmae__cpack;
+
+/* A = y as a [cy, imgs P] matrix (outer: channels, depth: positions), the
+   left operand of the weight gradient: a transpose of each image's channel
+   rows, 8 positions x 6 or 8 channels at a time with AVX2 */
+static void irmae__pk_ychan(const void *ctx, float *dst, int r0, int rn, int p0, int kc, int w, int vec)
+{
+    const irmae__cpack *cp = (const irmae__cpack *)ctx;
+    const irmae__cgeom *g = cp->g;
+    const int panels = (rn + w - 1) / w;
+    int t;
+    IRMAE__OMP(for schedule(static))
+    for (t = 0; t < panels; t++) {
+        float *d = dst + (size_t)t * w * kc;
+        const int rows = rn - t * w < w ? rn - t * w : w;
+        int p = 0, i, u;
+        while (p < kc) { /* a run of positions of one image */
+            const int q = p0 + p, n = q / g->P, pos = q % g->P;
+            const float *src = cp->y + (size_t)n * g->imgy + (size_t)(r0 + t * w) * g->P + pos;
+            const int run = g->P - pos < kc - p ? g->P - pos : kc - p;
+            u = 0;
+#if defined(IRMAE__X86)
+            if (vec && rows == w && (w == 6 || w == 8))
+                for (; u + 8 <= run; u += 8)
+                    irmae__transpose8_avx2(d + (size_t)(p + u) * w, (size_t)w, src + u, (size_t)g->P, w);
+#else
+            (void)vec;
+#endif
+            for (; u < run; u++) {
+                float *dq = d + (size_t)(p + u) * w;
+                for (i = 0; i < rows; i++) dq[i] = src[(size_t)i * g->P + u];
+                for (; i < w; i++) dq[i] = 0.0f;
+            }
+            p += run;
+        }
+    }
+}
+
+/* B = y as a [cy, imgs P] matrix (outer: positions, depth: channels), the
+   right operand of Wc^T Y: row copies of each image's positions */
+static void irmae__pk_ypos(const void *ctx, float *dst, int r0, int rn, int p0, int kc, int w, int vec)
+{
+    const irmae__cpack *cp = (const irmae__cpack *)ctx;
+    const irmae__cgeom *g = cp->g;
+    const int panels = (rn + w - 1) / w;
+    int t;
+    IRMAE__OMP(for schedule(static))
+    for (t = 0; t < panels; t++) {
+        float *d = dst + (size_t)t * w * kc;
+        const int cols = rn - t * w < w ? rn - t * w : w;
+        int j = 0, p;
+        while (j < cols) {
+            const int q = r0 + t * w + j, n = q / g->P, pos = q % g->P;
+            const int run = g->P - pos < cols - j ? g->P - pos : cols - j;
+            irmae__rows(d + j, (size_t)w, cp->y + (size_t)n * g->imgy + (size_t)p0 * g->P + pos, (size_t)g->P,
+                        kc, run, 0, vec);
+            j += run;
+        }
+        if (cols < w)
+            for (p = 0; p < kc; p++) irmae__fill(d + (size_t)p * w + cols, (size_t)(w - cols), 0.0f, 0);
+    }
+}
+
+/* B = im2col(x)^T (outer: taps (c, ki, kj), depth: positions), the right
+   operand of the weight gradient, from x padded with zeros (irmae__conv_pad:
+   every patch lies inside): for each position its patch, k floats of an
+   image row per (c, ki) */
+static void irmae__pk_patches(const void *ctx, float *dst, int r0, int rn, int p0, int kc, int w, int vec)
+{
+    const irmae__cpack *cp = (const irmae__cpack *)ctx;
+    const irmae__cgeom *g = cp->g;
+    const int panels = (rn + w - 1) / w, k = g->k, kk = g->k * g->k, pw = g->wx + 2 * g->p;
+    const size_t pplane = (size_t)pw * (size_t)(g->hx + 2 * g->p);
+    int t;
+    (void)vec;
+    IRMAE__OMP(for schedule(static))
+    for (t = 0; t < panels; t++) {
+        float *d = dst + (size_t)t * w * kc;
+        const int j0 = r0 + t * w, cols = rn - t * w < w ? rn - t * w : w;
+        int n = p0 / g->P, oy = (p0 % g->P) / g->wy, ox = (p0 % g->P) % g->wy, p;
+        for (p = 0; p < kc; p++, d += w) {
+            /* the patch's top-left pixel in plane j0 / kk of image n */
+            const float *o = cp->x + ((size_t)n * g->cx + (size_t)(j0 / kk)) * pplane +
+                             (size_t)(oy * g->s) * pw + (size_t)(ox * g->s);
+            int j = 0, ki = (j0 % kk) / k, kj = (j0 % kk) % k;
+            if (k == 4 && kj == 0) /* rows of 4: one move each */
+                for (; j + 4 <= cols; j += 4) {
+                    memcpy(d + j, o + (size_t)ki * pw, 4 * sizeof(float));
+                    if (++ki == 4) { ki = 0; o += pplane; }
+                }
+            for (; j < cols; j++) {
+                d[j] = o[(size_t)ki * pw + kj];
+                if (++kj == k) { kj = 0; if (++ki == k) { ki = 0; o += pplane; } }
+            }
+            for (; j < w; j++) d[j] = 0.0f;
+            if (++ox == g->wy) { ox = 0; if (++oy == g->hy) { oy = 0; n++; } }
+        }
+    }
+}
+
+/* xp <- the planes of imgs images of the image side x, padded with g->p
+   zeros on every side ((hx + 2p) x (wx + 2p) floats a plane) */
+static void irmae__conv_pad(float *xp, const float *x, int imgs, const irmae__cgeom *g)
+{
+    double t0_ = IRMAE__PROF_T0();
+    {
+        const int planes = imgs * g->cx, pw = g->wx + 2 * g->p, ph = g->hx + 2 * g->p, vec = IRMAE__CONV_VEC();
+        int t;
+        IRMAE__OMP(parallel for schedule(static) if ((size_t)planes * (size_t)pw * ph >= IRMAE__CONV_PAR_MIN))
+        for (t = 0; t < planes; t++) {
+            float *d = xp + (size_t)t * pw * ph;
+            const float *src = x + (size_t)t * g->planex;
+            int r;
+            irmae__fill(d, (size_t)g->p * pw, 0.0f, vec);
+            for (r = 0, d += (size_t)g->p * pw; r < g->hx; r++, d += pw, src += g->wx) {
+                irmae__fill(d, (size_t)g->p, 0.0f, 0);
+                memcpy(d + g->p, src, (size_t)g->wx * sizeof(float));
+                irmae__fill(d + g->p + g->wx, (size_t)g->p, 0.0f, 0);
+            }
+            irmae__fill(d, (size_t)g->p * pw, 0.0f, vec);
+        }
+    }
+    IRMAE__PROF_ADD(IRMAE_PHASE_LOWER, t0_);
+}
+
+static irmae__operand irmae__opnd(const float *p, int ld, int trans, irmae__packer fn, const void *ctx)
+{
+    irmae__operand o;
+    o.p = p; o.ld = ld; o.trans = trans; o.fn = fn; o.ctx = ctx;
+    return o;
 }
 
 /* y (n images of c x P) += bias per channel */
@@ -3112,15 +3268,20 @@ IRMAEDEF int irmae_conv2d_backward(float *din, float *dw, float *db, const float
     cap = irmae__conv_chunk(&g);
     for (n0 = 0; n0 < g.batch; n0 += imgs) {
         const int np = (imgs = g.batch - n0 < cap ? g.batch - n0 : cap) * g.P;
-        float *col = work, *ym = work + (size_t)g.kc * (size_t)np;
-        irmae__conv_gather(ym, (size_t)np, dout + (size_t)n0 * g.imgy, imgs, g.cy, g.P);
-        if (dw) {
-            irmae__im2col(col, (size_t)np, in + (size_t)n0 * g.imgx, imgs, &g);
-            irmae_sgemm(0, 1, g.cy, g.kc, np, 1.0f, ym, np, col, np, 1.0f, dw, g.kc);
+        irmae__cpack cp;
+        irmae__operand A, B;
+        cp.g = &g; cp.x = work; cp.y = dout + (size_t)n0 * g.imgy;
+        if (dw) { /* dw [cy, kc] += dout [cy, np] im2col(in)^T, both packed from the tensors */
+            irmae__conv_pad(work, in + (size_t)n0 * g.imgx, imgs, &g);
+            A = irmae__opnd(NULL, 0, 0, irmae__pk_ychan, &cp);
+            B = irmae__opnd(NULL, 0, 0, irmae__pk_patches, &cp);
+            if ((rc = irmae__gemm(g.cy, g.kc, np, 1.0f, &A, &B, 1.0f, dw, g.kc))) return rc;
         }
-        if (din) {
-            irmae_sgemm(1, 0, g.kc, np, g.cy, 1.0f, w, g.kc, ym, np, 0.0f, col, np);
-            irmae__col2im(din + (size_t)n0 * g.imgx, col, (size_t)np, imgs, &g, NULL);
+        if (din) { /* col [kc, np] = w^T dout, then col2im */
+            A = irmae__opnd(w, g.kc, 1, NULL, NULL);
+            B = irmae__opnd(NULL, 0, 0, irmae__pk_ypos, &cp);
+            if ((rc = irmae__gemm(g.kc, np, g.cy, 1.0f, &A, &B, 0.0f, work, np))) return rc;
+            irmae__col2im(din + (size_t)n0 * g.imgx, work, (size_t)np, imgs, &g, NULL);
         }
     }
     return IRMAE_OK;
@@ -3143,12 +3304,14 @@ IRMAEDEF int irmae_convt2d_forward(float *out, const float *in, const float *w, 
         return IRMAE_OK;
     }
     cap = irmae__conv_chunk(&g);
-    for (n0 = 0; n0 < g.batch; n0 += imgs) {
+    for (n0 = 0; n0 < g.batch; n0 += imgs) { /* col [kc, np] = w^T in, then col2im */
         const int np = (imgs = g.batch - n0 < cap ? g.batch - n0 : cap) * g.P;
-        float *col = work, *ym = work + (size_t)g.kc * (size_t)np;
-        irmae__conv_gather(ym, (size_t)np, in + (size_t)n0 * g.imgy, imgs, g.cy, g.P);
-        irmae_sgemm(1, 0, g.kc, np, g.cy, 1.0f, w, g.kc, ym, np, 0.0f, col, np);
-        irmae__col2im(out + (size_t)n0 * g.imgx, col, (size_t)np, imgs, &g, b);
+        irmae__cpack cp;
+        irmae__operand A = irmae__opnd(w, g.kc, 1, NULL, NULL), B;
+        cp.g = &g; cp.x = NULL; cp.y = in + (size_t)n0 * g.imgy;
+        B = irmae__opnd(NULL, 0, 0, irmae__pk_ypos, &cp);
+        if ((rc = irmae__gemm(g.kc, np, g.cy, 1.0f, &A, &B, 0.0f, work, np))) return rc;
+        irmae__col2im(out + (size_t)n0 * g.imgx, work, (size_t)np, imgs, &g, b);
     }
     return IRMAE_OK;
 }
@@ -3180,12 +3343,17 @@ IRMAEDEF int irmae_convt2d_backward(float *din, float *dw, float *db, const floa
     for (n0 = 0; n0 < g.batch; n0 += imgs) {
         const int np = (imgs = g.batch - n0 < cap ? g.batch - n0 : cap) * g.P;
         float *col = work, *ym = work + (size_t)g.kc * (size_t)np;
-        irmae__im2col(col, (size_t)np, dout + (size_t)n0 * g.imgx, imgs, &g);
-        if (dw) {
-            irmae__conv_gather(ym, (size_t)np, in + (size_t)n0 * g.imgy, imgs, g.cy, g.P);
-            irmae_sgemm(0, 1, g.cy, g.kc, np, 1.0f, ym, np, col, np, 1.0f, dw, g.kc);
+        if (dw) { /* dw [cy, kc] += in [cy, np] im2col(dout)^T, both packed from the tensors */
+            irmae__cpack cp;
+            irmae__operand A, B;
+            cp.g = &g; cp.x = work; cp.y = in + (size_t)n0 * g.imgy;
+            irmae__conv_pad(work, dout + (size_t)n0 * g.imgx, imgs, &g);
+            A = irmae__opnd(NULL, 0, 0, irmae__pk_ychan, &cp);
+            B = irmae__opnd(NULL, 0, 0, irmae__pk_patches, &cp);
+            if ((rc = irmae__gemm(g.cy, g.kc, np, 1.0f, &A, &B, 1.0f, dw, g.kc))) return rc;
         }
-        if (din) {
+        if (din) { /* din = scatter(w im2col(dout)) */
+            irmae__im2col(col, (size_t)np, dout + (size_t)n0 * g.imgx, imgs, &g);
             irmae_sgemm(0, 0, g.cy, np, g.kc, 1.0f, w, g.kc, col, np, 0.0f, ym, np);
             irmae__conv_scatter(din + (size_t)n0 * g.imgy, ym, (size_t)np, imgs, g.cy, g.P, NULL);
         }

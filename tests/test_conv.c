@@ -674,6 +674,81 @@ static void test_phase_planes(irmae_rng *rng)
            irmae_simd_name(irmae_simd_level()), checked, skipped);
 }
 
+/* m [c, imgs P] (column n P + q = position q of image n) <- y (imgs images of c x P) */
+static void gather_rows(float *m, const float *y, int imgs, int c, int P)
+{
+    int n, ch;
+    for (n = 0; n < imgs; n++)
+        for (ch = 0; ch < c; ch++)
+            memcpy(m + (size_t)ch * imgs * P + (size_t)n * P, y + ((size_t)n * c + ch) * P, (size_t)P * sizeof(float));
+}
+
+/* The convolutions pack their GEMM panels straight from the tensors (the
+   packers of irmae__gemm: patches for the weight gradient, channel rows
+   and position rows of the matrix side). Each result equals, bit for bit,
+   the GEMM of the explicit matrices (im2col, the gathered matrix side)
+   through irmae_sgemm: odd channel counts (partial MR panels), planes of
+   fewer positions than a micro-panel (panels spanning images, runs split at
+   odd places), k = 3 and 5 (taps not aligned to panels), stride 3, patches
+   at every border. */
+static void test_packers(irmae_rng *rng)
+{
+    static const int shp[][8] = { /* batch, image-side c, h, w, matrix-side c, k, s, p */
+        {3, 5, 9, 7, 6, 3, 1, 1}, {7, 3, 8, 8, 9, 4, 2, 1}, {20, 4, 4, 6, 10, 4, 2, 1},
+        {4, 16, 16, 16, 33, 4, 2, 1}, {8, 3, 13, 11, 5, 5, 3, 2}, {20, 2, 6, 6, 7, 4, 2, 1} };
+    int si, tr, checked = 0;
+    for (si = 0; si < (int)(sizeof shp / sizeof shp[0]); si++)
+        for (tr = 0; tr < 2; tr++) {
+            const int *q = shp[si];
+            irmae_conv_desc d;
+            irmae__cgeom g;
+            float *x, *y, *w, *b, *wk, *col, *ym, *dw1, *dw2, *x1, *x2;
+            int np, rc;
+            size_t nx, ny;
+            if (!tr) rc = irmae_conv2d_desc(&d, q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]);
+            else {
+                const int oh = (q[2] + 2 * q[7] - q[5]) / q[6] + 1, ow = (q[3] + 2 * q[7] - q[5]) / q[6] + 1;
+                rc = irmae_convt2d_desc(&d, q[0], q[4], oh, ow, q[1], q[5], q[6], q[7]);
+            }
+            if (rc) { CHECK(0, "packers: desc %d/%d: %s", si, tr, irmae_error_detail()); continue; }
+            g = irmae__conv_geom(&d);
+            np = g.batch * g.P;
+            CHECK(irmae__conv_chunk(&g) == g.batch, "packers: shape %d needs one chunk", si);
+            /* products large enough for the packed GEMM (irmae_sgemm's small path would sum differently) */
+            CHECK(g.cy >= 4 && (double)g.cy * g.kc * np > 32768.0 && (double)g.kc * np * g.cy > 32768.0,
+                  "packers: shape %d too small to test", si);
+            nx = (size_t)g.batch * g.imgx; ny = (size_t)g.batch * g.imgy;
+            x = falloc(nx); y = falloc(ny); w = falloc((size_t)g.cy * g.kc); b = falloc((size_t)g.cx);
+            wk = falloc(irmae_conv_workspace(&d)); col = falloc((size_t)g.kc * np); ym = falloc((size_t)g.cy * np);
+            dw1 = falloc((size_t)g.cy * g.kc); dw2 = falloc((size_t)g.cy * g.kc); x1 = falloc(nx); x2 = falloc(nx);
+            fill(x, nx, rng); fill(y, ny, rng); fill(w, (size_t)g.cy * g.kc, rng); fill(b, (size_t)g.cx, rng);
+            fill(dw1, (size_t)g.cy * g.kc, rng);
+            memcpy(dw2, dw1, (size_t)g.cy * g.kc * sizeof(float)); /* the gradient accumulates */
+            /* dWc += Y im2col(X)^T */
+            if (!tr) rc = irmae_conv2d_backward(NULL, dw1, NULL, y, x, w, &d, wk);
+            else rc = irmae_convt2d_backward(NULL, dw1, NULL, x, y, w, &d, wk);
+            CHECK(rc == 0, "packers: backward %d/%d", si, tr);
+            irmae__im2col(col, (size_t)np, x, g.batch, &g);
+            gather_rows(ym, y, g.batch, g.cy, g.P);
+            irmae_sgemm(0, 1, g.cy, g.kc, np, 1.0f, ym, np, col, np, 1.0f, dw2, g.kc);
+            CHECK(memcmp(dw1, dw2, (size_t)g.cy * g.kc * sizeof(float)) == 0,
+                  "packers: weight gradient of %s shape %d differs from the explicit GEMM", tr ? "convT" : "conv", si);
+            /* X = col2im(Wc^T Y): conv backward-data, convT forward (with bias) */
+            if (!tr) rc = irmae_conv2d_backward(x1, NULL, NULL, y, NULL, w, &d, wk);
+            else rc = irmae_convt2d_forward(x1, y, w, b, &d, wk);
+            CHECK(rc == 0, "packers: col2im side %d/%d", si, tr);
+            irmae_sgemm(1, 0, g.kc, np, g.cy, 1.0f, w, g.kc, ym, np, 0.0f, col, np);
+            irmae__col2im(x2, col, (size_t)np, g.batch, &g, tr ? b : NULL);
+            CHECK(memcmp(x1, x2, nx * sizeof(float)) == 0,
+                  "packers: %s of %s shape %d differs from the explicit GEMM", tr ? "forward" : "backward-data",
+                  tr ? "convT" : "conv", si);
+            checked++;
+            free(x); free(y); free(w); free(b); free(wk); free(col); free(ym); free(dw1); free(dw2); free(x1); free(x2);
+        }
+    printf("  packers (%s): %d geometries bit-identical to explicit im2col + sgemm\n",
+           irmae_simd_name(irmae_simd_level()), checked);
+}
+
 /* The weight gradient of a batch split into chunks equals, bit for bit, one
    GEMM over the whole batch's im2col (chunks hold multiples of KC / gcd(P, KC)
    images, so the depth slices line up). */
@@ -698,7 +773,7 @@ static void test_chunk_invariance(irmae_rng *rng)
     CHECK(cap < g.batch && (cap * g.P) % IRMAE__KC == 0, "chunk of %d images of %d positions for batch %d", cap, g.P, g.batch);
     CHECK(irmae_conv2d_backward(NULL, dw1, NULL, dy, x, w, &d, work) == 0, "backward");
     irmae__im2col(col, np, x, g.batch, &g);
-    irmae__conv_gather(ym, np, dy, g.batch, g.cy, g.P);
+    gather_rows(ym, dy, g.batch, g.cy, g.P);
     irmae_sgemm(0, 1, g.cy, g.kc, (int)np, 1.0f, ym, (int)np, col, (int)np, 1.0f, dw2, g.kc);
     CHECK(memcmp(dw1, dw2, nw(&d) * 4) == 0, "chunked weight gradient (chunks of %d) differs from one GEMM", cap);
     free(x); free(dy); free(w); free(dw1); free(dw2); free(col); free(ym); free(work);
@@ -716,6 +791,7 @@ int main(void)
         printf("path %s: ", irmae_simd_name(test_paths[li]));
         test_random_shapes(&rng);
         test_phase_planes(&rng);
+        test_packers(&rng);
     }
     irmae_simd_force(IRMAE_SIMD_BEST);
     printf("  (%.1f s)\n", now() - t0);
