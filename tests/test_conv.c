@@ -683,6 +683,16 @@ static void gather_rows(float *m, const float *y, int imgs, int c, int P)
             memcpy(m + (size_t)ch * imgs * P + (size_t)n * P, y + ((size_t)n * c + ch) * P, (size_t)P * sizeof(float));
 }
 
+/* the inverse of gather_rows, plus bias[ch] when bias is not NULL */
+static void scatter_rows(float *y, const float *m, int imgs, int c, int P, const float *bias)
+{
+    int n, ch, q;
+    for (n = 0; n < imgs; n++)
+        for (ch = 0; ch < c; ch++)
+            for (q = 0; q < P; q++)
+                y[((size_t)n * c + ch) * P + q] = m[(size_t)ch * imgs * P + (size_t)n * P + q] + (bias ? bias[ch] : 0.0f);
+}
+
 /* The convolutions pack their GEMM panels straight from the tensors (the
    packers of irmae__gemm: patches for the weight gradient, channel rows
    and position rows of the matrix side). Each result equals, bit for bit,
@@ -695,8 +705,11 @@ static void test_packers(irmae_rng *rng)
 {
     static const int shp[][8] = { /* batch, image-side c, h, w, matrix-side c, k, s, p */
         {3, 5, 9, 7, 6, 3, 1, 1}, {7, 3, 8, 8, 9, 4, 2, 1}, {20, 4, 4, 6, 10, 4, 2, 1},
-        {4, 16, 16, 16, 33, 4, 2, 1}, {8, 3, 13, 11, 5, 5, 3, 2}, {20, 2, 6, 6, 7, 4, 2, 1} };
-    int si, tr, checked = 0;
+        {4, 16, 16, 16, 33, 4, 2, 1}, {8, 3, 13, 11, 5, 5, 3, 2}, {20, 2, 6, 6, 7, 4, 2, 1},
+        /* planes large enough for the implicit im2col of Wc im2col(X) */
+        {2, 3, 34, 30, 8, 4, 2, 1}, {2, 4, 12, 11, 5, 3, 1, 1}, {3, 2, 19, 21, 6, 3, 2, 1},
+        {2, 1, 32, 32, 32, 4, 2, 1}, {2, 7, 10, 40, 12, 2, 2, 0} };
+    int si, tr, checked = 0, implicit = 0;
     for (si = 0; si < (int)(sizeof shp / sizeof shp[0]); si++)
         for (tr = 0; tr < 2; tr++) {
             const int *q = shp[si];
@@ -718,10 +731,10 @@ static void test_packers(irmae_rng *rng)
             CHECK(g.cy >= 4 && (double)g.cy * g.kc * np > 32768.0 && (double)g.kc * np * g.cy > 32768.0,
                   "packers: shape %d too small to test", si);
             nx = (size_t)g.batch * g.imgx; ny = (size_t)g.batch * g.imgy;
-            x = falloc(nx); y = falloc(ny); w = falloc((size_t)g.cy * g.kc); b = falloc((size_t)g.cx);
+            x = falloc(nx); y = falloc(ny); w = falloc((size_t)g.cy * g.kc); b = falloc((size_t)(g.cx > g.cy ? g.cx : g.cy));
             wk = falloc(irmae_conv_workspace(&d)); col = falloc((size_t)g.kc * np); ym = falloc((size_t)g.cy * np);
             dw1 = falloc((size_t)g.cy * g.kc); dw2 = falloc((size_t)g.cy * g.kc); x1 = falloc(nx); x2 = falloc(nx);
-            fill(x, nx, rng); fill(y, ny, rng); fill(w, (size_t)g.cy * g.kc, rng); fill(b, (size_t)g.cx, rng);
+            fill(x, nx, rng); fill(y, ny, rng); fill(w, (size_t)g.cy * g.kc, rng); fill(b, (size_t)(g.cx > g.cy ? g.cx : g.cy), rng);
             fill(dw1, (size_t)g.cy * g.kc, rng);
             memcpy(dw2, dw1, (size_t)g.cy * g.kc * sizeof(float)); /* the gradient accumulates */
             /* dWc += Y im2col(X)^T */
@@ -742,11 +755,29 @@ static void test_packers(irmae_rng *rng)
             CHECK(memcmp(x1, x2, nx * sizeof(float)) == 0,
                   "packers: %s of %s shape %d differs from the explicit GEMM", tr ? "forward" : "backward-data",
                   tr ? "convT" : "conv", si);
+            /* Y = Wc im2col(X): conv forward (with bias), convT backward-data */
+            {
+                float *y1 = falloc(ny), *y2 = falloc(ny);
+                irmae__ph2 h;
+                implicit += irmae__cols_implicit(&g, np, &h);
+                if (!tr) rc = irmae_conv2d_forward(y1, x, w, b, &d, wk);
+                else rc = irmae_convt2d_backward(y1, NULL, NULL, x, NULL, w, &d, wk);
+                CHECK(rc == 0, "packers: im2col side %d/%d", si, tr);
+                irmae__im2col(col, (size_t)np, x, g.batch, &g);
+                irmae_sgemm(0, 0, g.cy, np, g.kc, 1.0f, w, g.kc, col, np, 0.0f, ym, np);
+                scatter_rows(y2, ym, g.batch, g.cy, g.P, tr ? NULL : b);
+                CHECK(memcmp(y1, y2, ny * sizeof(float)) == 0,
+                      "packers: %s of %s shape %d differs from explicit im2col + sgemm", tr ? "backward-data" : "forward",
+                      tr ? "convT" : "conv", si);
+                free(y1); free(y2);
+            }
             checked++;
             free(x); free(y); free(w); free(b); free(wk); free(col); free(ym); free(dw1); free(dw2); free(x1); free(x2);
         }
-    printf("  packers (%s): %d geometries bit-identical to explicit im2col + sgemm\n",
-           irmae_simd_name(irmae_simd_level()), checked);
+    /* the implicit im2col must have been exercised, not only its fallback */
+    CHECK(implicit >= 8, "packers: only %d products took the implicit im2col", implicit);
+    printf("  packers (%s): %d geometries bit-identical to explicit im2col + sgemm (%d with implicit im2col)\n",
+           irmae_simd_name(irmae_simd_level()), checked, implicit);
 }
 
 /* The weight gradient of a batch split into chunks equals, bit for bit, one
