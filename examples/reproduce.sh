@@ -23,6 +23,10 @@
 #                  (NAME-trajectory.txt and .csv) and keep that epoch's checkpoint; shapes
 #                  then also gets shapes-rank.svg and shapes-mse.svg, the trajectories
 #                  against images seen (./irmae plot) (default: off)
+#   MILESTONES     MNIST epochs (multiples of EVAL_EVERY) at which each MNIST model also gets
+#                  the few-label accuracies and Frechet distances of the final evaluation, as
+#                  soon as its training reaches them (NAME-milestones.txt; default: none)
+#   PARTS          what to run: "shapes mnist" (default), "shapes" or "mnist"
 #   JOBS           trainings run at the same time (default 1)
 #   CLI            the tool (default ./irmae)
 # Every step is skipped when its output exists, so an interrupted run resumes
@@ -32,7 +36,7 @@ CLI=${CLI:-./irmae}
 OUT=${OUT:-repro-out}
 MNIST_DIR=${MNIST_DIR:-../shared/data/mnist-subset}
 L1=${L1:-0.01}; L2=${L2:-0.01}
-THREADS=${THREADS:-0}; JOBS=${JOBS:-1}
+THREADS=${THREADS:-0}; JOBS=${JOBS:-1}; PARTS=${PARTS:-shapes mnist}; MILESTONES=${MILESTONES:-}
 if [ "${QUICK:-0}" = 1 ]; then
     SHAPES_COUNT=${SHAPES_COUNT:-512}; SHAPES_EPOCHS=${SHAPES_EPOCHS:-1}; MNIST_EPOCHS=${MNIST_EPOCHS:-1}
     LABELS="10 100"; HEAD_STEPS=200; HELD=256; MNIST_COUNT=512
@@ -78,11 +82,34 @@ train() {
                     echo "epoch,rank_1pct,rank_01pct,entropy_rank,heldout_mse" > "$OUT/$name-trajectory.csv"
                 tail -n 1 "$OUT/$name-trajectory.txt" | trajectory_csv "$e" >> "$OUT/$name-trajectory.csv"
             fi
+            case " $MILESTONES " in
+                *" $e "*) [ "$data" = mnist ] && milestone "$name" "$e" "$OUT/$name-e$e.ckpt" ;;
+            esac
         fi
         [ "$e" = "$total" ] && break
         e=$((e + EVAL_EVERY))
     done
     touch "$OUT/$name.done"
+}
+# milestone NAME EPOCH CKPT: few-label accuracies (linear and MLP heads, N in
+# LABELS) and Frechet distances (mvg, gmm) of an MNIST checkpoint, one line
+# each in OUT/NAME-milestones.txt ("epoch=E ...")
+milestone() {
+    local name=$1 e=$2 ck=$3 n head method f="$OUT/$1-milestones.txt"
+    [ -f "$f" ] && grep -q "^epoch=$e " "$f" && return 0
+    rm -f "$f.part"
+    for n in $LABELS; do
+        for head in linear mlp; do
+            echo "epoch=$e classify N=$n head=$head accuracy=$("$CLI" classify --dir "$MNIST_DIR" --model "$ck" \
+                --labels "$n" --head "$head" --head-steps "$HEAD_STEPS" --threads "$THREADS" |
+                sed -n 's/^accuracy=//p')" >> "$f.part"
+        done
+    done
+    for method in mvg gmm; do
+        echo "epoch=$e frechet method=$method" $("$CLI" frechet --data mnist --dir "$MNIST_DIR" --model "$ck" \
+            --method "$method" --threads "$THREADS" | sed -n 's/^\(frechet[a-z_]*=[^ ]*\).*/\1/p') >> "$f.part"
+    done
+    cat "$f.part" >> "$f" && rm -f "$f.part"   # all of an epoch's lines or none
 }
 # a spectrum line ("NAME: ... rank@1%=R1  rank@0.1%=R2  entropy_rank=E  mse=M ...")
 # as a CSV row "EPOCH,R1,R2,E,M" (EPOCH = $1)
@@ -110,6 +137,7 @@ log "# reproduce.sh $(date -u +%Y-%m-%dT%H:%MZ): shapes $SHAPES_COUNT images x $
     "MNIST $MNIST_DIR x $MNIST_EPOCHS epochs"
 
 # ------------------------------------------------------------------ shapes
+case " $PARTS " in *" shapes "*)
 S="--data shapes --count $SHAPES_COUNT --epochs $SHAPES_EPOCHS --batch 32 --lr 1e-4"
 throttle; train shapes-ae     $S --model ae &
 throttle; train shapes-ae-l1  $S --model ae --code-l1 "$L1" &
@@ -129,8 +157,10 @@ for m in ae ae-l1 ae-l2 irmae2 irmae4; do
     run "$CLI" interpolate --data shapes --model "$OUT/shapes-$m.ckpt" --pairs 6 --steps 10 \
         --out "$OUT/shapes-interp-$m.png" | tee -a "$R"
 done
+;; esac
 
 # ------------------------------------------------------------------- MNIST
+case " $PARTS " in *" mnist "*) ;; *) log "# done $(date -u +%Y-%m-%dT%H:%MZ)"; exit 0 ;; esac
 if [ ! -d "$MNIST_DIR" ]; then
     log "## MNIST: skipped, no $MNIST_DIR"
     exit 0

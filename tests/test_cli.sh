@@ -364,6 +364,30 @@ else
     else
         bad "reproduce.sh, shapes at a tiny budget" "$T/repro.log"
     fi
+    # the MNIST part on the committed 100-image slice, with a milestone at epoch 1
+    RM="$T/repro-mnist"
+    if QUICK=1 PARTS=mnist EVAL_EVERY=1 MNIST_EPOCHS=2 MILESTONES=1 MNIST_DIR="$MN" OUT="$RM" THREADS=1 CLI="$CLI" \
+        bash examples/reproduce.sh >"$T/repro-m.log" 2>&1; then
+        ok "reproduce.sh, the MNIST part at a tiny budget (exit 0)"
+        milestones_ok() {
+            for m in ae vae irmae; do
+                f="$RM/mnist-$m-milestones.txt"
+                [ "$(grep -c '^epoch=1 classify N=[0-9]* head=[a-z]* accuracy=[0-9.][0-9.]*$' "$f")" -eq 4 ] || return 1
+                [ "$(grep -c '^epoch=1 frechet method=[a-z]* frechet=[0-9.e+-]* .*frechet_real=' "$f")" -eq 2 ] || return 1
+                [ "$(wc -l < "$f")" -eq 6 ] || return 1          # no milestone at epoch 2
+                [ ! -e "$f.part" ] || return 1
+            done
+        }
+        check "reproduce.sh: milestone accuracies and Frechet distances for the 3 MNIST models" milestones_ok
+        check "reproduce.sh: no shapes model with PARTS=mnist" sh -c "! ls '$RM' | grep -q shapes"
+        before=$(cat "$RM"/*-milestones.txt | cksum)
+        QUICK=1 PARTS=mnist EVAL_EVERY=1 MNIST_EPOCHS=2 MILESTONES=1 MNIST_DIR="$MN" OUT="$RM" THREADS=1 CLI="$CLI" \
+            bash examples/reproduce.sh >"$T/repro-m2.log" 2>&1
+        check "reproduce.sh: a second MNIST run trains nothing and keeps the milestones" \
+            sh -c "! grep -q ' train ' '$T/repro-m2.log' && [ \"\$(cat '$RM'/*-milestones.txt | cksum)\" = '$before' ]"
+    else
+        bad "reproduce.sh, the MNIST part at a tiny budget" "$T/repro-m.log"
+    fi
 fi
 
 echo "test_cli: $pass passed, $fail failed"
