@@ -3212,7 +3212,8 @@ static void irmae__cols_copy_avx512(float *d, int w, int kc, const float *x, con
 {
     __mmask16 m0[IRMAE__NR_MAX], m1[IRMAE__NR_MAX], z0, z1;
     const __m512 zero = _mm512_setzero_ps();
-    const unsigned tail = (w > cols ? (1u << (w - cols)) - 1u : 0u) << cols; /* w <= 32 */
+    /* lanes [cols, w) of the 32 (0 < cols <= w <= 32: both shifts < 32) */
+    const unsigned tail = cols < w ? ((1u << (w - cols)) - 1u) << cols : 0u;
     int p, u;
     for (u = 0; u < runs; u++) {
         const unsigned m = len[u] >= 32 ? 0xFFFFFFFFu : (1u << len[u]) - 1u;
