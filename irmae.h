@@ -3157,17 +3157,15 @@ static void irmae__conv_pad(float *xp, const float *x, int imgs, const irmae__cg
    what packing the explicit im2col would (the same values: the products
    are the same bits). Other strides, and inputs for which the prepared
    copy would not fit where im2col's matrix goes, keep the explicit form. */
-static size_t irmae__cols_prep(const irmae__cgeom *g, irmae__ph2 *h, int *ok)
+/* 1 if the prepared copy applies to g (h: its phase planes for stride 2) */
+static int irmae__cols_prep(const irmae__cgeom *g, irmae__ph2 *h)
 {
-    size_t per = 0;
-    *ok = 0;
+    size_t per;
     if (g->s == 1) per = (size_t)(g->hx + 2 * g->p) * (size_t)(g->wx + 2 * g->p);
     else if (irmae__ph2_geom(h, g)) per = 4 * h->plane;
     else return 0;
-    per *= (size_t)g->cx;
     /* it must fit in the part of the workspace im2col's matrix takes */
-    *ok = per <= (size_t)g->kc * (size_t)g->P;
-    return per;
+    return per * (size_t)g->cx <= (size_t)g->kc * (size_t)g->P;
 }
 
 static void irmae__cols_prepare(float *xq, const float *x, int imgs, const irmae__cgeom *g, const irmae__ph2 *h)
@@ -3245,31 +3243,31 @@ static void irmae__pk_cols(const void *ctx, float *dst, int r0, int rn, int p0, 
     /* row stride of the prepared planes, floats per channel */
     const int rs = h ? h->wr : g->wx + 2 * g->p;
     const size_t cplane = h ? 4 * h->plane : (size_t)rs * (size_t)(g->hx + 2 * g->p);
-    int t;
+    size_t tap[IRMAE__KC];   /* the offset of each tap of the slice, the same for every panel */
+    int t, p, c = p0 / kk, ki = (p0 % kk) / k, kj = p0 % k;
+    for (p = 0; p < kc; p++) {
+        if (h) { /* ki - pad = 2 dy + a, kj - pad = 2 dx + b */
+            const int a = (ki - g->p) - 2 * irmae__fdiv2(ki - g->p), dy = irmae__fdiv2(ki - g->p);
+            const int b = (kj - g->p) - 2 * irmae__fdiv2(kj - g->p), dx = irmae__fdiv2(kj - g->p);
+            tap[p] = (size_t)(2 * a + b) * h->plane + (size_t)(dy - h->d0) * rs + (size_t)(dx - h->d0);
+        } else {
+            tap[p] = (size_t)ki * rs + (size_t)kj;
+        }
+        tap[p] += (size_t)c * cplane;
+        if (++kj == k) { kj = 0; if (++ki == k) { ki = 0; c++; } }
+    }
     IRMAE__OMP(for schedule(static))
     for (t = 0; t < panels; t++) {
         float *d = dst + (size_t)t * w * kc;
         const int j0 = r0 + t * w, cols = rn - t * w < w ? rn - t * w : w;
-        size_t base[IRMAE__NR_MAX], tap[IRMAE__KC];
-        int off[IRMAE__NR_MAX], len[IRMAE__NR_MAX], runs = 0, i = 0, p;
-        int c = p0 / kk, ki = (p0 % kk) / k, kj = p0 % k;
+        size_t base[IRMAE__NR_MAX];
+        int off[IRMAE__NR_MAX], len[IRMAE__NR_MAX], runs = 0, i = 0;
         while (i < cols) { /* runs of positions within one output row */
             const int q = j0 + i, n = q / g->P, pos = q % g->P, oy = pos / g->wy, ox = pos % g->wy;
             const int l = g->wy - ox < cols - i ? g->wy - ox : cols - i;
             base[runs] = (size_t)n * (size_t)g->cx * cplane + (size_t)oy * rs + (size_t)ox;
             off[runs] = i; len[runs++] = l;
             i += l;
-        }
-        for (p = 0; p < kc; p++) { /* the offset of each tap of the slice */
-            if (h) { /* ki - pad = 2 dy + a, kj - pad = 2 dx + b */
-                const int a = (ki - g->p) - 2 * irmae__fdiv2(ki - g->p), dy = irmae__fdiv2(ki - g->p);
-                const int b = (kj - g->p) - 2 * irmae__fdiv2(kj - g->p), dx = irmae__fdiv2(kj - g->p);
-                tap[p] = (size_t)(2 * a + b) * h->plane + (size_t)(dy - h->d0) * rs + (size_t)(dx - h->d0);
-            } else {
-                tap[p] = (size_t)ki * rs + (size_t)kj;
-            }
-            tap[p] += (size_t)c * cplane;
-            if (++kj == k) { kj = 0; if (++ki == k) { ki = 0; c++; } }
         }
 #if defined(IRMAE__X86)
         if (vec == 2 && w <= 32) {
@@ -3288,9 +3286,6 @@ static irmae__operand irmae__opnd(const float *p, int ld, int trans, irmae__pack
     return o;
 }
 
-/* ym [cy, imgs P] = Wc im2col(x) for a chunk of imgs images of the image
-   side x, through work's first kc imgs P floats: implicitly (irmae__pk_cols)
-   where the GEMM packs and the prepared copy fits, else im2col + sgemm */
 /* 1 if irmae__conv_wcols packs im2col(X) implicitly for a chunk of np
    positions: a GEMM that packs, a prepared copy that fits, and either
    AVX-512 (masked moves copy a short run as fast as a long one) or planes
@@ -3301,11 +3296,12 @@ static irmae__operand irmae__opnd(const float *p, int ld, int trans, irmae__pack
    ~5% faster) */
 static int irmae__cols_implicit(const irmae__cgeom *g, int np, irmae__ph2 *h)
 {
-    int ok;
-    irmae__cols_prep(g, h, &ok);
-    return ok && (IRMAE__CONV_VEC() == 2 || g->P > IRMAE__TAB_IM2COL_P) && IRMAE__GEMM_PACKS(g->cy, np, g->kc);
+    return irmae__cols_prep(g, h) && (IRMAE__CONV_VEC() == 2 || g->P > IRMAE__TAB_IM2COL_P) && IRMAE__GEMM_PACKS(g->cy, np, g->kc);
 }
 
+/* ym [cy, imgs P] = Wc im2col(x) for a chunk of imgs images of the image
+   side x, through work's first kc imgs P floats: implicitly (irmae__pk_cols)
+   where irmae__cols_implicit says so, else im2col + sgemm */
 static int irmae__conv_wcols(float *ym, const float *w, const float *x, int imgs, const irmae__cgeom *g,
                              float *work)
 {
