@@ -27,6 +27,12 @@
 #                  the few-label accuracies and Frechet distances of the final evaluation, as
 #                  soon as its training reaches them (NAME-milestones.txt; default: none)
 #   PARTS          what to run: "shapes mnist" (default), "shapes" or "mnist"
+#   MODELS         the models to train and evaluate, by output name (default: all of them):
+#                  shapes-ae shapes-ae-l1 shapes-ae-l2 shapes-irmae2 shapes-irmae4
+#                  mnist-ae mnist-vae mnist-irmae, and shapes-irmae2-sS for each of SEEDS
+#   SEEDS          further seeds of shapes IRMAE l=2 (default none; "2 3" adds
+#                  shapes-irmae2-s2 and shapes-irmae2-s3: data, initialisation and order
+#                  from that seed, evaluated on the same held-out images as every model)
 #   JOBS           trainings run at the same time (default 1)
 #   CLI            the tool (default ./irmae)
 # Every step is skipped when its output exists, so an interrupted run resumes
@@ -37,6 +43,7 @@ OUT=${OUT:-repro-out}
 MNIST_DIR=${MNIST_DIR:-../shared/data/mnist-subset}
 L1=${L1:-0.01}; L2=${L2:-0.01}
 THREADS=${THREADS:-0}; JOBS=${JOBS:-1}; PARTS=${PARTS:-shapes mnist}; MILESTONES=${MILESTONES:-}
+MODELS=${MODELS:-}; SEEDS=${SEEDS:-}
 if [ "${QUICK:-0}" = 1 ]; then
     SHAPES_COUNT=${SHAPES_COUNT:-512}; SHAPES_EPOCHS=${SHAPES_EPOCHS:-1}; MNIST_EPOCHS=${MNIST_EPOCHS:-1}
     LABELS="10 100"; HEAD_STEPS=200; HELD=256; MNIST_COUNT=512
@@ -132,6 +139,30 @@ plot_trajectories() {
 }
 # waits when JOBS trainings are running
 throttle() { while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done; }
+# selected NAME: whether MODELS (empty: every model) holds NAME
+selected() { [ -z "$MODELS" ] || case " $MODELS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+# train_all PREFIX COMMON TABLE: starts the selected models of TABLE (lines
+# "name|label|training options") JOBS at a time and waits for them; then
+# NAMES/TITLES hold the selected models whose checkpoint exists, in table
+# order, and MODEL_ARGS their "--model CKPT --name LABEL" pairs
+train_all() {
+    local prefix=$1 common=$2 n lab opts
+    NAMES=(); TITLES=(); MODEL_ARGS=()
+    while IFS='|' read -r -u 3 n lab opts; do
+        selected "$prefix-$n" || continue
+        NAMES+=("$n"); TITLES+=("$lab")
+        # shellcheck disable=SC2086  # option lists split into words on purpose
+        throttle; train "$prefix-$n" $common $opts &
+    done 3<<< "$3"
+    wait
+    local i keep_n=() keep_l=()
+    for i in "${!NAMES[@]}"; do
+        [ -f "$OUT/$prefix-${NAMES[$i]}.ckpt" ] || continue
+        keep_n+=("${NAMES[$i]}"); keep_l+=("${TITLES[$i]}")
+        MODEL_ARGS+=(--model "$OUT/$prefix-${NAMES[$i]}.ckpt" --name "${TITLES[$i]}")
+    done
+    NAMES=("${keep_n[@]}"); TITLES=("${keep_l[@]}")
+}
 
 log "# reproduce.sh $(date -u +%Y-%m-%dT%H:%MZ): shapes $SHAPES_COUNT images x $SHAPES_EPOCHS epochs;" \
     "MNIST $MNIST_DIR x $MNIST_EPOCHS epochs"
@@ -139,24 +170,26 @@ log "# reproduce.sh $(date -u +%Y-%m-%dT%H:%MZ): shapes $SHAPES_COUNT images x $
 # ------------------------------------------------------------------ shapes
 case " $PARTS " in *" shapes "*)
 S="--data shapes --count $SHAPES_COUNT --epochs $SHAPES_EPOCHS --batch 32 --lr 1e-4"
-throttle; train shapes-ae     $S --model ae &
-throttle; train shapes-ae-l1  $S --model ae --code-l1 "$L1" &
-throttle; train shapes-ae-l2  $S --model ae --code-l2 "$L2" &
-throttle; train shapes-irmae2 $S --model irmae -l 2 &
-throttle; train shapes-irmae4 $S --model irmae -l 4 &
-wait
-log "## shapes: spectra of $HELD held-out images"
-run "$CLI" spectrum --data shapes --count "$HELD" \
-    --model "$OUT/shapes-ae.ckpt" --name AE --model "$OUT/shapes-ae-l1.ckpt" --name "AE+L1" \
-    --model "$OUT/shapes-ae-l2.ckpt" --name "AE+L2" --model "$OUT/shapes-irmae2.ckpt" --name "IRMAE l=2" \
-    --model "$OUT/shapes-irmae4.ckpt" --name "IRMAE l=4" \
-    --csv "$OUT/shapes-spectra.csv" --svg "$OUT/shapes-spectra.svg" | tee -a "$R"
-plot_trajectories shapes "$SHAPES_COUNT" shapes-ae:AE shapes-ae-l1:AE+L1 shapes-ae-l2:AE+L2 \
-    "shapes-irmae2:IRMAE l=2" "shapes-irmae4:IRMAE l=4"
-for m in ae ae-l1 ae-l2 irmae2 irmae4; do
-    run "$CLI" interpolate --data shapes --model "$OUT/shapes-$m.ckpt" --pairs 6 --steps 10 \
-        --out "$OUT/shapes-interp-$m.png" | tee -a "$R"
-done
+T="ae|AE|--model ae
+ae-l1|AE+L1|--model ae --code-l1 $L1
+ae-l2|AE+L2|--model ae --code-l2 $L2
+irmae2|IRMAE l=2|--model irmae -l 2
+irmae4|IRMAE l=4|--model irmae -l 4"
+for seed in $SEEDS; do T="$T
+irmae2-s$seed|IRMAE l=2 seed $seed|--model irmae -l 2 --seed $seed"; done
+train_all shapes "$S" "$T"
+if [ ${#NAMES[@]} -gt 0 ]; then
+    log "## shapes: spectra of $HELD held-out images"
+    run "$CLI" spectrum --data shapes --count "$HELD" "${MODEL_ARGS[@]}" \
+        --csv "$OUT/shapes-spectra.csv" --svg "$OUT/shapes-spectra.svg" | tee -a "$R"
+    pairs=()
+    for i in "${!NAMES[@]}"; do pairs+=("shapes-${NAMES[$i]}:${TITLES[$i]}"); done
+    plot_trajectories shapes "$SHAPES_COUNT" "${pairs[@]}"
+    for m in "${NAMES[@]}"; do
+        run "$CLI" interpolate --data shapes --model "$OUT/shapes-$m.ckpt" --pairs 6 --steps 10 \
+            --out "$OUT/shapes-interp-$m.png" | tee -a "$R"
+    done
+fi
 ;; esac
 
 # ------------------------------------------------------------------- MNIST
@@ -166,16 +199,14 @@ if [ ! -d "$MNIST_DIR" ]; then
     exit 0
 fi
 M="--data mnist --dir $MNIST_DIR --count $MNIST_COUNT --epochs $MNIST_EPOCHS --batch 32 --lr 1e-4"
-throttle; train mnist-ae    $M --model ae &
-throttle; train mnist-vae   $M --model vae &
-throttle; train mnist-irmae $M --model irmae -l 8 &
-wait
+train_all mnist "$M" "ae|AE|--model ae
+vae|VAE|--model vae
+irmae|IRMAE l=8|--model irmae -l 8"
+if [ ${#NAMES[@]} -eq 0 ]; then log "# done $(date -u +%Y-%m-%dT%H:%MZ)"; exit 0; fi
 log "## MNIST: spectra of $HELD test images"
-run "$CLI" spectrum --data mnist --dir "$MNIST_DIR" --count "$HELD" \
-    --model "$OUT/mnist-ae.ckpt" --name AE --model "$OUT/mnist-vae.ckpt" --name VAE \
-    --model "$OUT/mnist-irmae.ckpt" --name "IRMAE l=8" \
+run "$CLI" spectrum --data mnist --dir "$MNIST_DIR" --count "$HELD" "${MODEL_ARGS[@]}" \
     --csv "$OUT/mnist-spectra.csv" --svg "$OUT/mnist-spectra.svg" | tee -a "$R"
-for m in ae vae irmae; do
+for m in "${NAMES[@]}"; do
     run "$CLI" reconstruct --data mnist --dir "$MNIST_DIR" --model "$OUT/mnist-$m.ckpt" --count 16 \
         --out "$OUT/mnist-recon-$m.png" | tee -a "$R"
     run "$CLI" interpolate --data mnist --dir "$MNIST_DIR" --model "$OUT/mnist-$m.ckpt" --pairs 6 --steps 10 \
@@ -188,19 +219,19 @@ done
 log "## MNIST: test accuracy (%) with N labelled training images"
 for n in $LABELS; do
     for head in linear mlp; do
-        for m in ae vae irmae; do
+        for m in "${NAMES[@]}"; do
             acc=$(run "$CLI" classify --dir "$MNIST_DIR" --model "$OUT/mnist-$m.ckpt" --labels "$n" --head "$head" \
                   --head-steps "$HEAD_STEPS" --threads "$THREADS" | sed -n 's/^accuracy=//p')
             log "classify N=$n head=$head model=$m accuracy=$acc"
         done
-        acc=$(run "$CLI" classify --dir "$MNIST_DIR" --model "$OUT/mnist-ae.ckpt" --labels "$n" --head "$head" \
-              --head-steps "$HEAD_STEPS" --threads "$THREADS" --supervised | sed -n 's/^accuracy=//p')
+        acc=$(run "$CLI" classify --dir "$MNIST_DIR" --model "$OUT/mnist-${NAMES[0]}.ckpt" --labels "$n" \
+              --head "$head" --head-steps "$HEAD_STEPS" --threads "$THREADS" --supervised | sed -n 's/^accuracy=//p')
         log "classify N=$n head=$head model=supervised accuracy=$acc"
     done
 done
 log "## MNIST: Frechet distance (pixel-MLP classifier features, not FID) of samples vs test images"
 for method in mvg gmm; do
-    for m in ae vae irmae; do
+    for m in "${NAMES[@]}"; do
         out=$(run "$CLI" frechet --data mnist --dir "$MNIST_DIR" --model "$OUT/mnist-$m.ckpt" --method "$method" \
               --threads "$THREADS")
         log "frechet method=$method model=$m" $(echo "$out" | sed -n 's/^\(frechet[a-z_]*=[^ ]*\).*/\1/p')

@@ -388,6 +388,23 @@ else
     else
         bad "reproduce.sh, the MNIST part at a tiny budget" "$T/repro-m.log"
     fi
+    # MODELS picks trainings by output name, SEEDS adds shapes IRMAE l=2 seeds
+    RS="$T/repro-sel"
+    if QUICK=1 MODELS="mnist-irmae shapes-irmae2-s2" SEEDS=2 SHAPES_COUNT=64 SHAPES_EPOCHS=1 MNIST_EPOCHS=1 \
+        MNIST_DIR="$MN" OUT="$RS" THREADS=1 CLI="$CLI" bash examples/reproduce.sh >"$T/repro-s.log" 2>&1; then
+        ok "reproduce.sh with MODELS and SEEDS (exit 0)"
+        check "reproduce.sh MODELS: only the chosen models trained" \
+            sh -c "[ \"\$(cd '$RS' && ls *.ckpt | tr '\n' ' ')\" = 'mnist-irmae.ckpt shapes-irmae2-s2.ckpt ' ]"
+        check "reproduce.sh SEEDS: the seed reaches the training" grep -q -- '--model irmae -l 2 --seed 2 ' "$T/repro-s.log"
+        check "reproduce.sh MODELS: the results hold the chosen models only" sh -c \
+            "grep -q '^IRMAE l=2 seed 2:' '$RS/results.txt' && grep -q '^IRMAE l=8:' '$RS/results.txt' &&
+             [ \$(grep -c '^classify .*model=irmae ' '$RS/results.txt') -eq 4 ] &&
+             [ \$(grep -c '^classify .*model=supervised ' '$RS/results.txt') -eq 4 ] &&
+             [ \$(grep -c '^frechet .*model=irmae ' '$RS/results.txt') -eq 2 ] &&
+             ! grep -Eq 'model=(ae|vae) |^(AE|VAE|AE\+L1|AE\+L2|IRMAE l=[24]):' '$RS/results.txt'"
+    else
+        bad "reproduce.sh with MODELS and SEEDS" "$T/repro-s.log"
+    fi
 fi
 
 echo "test_cli: $pass passed, $fail failed"
