@@ -1030,6 +1030,114 @@ static void section_train(void)
             }
 }
 
+/* Every conv, convT and linear layer of the two presets on its own (batch 32,
+   random tensors, hot caches), forward and backward, at each thread count:
+   the median time of a call and its phases, and the speedup of the last
+   thread count over the first. What a layer loses here it loses in a
+   training step too; a step can lose more (its data moves between the
+   cores' caches from one layer to the next, which an isolated call does not
+   see), so compare the sum with the train section's step. */
+static double layer_call(const irmae_layer *ly, int pass, int need_din, const irmae_conv_desc *d, float **t)
+{
+    /* t: in, out, w, b, din, dw, db, work */
+    double t0 = now();
+    int rc = 0, B = d->batch;
+    if (ly->spec.type == IRMAE_LAYER_LINEAR) {
+        int in_f = ly->in_c * ly->in_h * ly->in_w, out_f = ly->out_c;
+        rc = pass == 0 ? irmae_linear_forward(t[1], t[0], t[2], t[3], B, in_f, out_f)
+                       : irmae_linear_backward(need_din ? t[4] : NULL, t[5], t[6], t[1], t[0], t[2], B, in_f, out_f);
+    } else if (ly->spec.type == IRMAE_LAYER_CONV) {
+        rc = pass == 0 ? irmae_conv2d_forward(t[1], t[0], t[2], t[3], d, t[7])
+                       : irmae_conv2d_backward(need_din ? t[4] : NULL, t[5], t[6], t[1], t[0], t[2], d, t[7]);
+    } else {
+        rc = pass == 0 ? irmae_convt2d_forward(t[1], t[0], t[2], t[3], d, t[7])
+                       : irmae_convt2d_backward(need_din ? t[4] : NULL, t[5], t[6], t[1], t[0], t[2], d, t[7]);
+    }
+    if (rc) die("layer call", rc);
+    return now() - t0;
+}
+
+static void section_layers(void)
+{
+    int ci, i, pass, ti, r, ph;
+    const int B = 32;
+    printf("\n# layers on their own (batch %d, hot caches): median ms of a call [gemm pack lower] per thread count, "
+           "speedup = first / last thread count\n", B);
+    for (ci = 0; ci < 2; ci++) {
+        irmae_model m;
+        double sum[MAX_THREADS_LIST];
+        memset(sum, 0, sizeof sum);
+        make_model(&m, &g_confs[ci], B);
+        for (i = 0; i < m.n_layers; i++) {
+            const irmae_layer *ly = &m.layers[i];
+            irmae_conv_desc d;
+            float *t[8];
+            size_t n[8];
+            char name[64];
+            int k, rc = 0;
+            if (ly->spec.type != IRMAE_LAYER_CONV && ly->spec.type != IRMAE_LAYER_CONVT &&
+                ly->spec.type != IRMAE_LAYER_LINEAR) continue;
+            memset(&d, 0, sizeof d);
+            d.batch = B;
+            if (ly->spec.type == IRMAE_LAYER_CONV)
+                rc = irmae_conv2d_desc(&d, B, ly->in_c, ly->in_h, ly->in_w, ly->out_c, ly->spec.k, ly->spec.stride, ly->spec.pad);
+            else if (ly->spec.type == IRMAE_LAYER_CONVT)
+                rc = irmae_convt2d_desc(&d, B, ly->in_c, ly->in_h, ly->in_w, ly->out_c, ly->spec.k, ly->spec.stride, ly->spec.pad);
+            if (rc) die("conv desc", rc);
+            n[0] = n[4] = (size_t)B * ly->in_c * ly->in_h * ly->in_w;
+            n[1] = (size_t)B * ly->out_c * ly->out_h * ly->out_w;
+            n[2] = n[5] = (size_t)ly->in_c * ly->in_h * ly->in_w * ly->out_c;
+            if (ly->spec.type != IRMAE_LAYER_LINEAR) n[2] = n[5] = (size_t)ly->in_c * ly->out_c * ly->spec.k * ly->spec.k;
+            n[3] = n[6] = (size_t)ly->out_c;
+            n[7] = ly->spec.type == IRMAE_LAYER_LINEAR ? 1 : irmae_conv_workspace(&d) + 1;
+            for (k = 0; k < 8; k++) {
+                size_t j;
+                if (!(t[k] = (float *)malloc(n[k] * sizeof(float)))) die("malloc", IRMAE_ERR_NOMEM);
+                for (j = 0; j < n[k]; j++) t[k][j] = (float)((j * 2654435761u) % 1000u) * 1e-3f - 0.5f;
+            }
+            layer_name(name, &m, i);
+            for (pass = 0; pass < 2; pass++) {
+                double ms[MAX_THREADS_LIST];
+                printf("layer preset=%s %-34s %s:", g_confs[ci].name, name, pass ? "bwd" : "fwd");
+                for (ti = 0; ti < g_nthreads; ti++) {
+                    double v[16], prof[IRMAE_PHASE_COUNT], phs[3] = {0, 0, 0};
+                    int calls = 1, reps = g_reps < 16 ? g_reps : 16;
+                    set_threads(g_threads[ti]);
+                    for (r = 0; r < 3; r++) layer_call(ly, pass, i > 0, &d, t);
+                    while (calls < (1 << 20)) { /* enough calls for g_min_time */
+                        double s = 0.0;
+                        for (r = 0; r < calls; r++) s += layer_call(ly, pass, i > 0, &d, t);
+                        if (s >= g_min_time) break;
+                        calls *= 2;
+                    }
+                    irmae_profile_enable(1);
+                    for (k = 0; k < reps; k++) {
+                        double s = 0.0;
+                        irmae_profile_read(prof, 1);
+                        for (r = 0; r < calls; r++) s += layer_call(ly, pass, i > 0, &d, t);
+                        v[k] = s / calls;
+                        irmae_profile_read(prof, 1);
+                        for (ph = 0; ph < 3; ph++) phs[ph] += prof[ph] / calls / reps;
+                    }
+                    irmae_profile_enable(0);
+                    ms[ti] = 1e3 * median(v, reps);
+                    sum[ti] += ms[ti];
+                    printf(" %dt %.3f [%.3f %.3f %.3f]", g_threads[ti], ms[ti], 1e3 * phs[0], 1e3 * phs[1], 1e3 * phs[2]);
+                }
+                if (g_nthreads > 1) printf(" speedup %.2f", ms[0] / ms[g_nthreads - 1]);
+                printf("\n");
+                fflush(stdout);
+            }
+            for (k = 0; k < 8; k++) free(t[k]);
+        }
+        printf("layers preset=%s sum:", g_confs[ci].name);
+        for (ti = 0; ti < g_nthreads; ti++) printf(" %dt %.2f ms", g_threads[ti], sum[ti]);
+        if (g_nthreads > 1) printf(" speedup %.2f", sum[0] / sum[g_nthreads - 1]);
+        printf("\n");
+        irmae_model_free(&m);
+    }
+}
+
 /* Every SIMD path this CPU has, side by side on one thread: square GEMMs and
    the batch-32 training step; the dispatcher's choice must be the fastest. */
 static void section_paths(void)
@@ -1206,7 +1314,8 @@ static void parse_threads(void)
 
 int main(int argc, char **argv)
 {
-    int do_peak = 0, do_gemm = 0, do_train = 0, do_mem = 0, do_list = 0, do_squares = 0, do_paths = 0, i;
+    int do_peak = 0, do_gemm = 0, do_train = 0, do_mem = 0, do_list = 0, do_squares = 0, do_paths = 0,
+        do_layers = 0, i;
     const char *bind = getenv("OMP_PROC_BIND");
     parse_threads();
     g_reps = (int)env_double("IRMAE_BENCH_REPS", 5.0);
@@ -1225,13 +1334,14 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "train")) do_train = 1;
         else if (!strcmp(argv[i], "mem")) do_mem = 1;
         else if (!strcmp(argv[i], "paths")) do_paths = 1;
+        else if (!strcmp(argv[i], "layers")) do_layers = 1;
         else {
-            fprintf(stderr, "usage: %s [peak] [list] [squares] [gemm] [paths] [train] [mem]\n", argv[0]);
+            fprintf(stderr, "usage: %s [peak] [list] [squares] [gemm] [paths] [train] [layers] [mem]\n", argv[0]);
             return 2;
         }
     }
-    if (!do_peak && !do_gemm && !do_train && !do_mem && !do_list && !do_squares && !do_paths)
-        do_peak = do_gemm = do_paths = do_train = do_mem = 1;
+    if (!do_peak && !do_gemm && !do_train && !do_mem && !do_list && !do_squares && !do_paths && !do_layers)
+        do_peak = do_gemm = do_paths = do_train = do_layers = do_mem = 1;
     printf("irmae bench: irmae.h %d.%d.%d, simd=%s, OMP_PROC_BIND=%s, threads=",
            IRMAE_VERSION_MAJOR, IRMAE_VERSION_MINOR, IRMAE_VERSION_PATCH,
            irmae_simd_name(irmae_simd_level()), bind ? bind : "(unset)");
@@ -1254,6 +1364,7 @@ int main(int argc, char **argv)
     if (do_gemm) { section_gemm(1); print_load("after gemm"); }
     if (do_paths) { section_paths(); print_load("after paths"); }
     if (do_train) { section_train(); print_load("after train"); }
+    if (do_layers) { section_layers(); print_load("after layers"); }
     if (do_mem) section_mem();
     return 0;
 }
