@@ -101,6 +101,8 @@ bench: | $(B)
 # MFU uses the FMA peak that bench.c measures (its `peak` section).
 bench-torch: | $(B)
 	@if $(PYTHON) -c 'import torch' 2>/dev/null; then \
+	  ldconfig -p 2>/dev/null | grep -q libopenblas || \
+	    echo "bench-torch: note: no OpenBLAS found (apt-get install libopenblas-dev): Debian's PyTorch then uses the reference BLAS, ~10x slower"; \
 	  $(CC) $(CFLAGS) $(STD) $(WARN) $(OMP) bench/bench.c -o $(B)/bench-peak $(LDLIBS) && \
 	  peak=$$(OMP_PROC_BIND=true $(B)/bench-peak peak | tee /dev/stderr | \
 	          sed -n 's/^peak threads=\([0-9]*\) .*gflops=\([0-9.]*\)$$/\1:\2/p' | paste -sd, -) && \
