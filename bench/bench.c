@@ -452,6 +452,14 @@ static void add_shape(shapelist *L, int ta, int tb, int m, int n, int k, int bet
     }
 }
 
+/* the desc of a conv / convT layer of a model for batch B */
+static int layer_desc(irmae_conv_desc *d, const irmae_layer *ly, int B)
+{
+    return ly->spec.type == IRMAE_LAYER_CONVT
+        ? irmae_convt2d_desc(d, B, ly->in_c, ly->in_h, ly->in_w, ly->out_c, ly->spec.k, ly->spec.stride, ly->spec.pad)
+        : irmae_conv2d_desc(d, B, ly->in_c, ly->in_h, ly->in_w, ly->out_c, ly->spec.k, ly->spec.stride, ly->spec.pad);
+}
+
 /* one conv/convT layer, pass 0 = forward, 1 = backward (din only if need_din);
    mirrors irmae_conv2d_* / irmae_convt2d_* in irmae.h */
 static void collect_conv(shapelist *L, const irmae_layer *ly, int B, int pass, int need_din, const char *name)
@@ -460,8 +468,7 @@ static void collect_conv(shapelist *L, const irmae_layer *ly, int B, int pass, i
     int tr = ly->spec.type == IRMAE_LAYER_CONVT, rc, cx, cy, P, kc, chunk, n0;
     size_t ws, per;
     char where[80];
-    rc = tr ? irmae_convt2d_desc(&d, B, ly->in_c, ly->in_h, ly->in_w, ly->out_c, ly->spec.k, ly->spec.stride, ly->spec.pad)
-            : irmae_conv2d_desc(&d, B, ly->in_c, ly->in_h, ly->in_w, ly->out_c, ly->spec.k, ly->spec.stride, ly->spec.pad);
+    rc = layer_desc(&d, ly, B);
     if (rc) die("conv desc", rc);
     /* image side X (im2col reads it), matrix side Y, Wc [cy, kc] */
     cx = tr ? d.out_c : d.in_c;
@@ -1078,12 +1085,8 @@ static void section_layers(void)
             if (ly->spec.type != IRMAE_LAYER_CONV && ly->spec.type != IRMAE_LAYER_CONVT &&
                 ly->spec.type != IRMAE_LAYER_LINEAR) continue;
             memset(&d, 0, sizeof d);
-            d.batch = B;
-            if (ly->spec.type == IRMAE_LAYER_CONV)
-                rc = irmae_conv2d_desc(&d, B, ly->in_c, ly->in_h, ly->in_w, ly->out_c, ly->spec.k, ly->spec.stride, ly->spec.pad);
-            else if (ly->spec.type == IRMAE_LAYER_CONVT)
-                rc = irmae_convt2d_desc(&d, B, ly->in_c, ly->in_h, ly->in_w, ly->out_c, ly->spec.k, ly->spec.stride, ly->spec.pad);
-            if (rc) die("conv desc", rc);
+            d.batch = B; /* all a linear layer's call reads of it */
+            if (ly->spec.type != IRMAE_LAYER_LINEAR && (rc = layer_desc(&d, ly, B))) die("conv desc", rc);
             n[0] = n[4] = (size_t)B * ly->in_c * ly->in_h * ly->in_w;
             n[1] = (size_t)B * ly->out_c * ly->out_h * ly->out_w;
             n[2] = n[5] = (size_t)ly->in_c * ly->in_h * ly->in_w * ly->out_c;
