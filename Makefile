@@ -80,8 +80,11 @@ demo: $(B)/shapes
 # Benchmarks: measured FMA peak, sgemm on square sizes and on every GEMM
 # shape of a training step, training img/s and MFU for 1 and 2 threads.
 # With libopenblas-dev installed, OpenBLAS is measured in the same run, with
-# OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (this machine sets them to values
-# that halve OpenBLAS); without it, irmae alone. BENCH_ARGS picks sections
+# OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (some machines set them to values
+# that halve OpenBLAS), except where OpenBLAS does not know the CPU model and
+# would run generic SSE3 kernels: bench/openblas_core.sh then names the core
+# for the CPU's instructions (OPENBLAS_CORE=detect|NAME overrides); without
+# OpenBLAS, irmae alone. BENCH_ARGS picks sections
 # (peak squares gemm train mem; default all).
 BENCH_ARGS ?=
 bench: | $(B)
@@ -89,7 +92,9 @@ bench: | $(B)
 	    $(CC) -x c - -o $(B)/have_openblas -lopenblas 2>/dev/null; then \
 	  echo "bench: OpenBLAS found, measured in the same run"; \
 	  $(CC) $(CFLAGS) $(STD) $(WARN) $(OMP) -DIRMAE_BENCH_OPENBLAS bench/bench.c -o $(B)/bench -lopenblas $(LDLIBS) && \
-	  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_PROC_BIND=true $(B)/bench $(BENCH_ARGS); \
+	  core=$$(sh bench/openblas_core.sh $(B) $(CC)) && \
+	  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $${core:+OPENBLAS_CORETYPE=$$core} \
+	    OMP_PROC_BIND=true $(B)/bench $(BENCH_ARGS); \
 	else \
 	  echo "bench: no OpenBLAS (apt-get install libopenblas-dev for the ratio columns)"; \
 	  $(CC) $(CFLAGS) $(STD) $(WARN) $(OMP) bench/bench.c -o $(B)/bench $(LDLIBS) && \
@@ -106,7 +111,8 @@ bench-torch: | $(B)
 	  $(CC) $(CFLAGS) $(STD) $(WARN) $(OMP) bench/bench.c -o $(B)/bench-peak $(LDLIBS) && \
 	  peak=$$(OMP_PROC_BIND=true $(B)/bench-peak peak | tee /dev/stderr | \
 	          sed -n 's/^peak threads=\([0-9]*\) .*gflops=\([0-9.]*\)$$/\1:\2/p' | paste -sd, -) && \
-	  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
+	  core=$$(sh bench/openblas_core.sh $(B) $(CC)) && \
+	  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $${core:+OPENBLAS_CORETYPE=$$core} OPENBLAS_NUM_THREADS=1 \
 	    GLIBC_TUNABLES=glibc.malloc.trim_threshold=4000000000:glibc.malloc.mmap_threshold=4000000000 \
 	    $(PYTHON) bench/torch_peer.py --peak-gflops "$$peak"; \
 	else echo "SKIP: bench-torch needs python3-torch"; fi

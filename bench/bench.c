@@ -1355,7 +1355,8 @@ int main(int argc, char **argv)
     printf(" (no OpenMP: every thread count runs on one thread)");
 #endif
 #ifdef IRMAE_BENCH_OPENBLAS
-    printf(", OpenBLAS %s", openblas_get_config());
+    printf(", OpenBLAS %s (core %s, OPENBLAS_CORETYPE=%s)", openblas_get_config(), openblas_get_corename(),
+           getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(unset)");
 #endif
     printf("\n");
     print_cpu();

@@ -19,8 +19,10 @@ of conv, convT, linear and the maps counted as 2), the peak given by
 --peak-gflops (as printed by `build/bench peak`: "1:98.7,2:197.0", or one
 number = the one-thread peak, scaled by the thread count); mfu=na without it.
 
-Run it in PyTorch's best configuration on this machine (see bench/README-bench.md):
-  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
+Run it in PyTorch's best configuration on this machine, as `make bench-torch`
+does (README, "Speed"; CORE from bench/openblas_core.sh, empty on CPUs that
+OpenBLAS knows):
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ${CORE:+OPENBLAS_CORETYPE=$CORE} OPENBLAS_NUM_THREADS=1 \
     GLIBC_TUNABLES=glibc.malloc.trim_threshold=4000000000:glibc.malloc.mmap_threshold=4000000000 \
     /usr/bin/python3 bench/torch_peer.py --peak-gflops 1:P1,2:P2
 """
@@ -167,9 +169,10 @@ def main():
     peaks = parse_peak(args.peak_gflops, threads)
     conf_l = {"mnist": 8, "shapes": 2}
 
-    print("torch %s, %s; OPENBLAS_NUM_THREADS=%s GLIBC_TUNABLES=%s" % (
+    print("torch %s, %s; OPENBLAS_NUM_THREADS=%s OPENBLAS_CORETYPE=%s GLIBC_TUNABLES=%s" % (
         torch.__version__, "mkldnn" if torch.backends.mkldnn.is_available() else "no mkldnn",
-        os.environ.get("OPENBLAS_NUM_THREADS", "(unset)"), os.environ.get("GLIBC_TUNABLES", "(unset)")))
+        os.environ.get("OPENBLAS_NUM_THREADS", "(unset)"), os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
+        os.environ.get("GLIBC_TUNABLES", "(unset)")))
     for preset in presets:
         l = conf_l[preset]
         torch.manual_seed(1)
