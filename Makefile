@@ -172,6 +172,11 @@ test-s390x: $(addprefix $(B)/s390x/,$(CROSS_TESTS)) $(B)/test_ckpt
 MINGW_CC ?= x86_64-w64-mingw32-gcc
 WINE ?= $(firstword $(wildcard /usr/lib/wine/wine64 /usr/bin/wine64 /usr/bin/wine) wine64)
 WIN_ENV = WINEPREFIX=$(abspath $(B))/wineprefix WINEDEBUG=-all
+# The suite under Wine runs at the quick sizes (IRMAE_TEST_QUICK, as in the
+# emulated and the clang and scalar builds of .ci/run: smaller sizes, and the
+# largest convolution shapes only in the native make test); WIN_QUICK=0 runs
+# the full sizes under Wine too.
+WIN_QUICK ?= 1
 WIN_FLAGS = $(CFLAGS) $(STD) $(WARN) -Werror -fopenmp -static
 $(B)/win/%.exe: tests/%.c irmae.h tests/paths.h
 	@mkdir -p $(@D)
@@ -184,7 +189,7 @@ test-windows: $(foreach t,$(TESTS),$(B)/win/$(t).exe) $(foreach e,shapes mnist i
 	$(MINGW_CC) $(WIN_FLAGS) -c tests/tu_user.c -o $(B)/win/tu_user.o
 	$(MINGW_CC) $(WIN_FLAGS) $(B)/win/tu_impl.o $(B)/win/tu_user.o -o $(B)/win/tu_link.exe -lm
 	$(MINGW_CC) $(WIN_FLAGS) -DIRMAE_STATIC -DIRMAE_NO_SIMD -c tests/tu_impl.c -o $(B)/win/tu_static.o
-	@$(WIN_ENV) sh tests/run.sh "$(WINE) $(B)/win/tu_link.exe" \
+	@$(WIN_ENV) $(if $(filter 1,$(WIN_QUICK)),IRMAE_TEST_QUICK=1) sh tests/run.sh "$(WINE) $(B)/win/tu_link.exe" \
 	  $(foreach t,$(TESTS),"$(WINE) $(B)/win/$(t).exe") \
 	  $(CLI_SKIP)" a POSIX shell script (mktemp, pipes, exit codes); the examples (CLI included) are only built for Windows"
 
