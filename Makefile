@@ -87,14 +87,15 @@ demo: $(B)/shapes
 # OpenBLAS, irmae alone. BENCH_ARGS picks sections
 # (peak squares gemm train mem; default all).
 BENCH_ARGS ?=
+# the environment both benchmarks run OpenBLAS in (openblas_core.sh prints
+# OPENBLAS_CORETYPE=NAME, or nothing where OpenBLAS knows the CPU)
+BLAS_ENV = env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $$(sh bench/openblas_core.sh $(B) $(CC))
 bench: | $(B)
 	@if printf '#include <cblas.h>\nint main(void){return 0;}\n' | \
 	    $(CC) -x c - -o $(B)/have_openblas -lopenblas 2>/dev/null; then \
 	  echo "bench: OpenBLAS found, measured in the same run"; \
 	  $(CC) $(CFLAGS) $(STD) $(WARN) $(OMP) -DIRMAE_BENCH_OPENBLAS bench/bench.c -o $(B)/bench -lopenblas $(LDLIBS) && \
-	  core=$$(sh bench/openblas_core.sh $(B) $(CC)) && \
-	  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $${core:+OPENBLAS_CORETYPE=$$core} \
-	    OMP_PROC_BIND=true $(B)/bench $(BENCH_ARGS); \
+	  $(BLAS_ENV) OMP_PROC_BIND=true $(B)/bench $(BENCH_ARGS); \
 	else \
 	  echo "bench: no OpenBLAS (apt-get install libopenblas-dev for the ratio columns)"; \
 	  $(CC) $(CFLAGS) $(STD) $(WARN) $(OMP) bench/bench.c -o $(B)/bench $(LDLIBS) && \
@@ -111,8 +112,7 @@ bench-torch: | $(B)
 	  $(CC) $(CFLAGS) $(STD) $(WARN) $(OMP) bench/bench.c -o $(B)/bench-peak $(LDLIBS) && \
 	  peak=$$(OMP_PROC_BIND=true $(B)/bench-peak peak | tee /dev/stderr | \
 	          sed -n 's/^peak threads=\([0-9]*\) .*gflops=\([0-9.]*\)$$/\1:\2/p' | paste -sd, -) && \
-	  core=$$(sh bench/openblas_core.sh $(B) $(CC)) && \
-	  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $${core:+OPENBLAS_CORETYPE=$$core} OPENBLAS_NUM_THREADS=1 \
+	  $(BLAS_ENV) OPENBLAS_NUM_THREADS=1 \
 	    GLIBC_TUNABLES=glibc.malloc.trim_threshold=4000000000:glibc.malloc.mmap_threshold=4000000000 \
 	    $(PYTHON) bench/torch_peer.py --peak-gflops "$$peak"; \
 	else echo "SKIP: bench-torch needs python3-torch"; fi

@@ -1,8 +1,8 @@
 #!/bin/sh
 # openblas_core.sh BUILD_DIR CC - the OPENBLAS_CORETYPE that `make bench` and
 # `make bench-torch` run OpenBLAS (and PyTorch, which calls it) with, printed
-# on stdout ("" = let OpenBLAS detect the CPU itself); a note on stderr when
-# it overrides the detection.
+# on stdout as OPENBLAS_CORETYPE=NAME (nothing = let OpenBLAS detect the CPU
+# itself); a note on stderr when it overrides the detection.
 #
 # OpenBLAS picks its kernels by CPU model. A model newer than the library
 # (Debian 12's OpenBLAS 0.3.21 on an Intel Xeon of family 6 model 207, seen
@@ -16,7 +16,7 @@ B=${1:-build}; CC=${2:-cc}
 case ${OPENBLAS_CORE:-auto} in
     detect) exit 0 ;;
     auto) ;;
-    *) echo "$OPENBLAS_CORE"; exit 0 ;;
+    *) echo "OPENBLAS_CORETYPE=$OPENBLAS_CORE"; exit 0 ;;
 esac
 probe="$B/openblas_corename"
 printf '#include <stdio.h>\n#include <cblas.h>\nint main(void){puts(openblas_get_corename());return 0;}\n' |
@@ -34,7 +34,7 @@ case $(echo "$core" | tr 'A-Z' 'a-z') in
             echo "openblas_core.sh: OpenBLAS takes this CPU for a '$core' (it does not know the model);" \
                  "running it with OPENBLAS_CORETYPE=$want, the kernels for the CPU's instructions" \
                  "(OPENBLAS_CORE=detect keeps '$core')" >&2
-            echo "$want"
+            echo "OPENBLAS_CORETYPE=$want"
         fi ;;
 esac
 exit 0

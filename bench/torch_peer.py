@@ -20,9 +20,9 @@ of conv, convT, linear and the maps counted as 2), the peak given by
 number = the one-thread peak, scaled by the thread count); mfu=na without it.
 
 Run it in PyTorch's best configuration on this machine, as `make bench-torch`
-does (README, "Speed"; CORE from bench/openblas_core.sh, empty on CPUs that
-OpenBLAS knows):
-  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ${CORE:+OPENBLAS_CORETYPE=$CORE} OPENBLAS_NUM_THREADS=1 \
+does (README, "Speed"; bench/openblas_core.sh prints OPENBLAS_CORETYPE=NAME,
+or nothing on CPUs that OpenBLAS knows):
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(sh bench/openblas_core.sh) OPENBLAS_NUM_THREADS=1 \
     GLIBC_TUNABLES=glibc.malloc.trim_threshold=4000000000:glibc.malloc.mmap_threshold=4000000000 \
     /usr/bin/python3 bench/torch_peer.py --peak-gflops 1:P1,2:P2
 """

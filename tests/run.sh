@@ -8,7 +8,7 @@ for t in "$@"; do
     t0=$(date +%s)
     out=$($t 2>&1); rc=$?
     printf '%s\n' "$out"
-    echo "-- $(( $(date +%s) - t0 )) s"
+    echo "-- $t: $(( $(date +%s) - t0 )) s"
     line=$(printf '%s\n' "$out" | grep -E '^test_[a-z0-9_]+: [0-9]+ passed, [0-9]+ failed' | tail -n 1)
     p=$(printf '%s\n' "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/')
     f=$(printf '%s\n' "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
