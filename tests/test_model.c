@@ -817,19 +817,21 @@ static void test_profile(void)
     irmae_rng r = irmae_rng_seed(41), r1 = irmae_rng_seed(42);
     double sec[IRMAE_PHASE_COUNT], sum = 0.0, t0, wall;
     float loss;
+    /* IRMAE_TEST_QUICK (emulators): steps of 4 images instead of 16 */
+    const int B = getenv("IRMAE_TEST_QUICK") ? 4 : 16;
     int p, zero = 1;
-    c.max_batch = 16;
-    irmae_shapes_make(&ds, NULL, 16, &r);
+    c.max_batch = B;
+    irmae_shapes_make(&ds, NULL, B, &r);
     irmae_model_init(&m, &c, &r1);
     irmae_profile_read(NULL, 1);
-    irmae_model_train_step(&m, &loss, ds.x, 16);
+    irmae_model_train_step(&m, &loss, ds.x, B);
     irmae_profile_read(sec, 0);
     for (p = 0; p < IRMAE_PHASE_COUNT; p++) if (sec[p] != 0.0) zero = 0;
     CHECK(zero, "profile accumulates while disabled");
     irmae_profile_enable(1);
     t0 = irmae__clock();
-    irmae_model_train_step(&m, &loss, ds.x, 16);
-    irmae_model_train_step(&m, &loss, ds.x, 16);
+    irmae_model_train_step(&m, &loss, ds.x, B);
+    irmae_model_train_step(&m, &loss, ds.x, B);
     wall = irmae__clock() - t0;
     irmae_profile_enable(0);
     irmae_profile_read(sec, 1);
