@@ -3107,6 +3107,13 @@ static void irmae__pk_patches(const void *ctx, float *dst, int r0, int rn, int p
             const float *o = cp->x + ((size_t)n * g->cx + (size_t)(j0 / kk)) * pplane +
                              (size_t)(oy * g->s) * pw + (size_t)(ox * g->s);
             int j = 0, ki = (j0 % kk) / k, kj = (j0 % kk) % k;
+            if (k == 4 && ki == 0 && kj == 0) /* whole channels: their 4 rows of 4 */
+                for (; j + 16 <= cols; j += 16, o += pplane) {
+                    memcpy(d + j, o, 4 * sizeof(float));
+                    memcpy(d + j + 4, o + pw, 4 * sizeof(float));
+                    memcpy(d + j + 8, o + 2 * (size_t)pw, 4 * sizeof(float));
+                    memcpy(d + j + 12, o + 3 * (size_t)pw, 4 * sizeof(float));
+                }
             if (k == 4 && kj == 0) /* rows of 4: one move each */
                 for (; j + 4 <= cols; j += 4) {
                     memcpy(d + j, o + (size_t)ki * pw, 4 * sizeof(float));
