@@ -123,8 +123,8 @@ typedef struct options {
     int features;
     const char *codes, *weights;
     /* plot */
-    strlist csvs;
-    const char *x_col, *y_col, *title, *x_label, *y_label;
+    strlist csvs, y_cols;
+    const char *x_col, *title, *x_label, *y_label;
     float x_scale;
     int log_y, markers;
 } options;
@@ -263,7 +263,9 @@ static const flag_def FLAGS[] = {
      "CSV with a header line (train --plot-dir's trajectory.csv, or any); one line per file, up to 16"},
     {"--name", T_PLOT, F_LIST, OFF(names), 0, 0, NULL, NULL, "NAME", "legend name of the i-th --csv (default: file name)"},
     {"--x", T_PLOT, F_STR, OFF(x_col), 0, 0, NULL, "step", "COL", "column of the x values"},
-    {"--y", T_PLOT, F_STR, OFF(y_col), 0, 0, NULL, "rank_1pct", "COL", "column of the y values"},
+    {"--y", T_PLOT, F_LIST, OFF(y_cols), 0, 0, NULL, NULL, "COL",
+     "column of the y values (default: rank_1pct); given once, for every --csv; given as often as --csv, the "
+     "i-th for the i-th (two columns of one file: give the file twice)"},
     {"--x-scale", T_PLOT, F_FLOAT, OFF(x_scale), -1e30, 1e30, NULL, "1", "F",
      "multiply x by F (e.g. the batch size: steps -> images seen)"},
     {"--log-y", T_PLOT, F_SWITCH, OFF(log_y), 0, 0, NULL, NULL, NULL, "logarithmic y axis (values <= 0 left out)"},
@@ -1890,7 +1892,7 @@ static int csv_number(const char *line, int col, double *v)
 }
 
 /* reads columns x and y of a CSV file into fresh arrays */
-static int read_plot_csv(const options *o, const char *path, double **xs, double **ys, int *n)
+static int read_plot_csv(const options *o, const char *path, const char *y_col, double **xs, double **ys, int *n)
 {
     FILE *f = fopen(path, "rb");
     char line[PLOT_LINE];
@@ -1901,10 +1903,10 @@ static int read_plot_csv(const options *o, const char *path, double **xs, double
     if (!fgets(line, sizeof line, f)) { fclose(f); return fail_msg("%s: empty file (no header line)", path); }
     line[strcspn(line, "\r\n")] = 0;
     xc = csv_column(line, o->x_col);
-    yc = csv_column(line, o->y_col);
+    yc = csv_column(line, y_col);
     if (xc < 0 || yc < 0) {
         fclose(f);
-        return fail_msg("%s: no column '%s' in the header", path, xc < 0 ? o->x_col : o->y_col);
+        return fail_msg("%s: no column '%s' in the header", path, xc < 0 ? o->x_col : y_col);
     }
     while (fgets(line, sizeof line, f)) {
         double x, y;
@@ -1914,7 +1916,7 @@ static int read_plot_csv(const options *o, const char *path, double **xs, double
         if (!line[0]) continue;
         if (csv_number(line, xc, &x) || csv_number(line, yc, &y)) {
             fclose(f);
-            return fail_msg("%s:%d: column '%s' or '%s' is missing or not a number", path, lineno, o->x_col, o->y_col);
+            return fail_msg("%s:%d: column '%s' or '%s' is missing or not a number", path, lineno, o->x_col, y_col);
         }
         if (row == cap) {
             double *nx, *ny;
@@ -1942,23 +1944,28 @@ static int task_plot(const options *o)
     irmae_plot_opts po;
     double *xs[MAX_MODELS], *ys[MAX_MODELS];
     char title[256];
+    const char *y_col;
     int i, status = 0;
     memset(s, 0, sizeof s);
     memset(xs, 0, sizeof xs);
     memset(ys, 0, sizeof ys);
     if (o->csvs.n == 0) return usage_error("needs --csv FILE (one or more)");
     if (o->names.n > o->csvs.n) return usage_error("%d --name for %d --csv", o->names.n, o->csvs.n);
+    if (o->y_cols.n > 1 && o->y_cols.n != o->csvs.n)
+        return usage_error("%d --y for %d --csv (give one --y, or one per --csv)", o->y_cols.n, o->csvs.n);
+    y_col = o->y_cols.n ? o->y_cols.v[0] : "rank_1pct";
     for (i = 0; i < o->csvs.n; i++) {
+        const char *yi = o->y_cols.n > 1 ? o->y_cols.v[i] : y_col;
         s[i].name = i < o->names.n ? o->names.v[i] : base_name(o->csvs.v[i]);
-        if (read_plot_csv(o, o->csvs.v[i], &xs[i], &ys[i], &s[i].n)) { status = 1; goto done; }
+        if (read_plot_csv(o, o->csvs.v[i], yi, &xs[i], &ys[i], &s[i].n)) { status = 1; goto done; }
         s[i].x = xs[i];
         s[i].y = ys[i];
     }
     memset(&po, 0, sizeof po);
-    snprintf(title, sizeof title, "%s against %s", o->y_col, o->x_col);
+    snprintf(title, sizeof title, "%s against %s", o->y_cols.n > 1 ? "values" : y_col, o->x_col);
     po.title = o->title ? o->title : title;
     po.x_label = o->x_label ? o->x_label : o->x_col;
-    po.y_label = o->y_label ? o->y_label : o->y_col;
+    po.y_label = o->y_label ? o->y_label : o->y_cols.n > 1 ? "value" : y_col;
     po.log_y = o->log_y;
     po.markers = o->markers;
     TRY(irmae_plot_write_svg(o->out, s, o->csvs.n, &po), "writing the plot");

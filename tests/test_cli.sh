@@ -328,6 +328,14 @@ check "plot: 3 polylines, 5 markers, names escaped, 200k on the x axis" \
            grep -q 'run &lt;a&gt;' '$T/plot.svg' && grep -q '>b.csv<' '$T/plot.svg' && grep -q '>200k<' '$T/plot.svg'"
 expect "plot with a log y axis" 0 "$CLI" plot --csv "$T/a.csv" --y heldout_mse --x epoch --log-y --out "$T/plot2.svg"
 check "plot --log-y: decade labels" grep -q '>0.001<' "$T/plot2.svg"
+# the i-th --y for the i-th --csv: two columns of one file as two lines (a.csv's heldout_mse has no gap)
+expect "plot: one --y per --csv" 0 "$CLI" plot --csv "$T/a.csv" --y rank_1pct --csv "$T/a.csv" --y heldout_mse \
+    --x epoch --markers --out "$T/plot4.svg"
+check "plot: one --y per --csv: 2 + 1 polylines, 3 + 4 markers, 'value' on the y axis" \
+    sh -c "[ \$(grep -c '<polyline' '$T/plot4.svg') -eq 3 ] && [ \$(grep -c '<circle' '$T/plot4.svg') -eq 7 ] && grep -q '>value<' '$T/plot4.svg'"
+expect "plot: two --y for three --csv" 2 "$CLI" plot --csv "$T/a.csv" --csv "$T/a.csv" --csv "$T/b.csv" \
+    --y rank_1pct --y heldout_mse --x epoch --out "$T/plot3.svg"
+check "plot: says how many --y it needs" grep -q "2 --y for 3 --csv" "$T/err"
 expect "plot: a column that is not there" 1 "$CLI" plot --csv "$T/a.csv" --x epoch --y loss --out "$T/plot3.svg"
 check "plot: names the missing column" grep -q "no column 'loss'" "$T/err"
 printf 'epoch,rank_1pct\n1,abc\n' > "$T/c.csv"
