@@ -77,7 +77,7 @@
        IRMAE_NO_SIMD           use only the portable scalar kernels
        IRMAE_MAX_LAYERS        layers per encoder/decoder list (default 32)
        IRMAE_CONV_CHUNK_FLOATS largest convolution workspace before the batch
-                               is split into chunks (default 2 Mi floats)
+                               is split into chunks (default 1 Mi floats)
        IRMAE_MAX_IMAGE_DIM     largest PNG width/height accepted (default 32768)
        IRMAE_MAX_IMAGE_PIXELS  largest PNG pixel count accepted (default 2^28)
        IRMAE_MAX_ALLOC         largest single allocation a loader makes (2^31 B)
@@ -314,7 +314,7 @@ IRMAEDEF int irmae_convt2d_desc(irmae_conv_desc *d, int batch, int in_c, int in_
    by a smaller batch. 0 as well for an invalid desc (and d == NULL). The
    amount is bounded by working in chunks of images: at most
    IRMAE_CONV_CHUNK_FLOATS floats (define it before the implementation;
-   default 2 Mi floats = 8 MB), or one image's worth when a single image
+   default 1 Mi floats = 4 MB), or one image's worth when a single image
    needs more. The chunk size depends only on the desc, never on threads. */
 IRMAEDEF size_t irmae_conv_workspace(const irmae_conv_desc *d);
 
@@ -2300,12 +2300,16 @@ IRMAEDEF void irmae_sgemm(int trans_a, int trans_b, int m, int n, int k,
    N = imgs P even for tiny feature maps. The chunk size depends only on
    the desc (never on the thread count), so sums have a fixed order. */
 
-/* Soft cap on the workspace, in floats (default 2 Mi floats = 8 MB: measured
-   on a Zen 5, 2 Mi trains batch 128 15-20% faster than 8 Mi and 1 Mi, the
-   im2col matrix staying in cache; batch 32 a few % faster). A
+/* Soft cap on the workspace, in floats (default 1 Mi floats = 4 MB). The
+   lowered matrix a transposed convolution's GEMM writes and its col2im reads
+   back (and the backward-data pass's) is then closer to the core: measured
+   on an AMD EPYC Zen 5, mnist l=8, one thread, medians of alternating runs,
+   1 Mi against 2 Mi: batch 32 0.976x the step time, batch 128 0.90x; two
+   threads 0.98x; shapes 0.99-1.00x; 768 Ki the same as 1 Mi, 512 Ki
+   1.03-1.06x slower. The results do not depend on it (irmae__conv_chunk). A
    single image that needs more gets a one-image chunk. */
 #ifndef IRMAE_CONV_CHUNK_FLOATS
-#define IRMAE_CONV_CHUNK_FLOATS ((size_t)2 << 20)
+#define IRMAE_CONV_CHUNK_FLOATS ((size_t)1 << 20)
 #endif
 /* A 1x1, stride-1, pad-0 layer skips im2col and runs one GEMM per image
    on the NCHW tensors directly when an image has at least this many
