@@ -1624,22 +1624,27 @@ IRMAEDEF void irmae_sgemm_ref(int trans_a, int trans_b, int m, int n, int k,
         }
 }
 
-/* The fast GEMM (after Goto / BLIS): C is cut into NC-column blocks; for
-   each KC-deep slice, the slice of op(B) is packed into NR-column micro-panels
-   and the slice of op(A) into MR-row micro-panels (zero-padded), and a
-   register-blocked micro-kernel computes each MR x NR tile of C from one
-   A micro-panel and one B micro-panel. The tiles of one slice are split
-   among threads so that each thread owns whole tiles, and slices run in order:
-   every element of C sees the same additions in the same order whatever the
-   number of threads, so results are bit-identical for any thread count.
-   Packing buffers are allocated once per calling thread (irmae_sgemm_release
-   frees them). */
+/* The fast GEMM (after Goto / BLIS): for each KC-deep slice of the depth
+   and each block of MC rows, the block of op(A) is packed into MR-row
+   micro-panels (zero-padded) by the whole team; then every NR-column
+   micro-panel of op(B) is packed, into a buffer on the packing thread's
+   stack, by the thread that uses it, and a register-blocked micro-kernel
+   computes each MR x NR tile of that column panel from it and one A
+   micro-panel. The B panel is written and read back in L1, and the column
+   panels are handed out one at a time (dynamic schedule): a slower or busier
+   core takes fewer of them instead of holding the other one at a barrier.
+   Slices run in order and each tile of a slice is one kernel call on the
+   same panels, whichever thread makes it: every element of C sees the same
+   additions in the same order whatever the number of threads, so results
+   are bit-identical for any thread count. The A buffer is allocated once
+   per calling thread (irmae_sgemm_release frees it). */
 
 #define IRMAE__KC 256           /* depth of a slice: B micro-panel stays in L1 */
 #define IRMAE__MC 480           /* rows of A packed at once: ~480 KB, in L2 */
-#define IRMAE__NC 3072          /* columns of B packed at once: 3 MB, in L3 */
 #define IRMAE__MR_MAX 16
 #define IRMAE__NR_MAX 32
+/* the packed A block of a calling thread, in floats */
+#define IRMAE__GEMM_BUF_FLOATS ((size_t)IRMAE__KC * (IRMAE__MC + IRMAE__MR_MAX))
 
 /* micro-kernel: c[0:MR, 0:NR] = alpha * pa * pb + beta * c (beta == 0: no read) */
 typedef void (*irmae__ukernel)(int kc, const float *pa, const float *pb,
@@ -2024,12 +2029,11 @@ static void irmae__pack_a(float *dst, const float *a, int lda, int ta, int i0, i
 }
 
 /* pack depth [p0, p0+kc) x columns [j0, j0+nc) of op(B) into NR-column micro-panels:
-   panel[p * nr + j] = op(B)[p0 + p][j0 + j] */
+   panel[p * nr + j] = op(B)[p0 + p][j0 + j]. Called by one thread (for one panel). */
 static void irmae__pack_b(float *dst, const float *b, int ldb, int tb, int p0, int kc,
                           int j0, int nc, int nr, int vec)
 {
     int panels = (nc + nr - 1) / nr, jp;
-    IRMAE__OMP(for schedule(static))
     for (jp = 0; jp < panels; jp++) {
         float *d = dst + (size_t)jp * nr * kc;
         int cols = nc - jp * nr < nr ? nc - jp * nr : nr, j, p;
@@ -2160,10 +2164,11 @@ static void irmae__sgemm_small(int ta, int tb, int m, int n, int k, float alpha,
    micro-panels of outer indices [r0, r0 + rn) (rows of op(A), columns of
    op(B)) over depth [p0, p0 + kc): panel t, at dst + t w kc, holds element
    (outer r0 + t w + i, depth p0 + p) at p w + i, and zeros for outer indices
-   past r0 + rn. Every thread of the GEMM's team calls it; it shares the work
-   with an orphaned omp for, whose barrier ends the packing. The panels hold
-   the values that packing the explicit matrix would, so the products are
-   the same bits. */
+   past r0 + rn. A packer of op(A) is called by every thread of the GEMM's
+   team and shares the work with an orphaned omp for, whose barrier ends the
+   packing; a packer of op(B) is called by one thread for one panel. The
+   panels hold the values that packing the explicit matrix would, so the
+   products are the same bits. */
 typedef void (*irmae__packer)(const void *ctx, float *dst, int r0, int rn, int p0, int kc, int w, int vec);
 typedef struct irmae__operand {
     const float *p;
@@ -2182,56 +2187,71 @@ static int irmae__gemm(int m, int n, int k, float alpha, const irmae__operand *A
                        const irmae__operand *B, float beta, float *c, int ldc)
 {
     irmae__gemm_path path;
-    float *pa_all, *pb;
-    int jc, pc, ic, vec;
+    float *pa_all;
+    int pc, ic, vec;
     double t0 = IRMAE__PROF_T0(), tpack = 0.0;
     if (!irmae__gemm_buf) {
-        const size_t floats = (size_t)IRMAE__KC * (IRMAE__NC + IRMAE__NR_MAX + IRMAE__MC + IRMAE__MR_MAX);
-        irmae__gemm_buf = (float *)irmae__alloc(floats, sizeof(float));
+        irmae__gemm_buf = (float *)irmae__alloc(IRMAE__GEMM_BUF_FLOATS, sizeof(float));
         if (!irmae__gemm_buf)
-            return irmae__fail(IRMAE_ERR_NOMEM, "sgemm: no memory for the packing buffers (%lu floats)",
-                               (unsigned long)floats);
+            return irmae__fail(IRMAE_ERR_NOMEM, "sgemm: no memory for the packing buffer (%lu floats)",
+                               (unsigned long)IRMAE__GEMM_BUF_FLOATS);
     }
-    pb = irmae__gemm_buf;
-    pa_all = irmae__gemm_buf + (size_t)IRMAE__KC * (IRMAE__NC + IRMAE__NR_MAX);
+    pa_all = irmae__gemm_buf;
     path = irmae__gemm_select();
     /* packers: 0 plain, 1 AVX2, 2 AVX-512 (AVX-512 CPUs have AVX2) */
     vec = path.level == IRMAE_SIMD_AVX512 ? 2 : path.level == IRMAE_SIMD_AVX2;
-    for (jc = 0; jc < n; jc += IRMAE__NC) {
-        int nc = n - jc < IRMAE__NC ? n - jc : IRMAE__NC;
-        for (pc = 0; pc < k; pc += IRMAE__KC) {
-            int kc = k - pc < IRMAE__KC ? k - pc : IRMAE__KC;
-            float beta_eff = pc == 0 ? beta : 1.0f;
-            for (ic = 0; ic < m; ic += IRMAE__MC) {
-                int mc = m - ic < IRMAE__MC ? m - ic : IRMAE__MC;
-                int mpanels = (mc + path.mr - 1) / path.mr, npanels = (nc + path.nr - 1) / path.nr;
-                int tiles = mpanels * npanels, t;
-                int par = (double)mc * nc * kc >= 262144.0; /* worth waking threads */
-                (void)par;
-                IRMAE__OMP(parallel if(par))
-                {
-                    double tp = IRMAE__PROF_T0();
-                    if (ic == 0) {
-                        if (B->fn) B->fn(B->ctx, pb, jc, nc, pc, kc, path.nr, vec);
-                        else irmae__pack_b(pb, B->p, B->ld, B->trans, pc, kc, jc, nc, path.nr, vec);
+    for (pc = 0; pc < k; pc += IRMAE__KC) {
+        int kc = k - pc < IRMAE__KC ? k - pc : IRMAE__KC;
+        float beta_eff = pc == 0 ? beta : 1.0f;
+        for (ic = 0; ic < m; ic += IRMAE__MC) {
+            int mc = m - ic < IRMAE__MC ? m - ic : IRMAE__MC;
+            int mpanels = (mc + path.mr - 1) / path.mr, npanels = (n + path.nr - 1) / path.nr;
+            int par = (double)mc * n * kc >= 262144.0; /* worth waking threads */
+            (void)par;
+            IRMAE__OMP(parallel if(par))
+            {
+                /* this thread's B micro-panel (kc x nr), 64-byte aligned */
+                float pb_raw[IRMAE__KC * IRMAE__NR_MAX + 16];
+                float *pb = pb_raw + ((64 - (uintptr_t)pb_raw % 64) % 64) / sizeof(float);
+                double tp = IRMAE__PROF_T0();
+                int team = 1, groups, units, u;
+#if defined(_OPENMP)
+                team = omp_get_num_threads();
+#endif
+                if (A->fn) A->fn(A->ctx, pa_all, ic, mc, pc, kc, path.mr, vec);
+                else irmae__pack_a(pa_all, A->p, A->ld, A->trans, ic, mc, pc, kc, path.mr, vec);
+                /* the packing loop ends in a barrier: the caller's thread times it */
+                IRMAE__OMP(master)
+                tpack += IRMAE__PROF_T0() - tp;
+                /* a unit of work: one column panel, packed once and run against
+                   every A micro-panel; with fewer than 2 column panels a thread, the
+                   A panels are cut into groups and each group packs the column
+                   panel again (more units, each the same kernel calls) */
+                groups = npanels >= 2 * team ? 1 : (2 * team + npanels - 1) / npanels;
+                if (groups > mpanels) groups = mpanels;
+                units = npanels * groups;
+                IRMAE__OMP(for schedule(dynamic, 1) nowait)
+                for (u = 0; u < units; u++) {
+                    const int jp = u / groups, gr = u % groups;
+                    const int ip0 = (int)((long)mpanels * gr / groups), ip1 = (int)((long)mpanels * (gr + 1) / groups);
+                    const int j0 = jp * path.nr, cols = n - j0 < path.nr ? n - j0 : path.nr;
+                    int ip;
+                    double tb = IRMAE__PROF_T0();
+                    if (B->fn) B->fn(B->ctx, pb, j0, cols, pc, kc, path.nr, vec);
+                    else irmae__pack_b(pb, B->p, B->ld, B->trans, pc, kc, j0, cols, path.nr, vec);
+                    if (irmae__prof_on) {
+#if defined(_OPENMP)
+                        if (omp_get_thread_num() == 0)
+#endif
+                        tpack += IRMAE__PROF_T0() - tb;
                     }
-                    if (A->fn) A->fn(A->ctx, pa_all, ic, mc, pc, kc, path.mr, vec);
-                    else irmae__pack_a(pa_all, A->p, A->ld, A->trans, ic, mc, pc, kc, path.mr, vec);
-                    /* the packing loops end in barriers: the caller's thread times them all */
-                    IRMAE__OMP(master)
-                    tpack += IRMAE__PROF_T0() - tp;
-                    /* tile order: column panel outer, so each B micro-panel stays in L1 */
-                    IRMAE__OMP(for schedule(static))
-                    for (t = 0; t < tiles; t++) {
-                        int jp = t / mpanels, ip = t % mpanels;
-                        int i0 = ic + ip * path.mr, j0 = jc + jp * path.nr;
+                    for (ip = ip0; ip < ip1; ip++) {
+                        int i0 = ic + ip * path.mr;
                         int rows = m - i0 < path.mr ? m - i0 : path.mr;
-                        int cols = n - j0 < path.nr ? n - j0 : path.nr;
                         const float *pa = pa_all + (size_t)ip * path.mr * kc;
-                        const float *pbj = pb + (size_t)jp * path.nr * kc;
                         float *cij = c + (size_t)i0 * ldc + j0;
                         if (rows == path.mr && cols == path.nr) {
-                            path.kernel(kc, pa, pbj, cij, ldc, alpha, beta_eff);
+                            path.kernel(kc, pa, pb, cij, ldc, alpha, beta_eff);
                         } else { /* edge tile: the valid part of C is copied to a scratch
                                     tile, updated by the same kernel (so with the same
                                     epilogue arithmetic as a full tile) and copied back */
@@ -2242,13 +2262,13 @@ static int irmae__gemm(int m, int n, int k, float alpha, const irmae__operand *A
                                 for (i = 0; i < rows; i++)
                                     memcpy(tmp + i * path.nr, cij + (size_t)i * ldc, (size_t)cols * sizeof(float));
                             }
-                            path.kernel(kc, pa, pbj, tmp, path.nr, alpha, beta_eff);
+                            path.kernel(kc, pa, pb, tmp, path.nr, alpha, beta_eff);
                             for (i = 0; i < rows; i++)
                                 memcpy(cij + (size_t)i * ldc, tmp + i * path.nr, (size_t)cols * sizeof(float));
                         }
                     }
                 }
-            }
+            } /* the region's end is the barrier: the next block packs A again */
         }
     }
     if (irmae__prof_on) {
@@ -3087,7 +3107,6 @@ static void irmae__pk_ypos(const void *ctx, float *dst, int r0, int rn, int p0, 
     const irmae__cgeom *g = cp->g;
     const int panels = (rn + w - 1) / w;
     int t;
-    IRMAE__OMP(for schedule(static))
     for (t = 0; t < panels; t++) {
         float *d = dst + (size_t)t * w * kc;
         const int cols = rn - t * w < w ? rn - t * w : w;
@@ -3116,7 +3135,6 @@ static void irmae__pk_patches(const void *ctx, float *dst, int r0, int rn, int p
     const size_t pplane = (size_t)pw * (size_t)(g->hx + 2 * g->p);
     int t;
     (void)vec;
-    IRMAE__OMP(for schedule(static))
     for (t = 0; t < panels; t++) {
         float *d = dst + (size_t)t * w * kc;
         const int j0 = r0 + t * w, cols = rn - t * w < w ? rn - t * w : w;
@@ -3260,6 +3278,7 @@ static void irmae__cols_copy_avx512(float *d, int w, int kc, const float *x, con
 }
 #endif
 
+#define IRMAE__PK_KK 64 /* kernels up to 8 x 8 take the table of irmae__pk_cols */
 static void irmae__pk_cols(const void *ctx, float *dst, int r0, int rn, int p0, int kc, int w, int vec)
 {
     const irmae__cpack *cp = (const irmae__cpack *)ctx;
@@ -3269,20 +3288,36 @@ static void irmae__pk_cols(const void *ctx, float *dst, int r0, int rn, int p0, 
     /* row stride of the prepared planes, floats per channel */
     const int rs = h ? h->wr : g->wx + 2 * g->p;
     const size_t cplane = h ? 4 * h->plane : (size_t)rs * (size_t)(g->hx + 2 * g->p);
-    size_t tap[IRMAE__KC];   /* the offset of each tap of the slice, the same for every panel */
-    int t, p, c = p0 / kk, ki = (p0 % kk) / k, kj = p0 % k;
+    size_t tap[IRMAE__KC];   /* the offset of each tap of the slice */
+    size_t kt[IRMAE__PK_KK]; /* the offset of each (ki, kj) within a channel */
+    int t, p, c = p0 / kk, e = p0 % kk, ki, kj;
+    /* a packer of op(B) runs once a panel: the (ki, kj) offsets are computed
+       once, and the slice's taps are sums */
+    for (ki = 0; ki < k && kk <= IRMAE__PK_KK; ki++)
+        for (kj = 0; kj < k; kj++) {
+            size_t o;
+            if (h) { /* ki - pad = 2 dy + a, kj - pad = 2 dx + b */
+                const int a = (ki - g->p) - 2 * irmae__fdiv2(ki - g->p), dy = irmae__fdiv2(ki - g->p);
+                const int b = (kj - g->p) - 2 * irmae__fdiv2(kj - g->p), dx = irmae__fdiv2(kj - g->p);
+                o = (size_t)(2 * a + b) * h->plane + (size_t)(dy - h->d0) * rs + (size_t)(dx - h->d0);
+            } else {
+                o = (size_t)ki * rs + (size_t)kj;
+            }
+            kt[ki * k + kj] = o;
+        }
     for (p = 0; p < kc; p++) {
-        if (h) { /* ki - pad = 2 dy + a, kj - pad = 2 dx + b */
-            const int a = (ki - g->p) - 2 * irmae__fdiv2(ki - g->p), dy = irmae__fdiv2(ki - g->p);
-            const int b = (kj - g->p) - 2 * irmae__fdiv2(kj - g->p), dx = irmae__fdiv2(kj - g->p);
-            tap[p] = (size_t)(2 * a + b) * h->plane + (size_t)(dy - h->d0) * rs + (size_t)(dx - h->d0);
+        if (kk <= IRMAE__PK_KK) {
+            tap[p] = kt[e];
+        } else if (h) {
+            ki = e / k; kj = e % k;
+            tap[p] = (size_t)(2 * ((ki - g->p) - 2 * irmae__fdiv2(ki - g->p)) + ((kj - g->p) - 2 * irmae__fdiv2(kj - g->p))) * h->plane +
+                     (size_t)(irmae__fdiv2(ki - g->p) - h->d0) * rs + (size_t)(irmae__fdiv2(kj - g->p) - h->d0);
         } else {
-            tap[p] = (size_t)ki * rs + (size_t)kj;
+            tap[p] = (size_t)(e / k) * rs + (size_t)(e % k);
         }
         tap[p] += (size_t)c * cplane;
-        if (++kj == k) { kj = 0; if (++ki == k) { ki = 0; c++; } }
+        if (++e == kk) { e = 0; c++; }
     }
-    IRMAE__OMP(for schedule(static))
     for (t = 0; t < panels; t++) {
         float *d = dst + (size_t)t * w * kc;
         const int j0 = r0 + t * w, cols = rn - t * w < w ? rn - t * w : w;

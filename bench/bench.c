@@ -1243,8 +1243,8 @@ static void mem_child(int ci, int B)
     codes = 4.0 * ((double)(m.cfg.l + 1) * B * m.cfg.n + (double)B * m.cfg.n); /* codes + vae_eps */
     grads = 4.0 * 2.0 * (double)maxio * B;                        /* activation-gradient ping-pong */
     work = 4.0 * (double)ws;                                      /* conv workspace */
-#if defined(IRMAE__KC) && defined(IRMAE__NC) && defined(IRMAE__MC) && defined(IRMAE__NR_MAX) && defined(IRMAE__MR_MAX)
-    pack = 4.0 * ((double)IRMAE__KC * (IRMAE__NC + IRMAE__NR_MAX) + (double)IRMAE__KC * (IRMAE__MC + IRMAE__MR_MAX));
+#if defined(IRMAE__GEMM_BUF_FLOATS)
+    pack = 4.0 * (double)IRMAE__GEMM_BUF_FLOATS;
 #endif
     data = 4.0 * (double)POOL_BATCHES * B * img;
     total = state + acts + codes + grads + work + pack;

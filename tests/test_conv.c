@@ -217,6 +217,13 @@ static void test_random_shapes(irmae_rng *rng)
                 done += test_shape(0, 1, 17, 17, 7, 1, k, s, p, rng, 1);
                 done += test_shape(1, 1, 1, 3, 1, 17, k, s, p, rng, 1);
             }
+    /* kernels of 8 x 8 and 9 x 9: the implicit im2col packer keeps a table of
+       the (ki, kj) offsets up to 64 taps a channel and computes them beyond */
+    done += test_shape(0, 2, 3, 20, 19, 5, 8, 1, 3, rng, 1);
+    done += test_shape(0, 2, 3, 20, 19, 5, 9, 1, 4, rng, 1);
+    done += test_shape(0, 2, 3, 21, 22, 5, 9, 2, 3, rng, 1);
+    done += test_shape(1, 2, 3, 6, 5, 4, 9, 2, 4, rng, 1);
+    done += test_shape(1, 2, 3, 6, 7, 4, 8, 1, 2, rng, 1);
     /* random combinations */
     for (t = 0; t < 400; t++) {
         int tr = irmae_rng_int(rng, 0, 1);
