@@ -3381,6 +3381,29 @@ static int irmae__conv_wcols(float *ym, const float *w, const float *x, int imgs
     return IRMAE_OK;
 }
 
+/* c_i = op(a) b_i for the images i < batch of a 1 x 1 layer (b_i = b + i sb,
+   c_i = c + i sc, both n wide): one GEMM per image. Products too small to
+   pack run side by side on the team, an image each, through the same
+   unpacked loops irmae_sgemm would use (the same bits; the mnist decoder's
+   32 -> 1 output layer ran on one thread). */
+static void irmae__gemm_images(int batch, int ta, int m, int n, int k, const float *a, int lda,
+                               const float *b, size_t sb, float *c, size_t sc)
+{
+    int i;
+    if (IRMAE__GEMM_PACKS(m, n, k)) {
+        for (i = 0; i < batch; i++)
+            irmae_sgemm(ta, 0, m, n, k, 1.0f, a, lda, b + (size_t)i * sb, n, 0.0f, c + (size_t)i * sc, n);
+        return;
+    }
+    {
+        double t0 = IRMAE__PROF_T0();
+        IRMAE__OMP(parallel for schedule(static) if((double)batch * m * n * k >= 262144.0))
+        for (i = 0; i < batch; i++)
+            irmae__sgemm_small(ta, 0, m, n, k, 1.0f, a, lda, b + (size_t)i * sb, n, 0.0f, c + (size_t)i * sc, n);
+        IRMAE__PROF_ADD(IRMAE_PHASE_GEMM, t0);
+    }
+}
+
 /* y (n images of c x P) += bias per channel */
 static void irmae__conv_add_bias(float *y, int n, int c, size_t P, const float *bias)
 {
@@ -3452,15 +3475,13 @@ IRMAEDEF int irmae_conv2d_forward(float *out, const float *in, const float *w, c
                                   const irmae_conv_desc *d, float *work)
 {
     irmae__cgeom g;
-    int rc = irmae__conv_enter(&g, d, 0, "conv2d_forward", work, 1), n0, imgs, cap, n;
+    int rc = irmae__conv_enter(&g, d, 0, "conv2d_forward", work, 1), n0, imgs, cap;
     if (rc) return rc;
     if (!out || !in || !w)
         return irmae__fail(IRMAE_ERR_ARG, "conv2d_forward: %s is NULL", !out ? "out" : !in ? "in" : "w");
     if (irmae__conv_direct(&g)) {
         /* out_n [cy, P] = w [cy, cx] in_n [cx, P] */
-        for (n = 0; n < g.batch; n++)
-            irmae_sgemm(0, 0, g.cy, g.P, g.cx, 1.0f, w, g.cx, in + (size_t)n * g.imgx, g.P,
-                        0.0f, out + (size_t)n * g.imgy, g.P);
+        irmae__gemm_images(g.batch, 0, g.cy, g.P, g.cx, w, g.cx, in, g.imgx, out, g.imgy);
         if (b) irmae__conv_add_bias(out, g.batch, g.cy, (size_t)g.P, b);
         return IRMAE_OK;
     }
@@ -3487,14 +3508,12 @@ IRMAEDEF int irmae_conv2d_backward(float *din, float *dw, float *db, const float
     if (db) irmae__conv_bias_grad(db, dout, g.batch, g.cy, (size_t)g.P);
     if (!din && !dw) return IRMAE_OK;
     if (irmae__conv_direct(&g)) {
-        for (n = 0; n < g.batch; n++) {
-            const float *dy = dout + (size_t)n * g.imgy;
-            /* dw [cy, cx] += dout_n [cy, P] in_n^T; din_n [cx, P] = w^T dout_n */
-            if (dw) irmae_sgemm(0, 1, g.cy, g.cx, g.P, 1.0f, dy, g.P, in + (size_t)n * g.imgx, g.P,
-                                1.0f, dw, g.cx);
-            if (din) irmae_sgemm(1, 0, g.cx, g.P, g.cy, 1.0f, w, g.cx, dy, g.P,
-                                 0.0f, din + (size_t)n * g.imgx, g.P);
-        }
+        /* dw [cy, cx] += dout_n [cy, P] in_n^T, image after image; din_n [cx, P] = w^T dout_n */
+        if (dw)
+            for (n = 0; n < g.batch; n++)
+                irmae_sgemm(0, 1, g.cy, g.cx, g.P, 1.0f, dout + (size_t)n * g.imgy, g.P, in + (size_t)n * g.imgx, g.P,
+                            1.0f, dw, g.cx);
+        if (din) irmae__gemm_images(g.batch, 1, g.cx, g.P, g.cy, w, g.cx, dout, g.imgy, din, g.imgx);
         return IRMAE_OK;
     }
     cap = irmae__conv_chunk(&g);
@@ -3523,15 +3542,13 @@ IRMAEDEF int irmae_convt2d_forward(float *out, const float *in, const float *w, 
                                    const irmae_conv_desc *d, float *work)
 {
     irmae__cgeom g;
-    int rc = irmae__conv_enter(&g, d, 1, "convt2d_forward", work, 1), n0, imgs, cap, n;
+    int rc = irmae__conv_enter(&g, d, 1, "convt2d_forward", work, 1), n0, imgs, cap;
     if (rc) return rc;
     if (!out || !in || !w)
         return irmae__fail(IRMAE_ERR_ARG, "convt2d_forward: %s is NULL", !out ? "out" : !in ? "in" : "w");
     if (irmae__conv_direct(&g)) {
         /* out_n [cx, P] = w^T in_n, w is [cy, cx] */
-        for (n = 0; n < g.batch; n++)
-            irmae_sgemm(1, 0, g.cx, g.P, g.cy, 1.0f, w, g.cx, in + (size_t)n * g.imgy, g.P,
-                        0.0f, out + (size_t)n * g.imgx, g.P);
+        irmae__gemm_images(g.batch, 1, g.cx, g.P, g.cy, w, g.cx, in, g.imgy, out, g.imgx);
         if (b) irmae__conv_add_bias(out, g.batch, g.cx, g.planex, b);
         return IRMAE_OK;
     }
@@ -3561,14 +3578,12 @@ IRMAEDEF int irmae_convt2d_backward(float *din, float *dw, float *db, const floa
     if (db) irmae__conv_bias_grad(db, dout, g.batch, g.cx, g.planex);
     if (!din && !dw) return IRMAE_OK;
     if (irmae__conv_direct(&g)) {
-        for (n = 0; n < g.batch; n++) {
-            const float *dx = dout + (size_t)n * g.imgx;
-            /* dw [cy, cx] += in_n [cy, P] dout_n^T; din_n [cy, P] = w dout_n */
-            if (dw) irmae_sgemm(0, 1, g.cy, g.cx, g.P, 1.0f, in + (size_t)n * g.imgy, g.P, dx, g.P,
-                                1.0f, dw, g.cx);
-            if (din) irmae_sgemm(0, 0, g.cy, g.P, g.cx, 1.0f, w, g.cx, dx, g.P,
-                                 0.0f, din + (size_t)n * g.imgy, g.P);
-        }
+        /* dw [cy, cx] += in_n [cy, P] dout_n^T, image after image; din_n [cy, P] = w dout_n */
+        if (dw)
+            for (n = 0; n < g.batch; n++)
+                irmae_sgemm(0, 1, g.cy, g.cx, g.P, 1.0f, in + (size_t)n * g.imgy, g.P, dout + (size_t)n * g.imgx, g.P,
+                            1.0f, dw, g.cx);
+        if (din) irmae__gemm_images(g.batch, 0, g.cy, g.P, g.cx, w, g.cx, dout, g.imgx, din, g.imgy);
         return IRMAE_OK;
     }
     cap = irmae__conv_chunk(&g);
