@@ -1939,8 +1939,8 @@ static void irmae__transpose8_avx2(float *d, size_t ds, const float *s, size_t s
 #endif
 
 /* rows x n block moves: dst[i ds + j] (+)= src[i ss + j] (GEMM packing, the
-   phase-plane forms of the convolutions). One AVX2 form serves the AVX-512
-   path too (the rows are 2..32 floats), and it uses no masked loads/stores:
+   phase-plane forms of the convolutions). The AVX2 form serves the AVX-512
+   path too where n is not a multiple of 16, and it uses no masked loads/stores:
    a masked load of what a masked store just wrote is not forwarded from the
    store buffer on current x86 cores, and the phase-plane adds do exactly
    that. */
@@ -1977,10 +1977,33 @@ static void irmae__rows_avx2(float *dst, size_t ds, const float *src, size_t ss,
     }
 }
 #endif
+#if defined(IRMAE__X86)
+/* Rows of a multiple of 16 floats with whole 512-bit moves (the 16-float
+   rows of the mnist decoder's col2im, the 32-float rows of B panels): no
+   masks, so the phase-plane adds' reads of what the previous tap wrote are
+   forwarded as with AVX2. The same adds: the same bits. */
+IRMAE__TARGET("avx512f")
+static void irmae__rows16_avx512(float *dst, size_t ds, const float *src, size_t ss, int rows, int n, int add)
+{
+    int i, j;
+    if (n == 16) {
+        for (i = 0; i < rows; i++, dst += ds, src += ss)
+            _mm512_storeu_ps(dst, add ? _mm512_add_ps(_mm512_loadu_ps(dst), _mm512_loadu_ps(src)) : _mm512_loadu_ps(src));
+        return;
+    }
+    for (i = 0; i < rows; i++, dst += ds, src += ss)
+        for (j = 0; j < n; j += 16) {
+            __m512 v = _mm512_loadu_ps(src + j);
+            if (add) v = _mm512_add_ps(_mm512_loadu_ps(dst + j), v);
+            _mm512_storeu_ps(dst + j, v);
+        }
+}
+#endif
 static void irmae__rows(float *dst, size_t ds, const float *src, size_t ss, int rows, int n, int add, int vec)
 {
     int i, j;
 #if defined(IRMAE__X86)
+    if (vec == 2 && (n & 15) == 0) { irmae__rows16_avx512(dst, ds, src, ss, rows, n, add); return; }
     if (vec) { irmae__rows_avx2(dst, ds, src, ss, rows, n, add); return; }
 #else
     (void)vec;
