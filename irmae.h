@@ -3443,39 +3443,43 @@ static void irmae__conv_add_bias(float *y, int n, int c, size_t P, const float *
 
 /* db[ch] += sum over images and positions of y (n images of c x P), in
    double, images then positions in order. Each sum is one chain of
-   dependent adds, so a thread runs four channels side by side (four
-   independent chains: the adds' latency is hidden, every sum keeps its
-   order and its bits). */
+   dependent adds, so a thread runs eight channels side by side (eight
+   independent chains, an add's latency times the FP pipes: the latency is
+   hidden, every sum keeps its order and its bits). */
 static void irmae__conv_bias_grad(float *db, const float *y, int n, int c, size_t P)
 {
     double t0_ = IRMAE__PROF_T0();
     {
-        int g4;
-        const int groups = (c + 3) / 4;
+        int g8;
+        const int groups = (c + 7) / 8;
         IRMAE__OMP(parallel for schedule(static) if ((size_t)n * (size_t)c * P >= IRMAE__CONV_PAR_MIN))
-        for (g4 = 0; g4 < groups; g4++) {
-            const int ch = 4 * g4, nch = c - ch < 4 ? c - ch : 4;
-            double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-            int i;
+        for (g8 = 0; g8 < groups; g8++) {
+            const int ch = 8 * g8, nch = c - ch < 8 ? c - ch : 8;
+            double sums[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+            int i, q8;
             for (i = 0; i < n; i++) {
                 const float *r0 = y + ((size_t)i * (size_t)c + (size_t)ch) * P;
                 size_t q;
-                if (nch == 4) {
-                    const float *r1 = r0 + P, *r2 = r1 + P, *r3 = r2 + P;
+                if (nch == 8) {
+                    double s0 = sums[0], s1 = sums[1], s2 = sums[2], s3 = sums[3];
+                    double s4 = sums[4], s5 = sums[5], s6 = sums[6], s7 = sums[7];
                     for (q = 0; q < P; q++) {
-                        s0 += (double)r0[q]; s1 += (double)r1[q];
-                        s2 += (double)r2[q]; s3 += (double)r3[q];
+                        s0 += (double)r0[q]; s1 += (double)r0[P + q];
+                        s2 += (double)r0[2 * P + q]; s3 += (double)r0[3 * P + q];
+                        s4 += (double)r0[4 * P + q]; s5 += (double)r0[5 * P + q];
+                        s6 += (double)r0[6 * P + q]; s7 += (double)r0[7 * P + q];
                     }
+                    sums[0] = s0; sums[1] = s1; sums[2] = s2; sums[3] = s3;
+                    sums[4] = s4; sums[5] = s5; sums[6] = s6; sums[7] = s7;
                 } else {
-                    for (q = 0; q < P; q++) s0 += (double)r0[q];
-                    if (nch > 1) for (q = 0; q < P; q++) s1 += (double)r0[P + q];
-                    if (nch > 2) for (q = 0; q < P; q++) s2 += (double)r0[2 * P + q];
+                    for (q8 = 0; q8 < nch; q8++) {
+                        double sq = sums[q8];
+                        for (q = 0; q < P; q++) sq += (double)r0[(size_t)q8 * P + q];
+                        sums[q8] = sq;
+                    }
                 }
             }
-            db[ch] = (float)((double)db[ch] + s0);
-            if (nch > 1) db[ch + 1] = (float)((double)db[ch + 1] + s1);
-            if (nch > 2) db[ch + 2] = (float)((double)db[ch + 2] + s2);
-            if (nch > 3) db[ch + 3] = (float)((double)db[ch + 3] + s3);
+            for (q8 = 0; q8 < nch; q8++) db[ch + q8] = (float)((double)db[ch + q8] + sums[q8]);
         }
     }
     IRMAE__PROF_ADD(IRMAE_PHASE_ELEMWISE, t0_);
@@ -4120,37 +4124,42 @@ IRMAEDEF double irmae_grad_clip(float *grads, size_t count, float max_norm)
     if (!grads) return count ? (double)NAN : 0.0;
     for (g0 = 0; g0 < nb; g0 += IRMAE__NORM_GROUP) {
         ptrdiff_t bq, bi, ng = (ptrdiff_t)(nb - g0 < IRMAE__NORM_GROUP ? nb - g0 : IRMAE__NORM_GROUP);
-        /* four blocks side by side per thread: four independent chains of
-           adds, each block's sum in its own order (the same bits as one
-           block at a time) */
-        IRMAE__OMP(parallel for schedule(static) if(ng > 4))
-        for (bq = 0; bq < (ng + 3) / 4; bq++) {
-            const size_t j0 = (g0 + 4 * (size_t)bq) * IRMAE__NORM_BLOCK;
+        /* eight blocks side by side per thread: eight independent chains of
+           adds (an add's latency times the FP pipes), each block's sum in its
+           own order (the same bits as one block at a time) */
+        IRMAE__OMP(parallel for schedule(static) if(ng > 8))
+        for (bq = 0; bq < (ng + 7) / 8; bq++) {
+            const size_t j0 = (g0 + 8 * (size_t)bq) * IRMAE__NORM_BLOCK;
             const float *b0 = grads + j0;
-            size_t j, len[4];
-            double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+            size_t j, len[8];
+            double sums[8];
             int q;
-            for (q = 0; q < 4; q++) {
+            for (q = 0; q < 8; q++) {
                 size_t lo = j0 + (size_t)q * IRMAE__NORM_BLOCK, hi = lo + IRMAE__NORM_BLOCK;
-                if (4 * bq + q >= ng || lo >= count) { len[q] = 0; continue; }
+                sums[q] = 0.0;
+                if (8 * bq + q >= ng || lo >= count) { len[q] = 0; continue; }
                 len[q] = (hi > count ? count : hi) - lo;
             }
-            if (len[3] == IRMAE__NORM_BLOCK) {
-                const float *b1 = b0 + IRMAE__NORM_BLOCK, *b2 = b1 + IRMAE__NORM_BLOCK, *b3 = b2 + IRMAE__NORM_BLOCK;
-                for (j = 0; j < IRMAE__NORM_BLOCK; j++) {
-                    s0 += (double)b0[j] * b0[j]; s1 += (double)b1[j] * b1[j];
-                    s2 += (double)b2[j] * b2[j]; s3 += (double)b3[j] * b3[j];
+            if (len[7] == IRMAE__NORM_BLOCK) {
+                const size_t B_ = IRMAE__NORM_BLOCK;
+                double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, s4 = 0.0, s5 = 0.0, s6 = 0.0, s7 = 0.0;
+                for (j = 0; j < B_; j++) {
+                    s0 += (double)b0[j] * b0[j]; s1 += (double)b0[B_ + j] * b0[B_ + j];
+                    s2 += (double)b0[2 * B_ + j] * b0[2 * B_ + j]; s3 += (double)b0[3 * B_ + j] * b0[3 * B_ + j];
+                    s4 += (double)b0[4 * B_ + j] * b0[4 * B_ + j]; s5 += (double)b0[5 * B_ + j] * b0[5 * B_ + j];
+                    s6 += (double)b0[6 * B_ + j] * b0[6 * B_ + j]; s7 += (double)b0[7 * B_ + j] * b0[7 * B_ + j];
                 }
+                sums[0] = s0; sums[1] = s1; sums[2] = s2; sums[3] = s3;
+                sums[4] = s4; sums[5] = s5; sums[6] = s6; sums[7] = s7;
             } else {
-                for (j = 0; j < len[0]; j++) s0 += (double)b0[j] * b0[j];
-                for (j = 0; j < len[1]; j++) s1 += (double)b0[IRMAE__NORM_BLOCK + j] * b0[IRMAE__NORM_BLOCK + j];
-                for (j = 0; j < len[2]; j++) s2 += (double)b0[2 * IRMAE__NORM_BLOCK + j] * b0[2 * IRMAE__NORM_BLOCK + j];
-                for (j = 0; j < len[3]; j++) s3 += (double)b0[3 * IRMAE__NORM_BLOCK + j] * b0[3 * IRMAE__NORM_BLOCK + j];
+                for (q = 0; q < 8; q++) {
+                    const float *bb = b0 + (size_t)q * IRMAE__NORM_BLOCK;
+                    double sq = 0.0;
+                    for (j = 0; j < len[q]; j++) sq += (double)bb[j] * bb[j];
+                    sums[q] = sq;
+                }
             }
-            {
-                const double sums[4] = {s0, s1, s2, s3};
-                for (q = 0; q < 4 && 4 * bq + q < ng; q++) part[4 * bq + q] = sums[q];
-            }
+            for (q = 0; q < 8 && 8 * bq + q < ng; q++) part[8 * bq + q] = sums[q];
         }
         for (bi = 0; bi < ng; bi++) total += part[bi];
     }
