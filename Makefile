@@ -110,8 +110,8 @@ bench-torch: | $(B)
 	  ldconfig -p 2>/dev/null | grep -q libopenblas || \
 	    echo "bench-torch: note: no OpenBLAS found (apt-get install libopenblas-dev): Debian's PyTorch then uses the reference BLAS, ~10x slower"; \
 	  $(CC) $(CFLAGS) $(STD) $(WARN) $(OMP) bench/bench.c -o $(B)/bench-peak $(LDLIBS) && \
-	  peak=$$(OMP_PROC_BIND=true $(B)/bench-peak peak | tee /dev/stderr | \
-	          sed -n 's/^peak threads=\([0-9]*\) .*gflops=\([0-9.]*\)$$/\1:\2/p' | paste -sd, -) && \
+	  OMP_PROC_BIND=true $(B)/bench-peak peak > $(B)/bench-peak.txt && cat $(B)/bench-peak.txt && \
+	  peak=$$(sed -n 's/^peak threads=\([0-9]*\) .*gflops=\([0-9.]*\)$$/\1:\2/p' $(B)/bench-peak.txt | paste -sd, -) && \
 	  $(BLAS_ENV) OPENBLAS_NUM_THREADS=1 \
 	    GLIBC_TUNABLES=glibc.malloc.trim_threshold=4000000000:glibc.malloc.mmap_threshold=4000000000 \
 	    $(PYTHON) bench/torch_peer.py --peak-gflops "$$peak"; \

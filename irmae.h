@@ -1630,9 +1630,13 @@ IRMAEDEF void irmae_sgemm_ref(int trans_a, int trans_b, int m, int n, int k,
    micro-panel of op(B) is packed, into a buffer on the packing thread's
    stack, by the thread that uses it, and a register-blocked micro-kernel
    computes each MR x NR tile of that column panel from it and one A
-   micro-panel. The B panel is written and read back in L1, and the column
-   panels are handed out one at a time (dynamic schedule): a slower or busier
-   core takes fewer of them instead of holding the other one at a barrier.
+   micro-panel. The B panel is written and read back in L1, and one barrier
+   ends a block (there were three with a shared B buffer). Each thread takes
+   a contiguous run of column panels (static schedule): a convolution's
+   packer then reads mostly the images this thread prepared or wrote in the
+   step's earlier static loops, from its own cache (measured on an AMD EPYC
+   Zen 5, two threads: handing the panels out one at a time made a mnist
+   step 1.17x and a shapes step 1.13x slower).
    Slices run in order and each tile of a slice is one kernel call on the
    same panels, whichever thread makes it: every element of C sees the same
    additions in the same order whatever the number of threads, so results
@@ -2253,7 +2257,7 @@ static int irmae__gemm(int m, int n, int k, float alpha, const irmae__operand *A
                 groups = npanels >= 2 * team ? 1 : (2 * team + npanels - 1) / npanels;
                 if (groups > mpanels) groups = mpanels;
                 units = npanels * groups;
-                IRMAE__OMP(for schedule(dynamic, 1) nowait)
+                IRMAE__OMP(for schedule(static) nowait)
                 for (u = 0; u < units; u++) {
                     const int jp = u / groups, gr = u % groups;
                     const int ip0 = (int)((long)mpanels * gr / groups), ip1 = (int)((long)mpanels * (gr + 1) / groups);
