@@ -35,7 +35,7 @@ FUZZ_SECONDS ?= 60
 
 TESTS    = test_gemm test_conv test_model test_analysis test_pngw test_loaders test_ckpt ckpt_kill
 TEST_BINS = $(addprefix $(B)/,$(TESTS))
-EXAMPLES = $(B)/shapes irmae $(B)/mnist
+EXAMPLES = $(B)/shapes irmae $(B)/mnist $(B)/step
 
 .PHONY: all test demo bench bench-torch fuzz clean check-cxx check-header test-asan test-neon test-valgrind \
         install uninstall test-install test-windows test-s390x test-s390x-1 test-s390x-2 test-options mpi test-mpi bench-mpi
@@ -54,6 +54,10 @@ $(B)/shapes: examples/shapes.c irmae.h | $(B)
 
 $(B)/mnist: examples/mnist.c irmae.h | $(B)
 	$(CC) $(ALLFLAGS) $< -o $@ $(LDLIBS)
+
+# times one training step (bench/step.c: comparing two versions of irmae.h)
+$(B)/step: bench/step.c irmae.h | $(B)
+	$(CC) $(ALLFLAGS) -I. $< -o $@ $(LDLIBS)
 
 # the command-line tool (./irmae help)
 irmae: examples/irmae.c irmae.h
