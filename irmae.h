@@ -1980,8 +1980,7 @@ static void irmae__rows_avx2(float *dst, size_t ds, const float *src, size_t ss,
         for (; j < n; j++) dst[j] = add ? dst[j] + src[j] : src[j];
     }
 }
-#endif
-#if defined(IRMAE__X86)
+
 /* Rows of a multiple of 16 floats with whole 512-bit moves (the 16-float
    rows of the mnist decoder's col2im, the 32-float rows of B panels): no
    masks, so the phase-plane adds' reads of what the previous tap wrote are
@@ -1990,11 +1989,6 @@ IRMAE__TARGET("avx512f")
 static void irmae__rows16_avx512(float *dst, size_t ds, const float *src, size_t ss, int rows, int n, int add)
 {
     int i, j;
-    if (n == 16) {
-        for (i = 0; i < rows; i++, dst += ds, src += ss)
-            _mm512_storeu_ps(dst, add ? _mm512_add_ps(_mm512_loadu_ps(dst), _mm512_loadu_ps(src)) : _mm512_loadu_ps(src));
-        return;
-    }
     for (i = 0; i < rows; i++, dst += ds, src += ss)
         for (j = 0; j < n; j += 16) {
             __m512 v = _mm512_loadu_ps(src + j);
@@ -2206,6 +2200,8 @@ typedef struct irmae__operand {
 
 /* irmae_sgemm packs when this holds; smaller and skinny products take the
    unpacked loops (irmae__sgemm_small) */
+/* multiply-adds from which a product is worth waking the team for */
+#define IRMAE__GEMM_PAR_MIN 262144.0
 #define IRMAE__GEMM_PACKS(m, n, k) ((double)(m) * (n) * (k) > 32768.0 && (m) >= 4)
 
 /* C = alpha op(A) op(B) + beta C through packed panels (m, n, k > 0,
@@ -2233,7 +2229,7 @@ static int irmae__gemm(int m, int n, int k, float alpha, const irmae__operand *A
         for (ic = 0; ic < m; ic += IRMAE__MC) {
             int mc = m - ic < IRMAE__MC ? m - ic : IRMAE__MC;
             int mpanels = (mc + path.mr - 1) / path.mr, npanels = (n + path.nr - 1) / path.nr;
-            int par = (double)mc * n * kc >= 262144.0; /* worth waking threads */
+            int par = (double)mc * n * kc >= IRMAE__GEMM_PAR_MIN;
             (void)par;
             IRMAE__OMP(parallel if(par))
             {
@@ -3306,6 +3302,19 @@ static void irmae__cols_copy_avx512(float *d, int w, int kc, const float *x, con
 #endif
 
 #define IRMAE__PK_KK 64 /* kernels up to 8 x 8 take the table of irmae__pk_cols */
+/* the offset of tap (ki, kj) within a channel of the prepared copy (row
+   stride rs): in its phase plane for stride 2 (ki - pad = 2 dy + a,
+   kj - pad = 2 dx + b), in the padded plane for stride 1 */
+static size_t irmae__pk_tap(const irmae__cgeom *g, const irmae__ph2 *h, int rs, int ki, int kj)
+{
+    if (h) {
+        const int dy = irmae__fdiv2(ki - g->p), a = (ki - g->p) - 2 * dy;
+        const int dx = irmae__fdiv2(kj - g->p), b = (kj - g->p) - 2 * dx;
+        return (size_t)(2 * a + b) * h->plane + (size_t)(dy - h->d0) * rs + (size_t)(dx - h->d0);
+    }
+    return (size_t)ki * rs + (size_t)kj;
+}
+
 static void irmae__pk_cols(const void *ctx, float *dst, int r0, int rn, int p0, int kc, int w, int vec)
 {
     const irmae__cpack *cp = (const irmae__cpack *)ctx;
@@ -3321,28 +3330,9 @@ static void irmae__pk_cols(const void *ctx, float *dst, int r0, int rn, int p0, 
     /* a packer of op(B) runs once a panel: the (ki, kj) offsets are computed
        once, and the slice's taps are sums */
     for (ki = 0; ki < k && kk <= IRMAE__PK_KK; ki++)
-        for (kj = 0; kj < k; kj++) {
-            size_t o;
-            if (h) { /* ki - pad = 2 dy + a, kj - pad = 2 dx + b */
-                const int a = (ki - g->p) - 2 * irmae__fdiv2(ki - g->p), dy = irmae__fdiv2(ki - g->p);
-                const int b = (kj - g->p) - 2 * irmae__fdiv2(kj - g->p), dx = irmae__fdiv2(kj - g->p);
-                o = (size_t)(2 * a + b) * h->plane + (size_t)(dy - h->d0) * rs + (size_t)(dx - h->d0);
-            } else {
-                o = (size_t)ki * rs + (size_t)kj;
-            }
-            kt[ki * k + kj] = o;
-        }
+        for (kj = 0; kj < k; kj++) kt[ki * k + kj] = irmae__pk_tap(g, h, rs, ki, kj);
     for (p = 0; p < kc; p++) {
-        if (kk <= IRMAE__PK_KK) {
-            tap[p] = kt[e];
-        } else if (h) {
-            ki = e / k; kj = e % k;
-            tap[p] = (size_t)(2 * ((ki - g->p) - 2 * irmae__fdiv2(ki - g->p)) + ((kj - g->p) - 2 * irmae__fdiv2(kj - g->p))) * h->plane +
-                     (size_t)(irmae__fdiv2(ki - g->p) - h->d0) * rs + (size_t)(irmae__fdiv2(kj - g->p) - h->d0);
-        } else {
-            tap[p] = (size_t)(e / k) * rs + (size_t)(e % k);
-        }
-        tap[p] += (size_t)c * cplane;
+        tap[p] = (kk <= IRMAE__PK_KK ? kt[e] : irmae__pk_tap(g, h, rs, e / k, e % k)) + (size_t)c * cplane;
         if (++e == kk) { e = 0; c++; }
     }
     for (t = 0; t < panels; t++) {
@@ -3424,7 +3414,7 @@ static void irmae__gemm_images(int batch, int ta, int m, int n, int k, const flo
     }
     {
         double t0 = IRMAE__PROF_T0();
-        IRMAE__OMP(parallel for schedule(static) if((double)batch * m * n * k >= 262144.0))
+        IRMAE__OMP(parallel for schedule(static) if((double)batch * m * n * k >= IRMAE__GEMM_PAR_MIN))
         for (i = 0; i < batch; i++)
             irmae__sgemm_small(ta, 0, m, n, k, 1.0f, a, lda, b + (size_t)i * sb, n, 0.0f, c + (size_t)i * sc, n);
         IRMAE__PROF_ADD(IRMAE_PHASE_GEMM, t0);
